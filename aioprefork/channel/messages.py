@@ -1,0 +1,133 @@
+"""Control-channel messages between the master and one worker (SPEC section 4).
+
+Shared by both sides of the socketpair. Every message is a frozen, slotted, keyword-only dataclass
+tagged by `MsgType`; channel/codec.py turns them into frames and back. Never pickle: a worker must
+not be able to make the master execute anything.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Final
+
+PROTOCOL_VERSION: Final = 1
+
+# Request-duration histogram bounds in seconds (Prometheus client defaults, shared by worker and
+# master so buckets add up across workers). The +Inf bucket is implicit: it equals the count.
+DURATION_BUCKETS: Final = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+)
+
+
+class MsgType(enum.IntEnum):
+    READY = 1
+    STATUS = 2
+    RETIRE = 3
+    FATAL = 4
+    GRACEFUL_STOP = 16
+    STOP = 17
+    REOPEN_LOGS = 18
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ready:
+    """worker -> master: lifespan startup succeeded and the accept gate is open."""
+
+    TYPE = MsgType.READY
+    pid: int
+    slot: int
+    gen: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Status:
+    """worker -> master, every second from a task on the worker loop, and when `accepting` flips.
+
+    Totals are cumulative over the worker's life; the master turns them into server-wide counters
+    that never go backwards (it keeps what exited workers had counted).
+    """
+
+    TYPE = MsgType.STATUS
+    accepting: bool
+    reading: int = 0  # connections whose request head is arriving
+    active: int = 0  # connections with a request in the app
+    keepalive: int = 0  # idle connections between requests
+    closing: int = 0  # connections being closed / drained
+    upgraded: int = 0  # WebSocket connections
+    accepted_total: int = 0
+    requests_total: int = 0
+    response_bytes_total: int = 0
+    # ((method, status_class), count): method from a closed set, status_class "1xx".."5xx".
+    requests: tuple[tuple[str, str, int], ...] = ()
+    # (reason, count): hostile-input and limit rejections (errors.RequestRejected.reason).
+    rejected: tuple[tuple[str, int], ...] = ()
+    # Cumulative counts per DURATION_BUCKETS bound (le), plus sum of durations in seconds.
+    duration_buckets: tuple[int, ...] = ()
+    duration_sum: float = 0.0
+    loop_lag: float = 0.0  # seconds the 1 s reporter tick came late
+    rss: int = 0  # bytes
+
+    @property
+    def open(self) -> int:
+        return self.reading + self.active + self.keepalive + self.closing + self.upgraded
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retire:
+    """worker -> master: max_requests or max_worker_memory reached; start my replacement."""
+
+    TYPE = MsgType.RETIRE
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fatal:
+    """worker -> master, just before exiting on a boot error: the message the operator must see."""
+
+    TYPE = MsgType.FATAL
+    code: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GracefulStop:
+    """master -> worker: stop accepting, finish in-flight requests by `deadline` (unix time), exit."""
+
+    TYPE = MsgType.GRACEFUL_STOP
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stop:
+    """master -> worker: exit now, aborting in-flight requests."""
+
+    TYPE = MsgType.STOP
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReopenLogs:
+    """master -> worker: reopen log files (after logrotate)."""
+
+    TYPE = MsgType.REOPEN_LOGS
+
+
+Message = Ready | Status | Retire | Fatal | GracefulStop | Stop | ReopenLogs
+
+MESSAGE_TYPES: Final[dict[MsgType, type[Message]]] = {
+    cls.TYPE: cls  # type: ignore[misc]
+    for cls in (Ready, Status, Retire, Fatal, GracefulStop, Stop, ReopenLogs)
+}

@@ -1,0 +1,151 @@
+"""Build the effective Config: defaults < TOML file < AIOPREFORK_* environment < CLI flags.
+
+`load()` returns the frozen Config and, for each key, the source its value came from, so that
+`check-config` can print it and every ConfigError can name it. It is called at start and again on
+every restart/graceful restart; a failure on reload leaves the running config in place.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aioprefork.config.model import BY_NAME, SETTINGS, Config
+from aioprefork.errors import ConfigError
+
+DEFAULT = "default"
+AUTO = "auto"
+ENV = "env"
+CLI = "cli"
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    config: Config
+    sources: Mapping[str, str]  # key -> "default" | "auto" | "file PATH" | "env NAME" | "cli"
+    config_file: str | None
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    """The TOML file, flattened: top-level keys and keys inside [section] tables are equivalent."""
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("config", path, "--config", "file not found") from None
+    except OSError as exc:
+        raise ConfigError("config", path, "--config", exc.strerror or str(exc)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", path, "--config", f"not valid TOML: {exc}") from None
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            for sub, subvalue in value.items():
+                flat[sub.replace("-", "_")] = subvalue
+        else:
+            flat[key.replace("-", "_")] = value
+    return flat
+
+
+def load(
+    cli: Mapping[str, Any] | None = None,
+    *,
+    config_file: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Loaded:
+    """Merge the layers; `cli` holds only the flags the user actually gave (None = not given)."""
+    import os
+
+    env = os.environ if env is None else env
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    if config_file is None:
+        config_file = env.get("AIOPREFORK_CONFIG") or None
+    if config_file:
+        file_values = read_toml(config_file)
+        for key, value in file_values.items():
+            if key not in BY_NAME:
+                raise ConfigError(key, value, f"file {config_file}", "unknown setting")
+        layers.append((f"file {config_file}", file_values))
+    env_values = {s.name: env[s.env] for s in SETTINGS if s.env in env}
+    for name in env_values:
+        layers.append((f"env {BY_NAME[name].env}", {name: env_values[name]}))
+    if cli:
+        given = {k: v for k, v in cli.items() if v is not None}
+        for key in given:
+            if key not in BY_NAME:
+                raise ConfigError(key, given[key], CLI, "unknown setting")
+        layers.append((CLI, given))
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for source, layer in layers:
+        for key, raw in layer.items():
+            info = BY_NAME[key]
+            try:
+                values[key] = info.parse(raw)
+            except ValueError as exc:
+                raise ConfigError(key, raw, source, str(exc)) from None
+            sources[key] = source
+    for info in SETTINGS:  # derived defaults, in declaration order (later ones may use earlier)
+        if info.name in values:
+            continue
+        if info.spec.auto is not None:
+            values[info.name] = info.spec.auto({**_defaults(), **values})
+            sources[info.name] = AUTO
+        else:
+            values[info.name] = info.default
+            sources[info.name] = DEFAULT
+    config = Config(**values)
+    check_consistency(config, sources)
+    return Loaded(config, sources, config_file)
+
+
+def _defaults() -> dict[str, Any]:
+    return {s.name: s.default for s in SETTINGS}
+
+
+def check_consistency(c: Config, sources: Mapping[str, str]) -> None:
+    """Cross-key rules (Apache clamps these with a warning; we refuse, so surprises show at start)."""
+
+    def bad(key: str, problem: str) -> ConfigError:
+        return ConfigError(key, getattr(c, key), sources.get(key, DEFAULT), problem)
+
+    if c.min_workers > c.max_workers:
+        raise bad("min_workers", f"must not exceed max_workers ({c.max_workers})")
+    if c.workers > c.max_workers:
+        raise bad("workers", f"must not exceed max_workers ({c.max_workers})")
+    if c.max_workers > c.server_limit:
+        raise bad("max_workers", f"must not exceed server_limit ({c.server_limit})")
+    if c.max_spare_slots < c.min_spare_slots + c.worker_connections + 1:
+        need = c.min_spare_slots + c.worker_connections + 1
+        raise bad(
+            "max_spare_slots", f"must be at least min_spare_slots + worker_connections + 1 = {need}"
+        )
+    if c.ssl_keyfile and not c.ssl_certfile:
+        raise bad("ssl_keyfile", "needs ssl_certfile too")
+    if c.ssl_cert_reqs != "none" and not c.ssl_ca_certs:
+        raise bad("ssl_cert_reqs", "needs ssl_ca_certs to verify client certificates")
+    for address in c.binds():
+        if not _valid_bind(address):
+            raise ConfigError(
+                "bind",
+                address,
+                sources.get("bind", DEFAULT),
+                "expected HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N",
+            )
+
+
+def _valid_bind(address: str) -> bool:
+    if address.startswith("unix:"):
+        return len(address) > 5
+    if address.startswith("fd://"):
+        return address[5:].isdigit()
+    host, sep, port = address.rpartition(":")
+    return (
+        bool(sep)
+        and port.isdigit()
+        and int(port) < 65536
+        and (not host.startswith("[") or host.endswith("]"))
+    )

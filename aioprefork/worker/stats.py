@@ -1,0 +1,109 @@
+"""Per-worker counters the hot path bumps with integer increments, read once a second.
+
+The HTTP protocol calls `observe()` once per response and `reject()` per refused request; nothing
+here formats, locks or allocates per request beyond a dict increment. Connection states are not
+counted on transitions: the reporter walks `connections` once a second and reads each one's
+`phase` instead, which costs nothing on the hot path.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable
+from typing import Final, Protocol
+
+from aioprefork.channel.messages import DURATION_BUCKETS, Status
+
+# A closed method set keeps the metrics label bounded (SPEC: no unbounded label).
+KNOWN_METHODS: Final = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"}
+)
+STATUS_CLASSES: Final = ("1xx", "1xx", "2xx", "3xx", "4xx", "5xx")  # index by status // 100
+PHASES: Final = ("reading", "active", "keepalive", "closing", "upgraded")
+
+
+class Connection(Protocol):
+    """What the reporter and the graceful drain need from a live connection."""
+
+    @property
+    def phase(self) -> str: ...
+
+    def shutdown(self) -> None:
+        """Close when idle; finish the request in flight first (graceful stop)."""
+
+    def abort(self) -> None:
+        """Close now (immediate stop, or the graceful deadline passed)."""
+
+
+class WorkerStats:
+    __slots__ = (
+        "accepted_total",
+        "connections",
+        "duration_buckets",
+        "duration_sum",
+        "rejected",
+        "requests",
+        "requests_total",
+        "response_bytes_total",
+    )
+
+    def __init__(self) -> None:
+        self.connections: set[Connection] = set()
+        self.accepted_total = 0
+        self.requests_total = 0
+        self.response_bytes_total = 0
+        self.requests: dict[tuple[str, int], int] = {}  # (method, status // 100) -> count
+        self.rejected: dict[str, int] = {}
+        self.duration_buckets = [0] * (len(DURATION_BUCKETS) + 1)  # last = +Inf overflow
+        self.duration_sum = 0.0
+
+    def observe(self, method: str, status: int, duration: float, response_bytes: int) -> None:
+        """One finished response."""
+        self.requests_total += 1
+        self.response_bytes_total += response_bytes
+        key = (method if method in KNOWN_METHODS else "OTHER", status // 100)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        self.duration_buckets[bisect_left(DURATION_BUCKETS, duration)] += 1
+        self.duration_sum += duration
+
+    def reject(self, reason: str) -> None:
+        """One refused request (hostile input or limit), labelled by RequestRejected.reason."""
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def phases(self) -> dict[str, int]:
+        counts = dict.fromkeys(PHASES, 0)
+        for conn in self.connections:
+            counts[conn.phase] = counts.get(conn.phase, 0) + 1
+        return counts
+
+    def status(self, *, accepting: bool, loop_lag: float, rss: int) -> Status:
+        """The frame the reporter sends; histogram buckets made cumulative as Prometheus wants."""
+        cumulative: list[int] = []
+        running = 0
+        for count in self.duration_buckets[:-1]:
+            running += count
+            cumulative.append(running)
+        phases = self.phases()
+        return Status(
+            accepting=accepting,
+            reading=phases["reading"],
+            active=phases["active"],
+            keepalive=phases["keepalive"],
+            closing=phases["closing"],
+            upgraded=phases["upgraded"],
+            accepted_total=self.accepted_total,
+            requests_total=self.requests_total,
+            response_bytes_total=self.response_bytes_total,
+            requests=_requests_rows(self.requests.items()),
+            rejected=tuple(sorted(self.rejected.items())),
+            duration_buckets=tuple(cumulative),
+            duration_sum=self.duration_sum,
+            loop_lag=loop_lag,
+            rss=rss,
+        )
+
+
+def _requests_rows(
+    items: Iterable[tuple[tuple[str, int], int]],
+) -> tuple[tuple[str, str, int], ...]:
+    return tuple(sorted((method, STATUS_CLASSES[min(cls, 5)], n) for (method, cls), n in items))
