@@ -128,6 +128,6 @@ class ReopenLogs:
 Message = Ready | Status | Retire | Fatal | GracefulStop | Stop | ReopenLogs
 
 MESSAGE_TYPES: Final[dict[MsgType, type[Message]]] = {
-    cls.TYPE: cls  # type: ignore[misc]
+    cls.TYPE: cls
     for cls in (Ready, Status, Retire, Fatal, GracefulStop, Stop, ReopenLogs)
 }
