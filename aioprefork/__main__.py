@@ -1,0 +1,5 @@
+"""`python -m aioprefork` is the `aioprefork` command."""
+
+from aioprefork.cli.app import main
+
+main()

@@ -1,0 +1,169 @@
+"""Bind every listener once, before any fork (SPEC section 1): workers inherit, never bind.
+
+Accepted forms: `HOST:PORT`, `[IPv6]:PORT`, `unix:PATH` (mode from config.unix_socket_mode),
+`fd://N` (an already-listening inherited descriptor) and systemd socket activation
+(`LISTEN_FDS`/`LISTEN_PID`, descriptors from 3). Failures become one-line BindErrors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import stat
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from aioprefork.config.model import Config
+from aioprefork.errors import BindError
+
+SD_LISTEN_FDS_START: Final = 3
+
+
+@dataclass(slots=True)
+class Listener:
+    address: str  # as configured, e.g. "127.0.0.1:8000", "unix:/run/app.sock", "fd://3"
+    sock: socket.socket
+
+    @property
+    def is_unix(self) -> bool:
+        return self.sock.family == socket.AF_UNIX
+
+    def describe(self) -> str:
+        """The address actually bound (resolves port 0), for logs and tests."""
+        name = self.sock.getsockname()
+        if self.is_unix:
+            return f"unix:{name}"
+        host, port = name[0], name[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def bind_all(config: Config, environ: Mapping[str, str] | None = None) -> list[Listener]:
+    """All listeners for `config`; on any failure closes what was bound and raises BindError."""
+    environ = os.environ if environ is None else environ
+    listeners: list[Listener] = []
+    try:
+        activated = systemd_listeners(environ)
+        listeners.extend(activated)
+        addresses = config.bind if (config.bind or activated) else config.binds()
+        for address in addresses:
+            listeners.append(bind_one(address, config.backlog, config.unix_socket_mode))
+    except BaseException:
+        close_all(listeners, unlink=False)
+        raise
+    return listeners
+
+
+def bind_one(address: str, backlog: int, unix_mode: int = 0o660) -> Listener:
+    if address.startswith("unix:"):
+        return Listener(address, _bind_unix(address[5:], backlog, unix_mode))
+    if address.startswith("fd://"):
+        return Listener(address, _adopt_fd(int(address[5:]), address))
+    host, _, port_text = address.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return Listener(address, _bind_tcp(host, int(port_text), backlog, address))
+
+
+def _bind_tcp(host: str, port: int, backlog: int, address: str) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise BindError(f"cannot bind {address}: unknown host ({exc.strerror})") from None
+    family, socktype, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, socktype, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(sockaddr)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"cannot bind {address}: {_explain(exc)}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _bind_unix(path: str, backlog: int, mode: int) -> socket.socket:
+    _remove_stale_unix_socket(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, mode)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"cannot bind unix:{path}: {_explain(exc)}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _remove_stale_unix_socket(path: str) -> None:
+    """Unlink a socket file left by a dead server; refuse to steal one a live server answers on."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise BindError(f"cannot bind unix:{path}: a file that is not a socket is in the way")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)
+    else:
+        raise BindError(f"cannot bind unix:{path}: another server is listening there")
+    finally:
+        probe.close()
+
+
+def _adopt_fd(fd: int, address: str) -> socket.socket:
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise BindError(f"cannot use {address}: {_explain(exc)}") from None
+    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(
+        socket.SOL_SOCKET, socket.SO_ACCEPTCONN
+    ):
+        sock.detach()
+        raise BindError(f"cannot use {address}: not a listening stream socket")
+    sock.set_inheritable(True)
+    return sock
+
+
+def systemd_listeners(environ: Mapping[str, str]) -> list[Listener]:
+    """Descriptors passed by systemd socket activation (sd_listen_fds(3)), if meant for us."""
+    if environ.get("LISTEN_PID") != str(os.getpid()):
+        return []
+    try:
+        count = int(environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return []
+    return [
+        Listener(f"fd://{fd}", _adopt_fd(fd, f"fd://{fd} (systemd)"))
+        for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count)
+    ]
+
+
+def close_all(listeners: Iterable[Listener], *, unlink: bool = True) -> None:
+    for listener in listeners:
+        path = listener.sock.getsockname() if listener.is_unix and unlink else None
+        listener.sock.close()
+        if path and listener.address.startswith("unix:"):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+def _explain(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "address already in use (another server is running there; choose another port)"
+    if exc.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges; choose a port above 1024)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "address not available on this machine (check the host)"
+    return exc.strerror or str(exc)

@@ -1,0 +1,147 @@
+"""Config merging, units, validation and the registry-generated CLI surface (pure, no processes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aioprefork.config import units
+from aioprefork.config.load import load
+from aioprefork.config.model import SETTINGS, HttpLimits, PoolPolicy
+from aioprefork.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("64KiB", 65536),
+        ("1GiB", 1 << 30),
+        ("10MB", 10_000_000),
+        (4096, 4096),
+        ("512", 512),
+        ("1.5k", 1500),
+    ],
+)
+def test_sizes(raw: object, expected: int) -> None:
+    assert units.parse_size(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("30s", 30.0), ("500ms", 0.5), ("2m", 120.0), (5, 5.0), ("1h", 3600.0), ("0.25", 0.25)],
+)
+def test_durations(raw: object, expected: float) -> None:
+    assert units.parse_duration(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["ten", "5 parsecs", "-1", True, "1..2s"])
+def test_bad_durations(raw: object) -> None:
+    with pytest.raises(ValueError):
+        units.parse_duration(raw)
+
+
+def test_networks_accept_ips_cidrs_and_wildcards() -> None:
+    assert units.parse_networks("10.0.0.0/8, ::1,*,unix") == ("10.0.0.0/8", "::1", "*", "unix")
+    with pytest.raises(ValueError, match="not an IP"):
+        units.parse_networks("10.0.0.0/8,example.com")
+
+
+def test_defaults_and_derived_values() -> None:
+    loaded = load(env={})
+    c = loaded.config
+    assert c.worker_connections == 1000
+    assert c.min_spare_slots == 500
+    assert c.max_spare_slots == 2500
+    assert c.server_limit == 2 * c.max_workers
+    assert c.limit_request_line == 8190 and c.limit_request_fields == 100
+    assert c.limit_request_body == 1 << 30
+    assert c.keepalive_timeout == 5.0 and c.header_timeout == 20.0
+    assert loaded.sources["worker_connections"] == "default"
+    assert loaded.sources["max_workers"] == "auto"
+    assert c.binds() == ("127.0.0.1:8000",)
+
+
+def test_precedence_cli_over_env_over_file_over_default(tmp_path: Path) -> None:
+    toml = tmp_path / "a.toml"
+    toml.write_text(
+        'port = 7001\nkeepalive_timeout = "7s"\n[processes]\nworkers = 3\nmax_workers = 6\n'
+    )
+    env = {"AIOPREFORK_PORT": "7002", "AIOPREFORK_WORKERS": "4"}
+    loaded = load({"port": "7003"}, config_file=str(toml), env=env)
+    c = loaded.config
+    assert c.port == 7003 and loaded.sources["port"] == "cli"
+    assert c.workers == 4 and loaded.sources["workers"] == "env AIOPREFORK_WORKERS"
+    assert c.keepalive_timeout == 7.0 and loaded.sources["keepalive_timeout"] == f"file {toml}"
+    assert c.max_workers == 6
+    assert c.header_timeout == 20.0 and loaded.sources["header_timeout"] == "default"
+
+
+def test_config_file_from_environment(tmp_path: Path) -> None:
+    toml = tmp_path / "b.toml"
+    toml.write_text("worker_connections = 10\n")
+    assert load(env={"AIOPREFORK_CONFIG": str(toml)}).config.worker_connections == 10
+
+
+@pytest.mark.parametrize(
+    ("cli", "env", "file_text", "message"),
+    [
+        (
+            {"port": "eighty"},
+            {},
+            None,
+            "config error: port = 'eighty' (from cli): expected an integer",
+        ),
+        (
+            {},
+            {"AIOPREFORK_KEEPALIVE_TIMEOUT": "soon"},
+            None,
+            "keepalive_timeout = 'soon' (from env AIOPREFORK_KEEPALIVE_TIMEOUT)",
+        ),
+        ({}, {}, "wrokers = 3\n", "wrokers = 3 (from file"),
+        ({}, {}, 'workers = "many"\n', "workers = 'many' (from file"),
+        (
+            {"min_workers": "9", "max_workers": "4"},
+            {},
+            None,
+            "min_workers = 9 (from cli): must not exceed max_workers (4)",
+        ),
+        ({"lifespan": "maybe"}, {}, None, "expected one of auto, on, off"),
+        ({"bind": "localhost"}, {}, None, "bind = 'localhost'"),
+        ({"worker_connections": "0"}, {}, None, "must be at least 1"),
+    ],
+)
+def test_errors_name_key_value_and_source(
+    tmp_path: Path, cli: dict[str, str], env: dict[str, str], file_text: str | None, message: str
+) -> None:
+    config_file = None
+    if file_text is not None:
+        path = tmp_path / "bad.toml"
+        path.write_text(file_text)
+        config_file = str(path)
+    with pytest.raises(ConfigError) as info:
+        load(cli, config_file=config_file, env=env)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_broken_toml_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("workers = [\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load(config_file=str(path), env={})
+
+
+def test_views_are_built_once_from_config() -> None:
+    c = load({"limit_request_body": "1MiB", "worker_connections": "50"}, env={}).config
+    assert HttpLimits.from_config(c).limit_request_body == 1 << 20
+    assert PoolPolicy.from_config(c).worker_connections == 50
+
+
+def test_every_setting_has_help_section_and_env_name() -> None:
+    names = set()
+    for info in SETTINGS:
+        assert info.spec.help and info.spec.section
+        assert info.env == "AIOPREFORK_" + info.name.upper()
+        names.add(info.name)
+    assert {"workers", "max_workers", "graceful_timeout", "forwarded_allow_ips"} <= names
