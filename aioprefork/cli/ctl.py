@@ -1,0 +1,534 @@
+"""`aioprefork ctl`: the administrator's client of a running master (apachectl -k, with progress).
+
+Every command finds the master the way `serve` was told (--config, --pid-file, --ctl-socket,
+--bind/--host/--port, the AIOPREFORK_* environment), sends one request on the control socket and
+prints the progress frames as they arrive, then the outcome. When the socket is absent it falls
+back to the pid file and the signal of `SIGNAL_FOR` (master/signals.py), and says so.
+
+Exit codes: 0 done; 1 not running (no socket answers and no live pid); 2 refused or failed (the
+master said no, a graceful restart rolled back, the config is bad), with the reason on ONE line
+and never a traceback. 130 when interrupted (the master carries on regardless).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, NoReturn
+
+import typer
+
+from aioprefork.cli.render import render_status, snapshot_from_json
+from aioprefork.config import units
+from aioprefork.config.load import load
+from aioprefork.config.model import Config
+from aioprefork.control import protocol
+from aioprefork.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ProtocolViolation, UserError
+from aioprefork.master.daemon import ctl_socket_path
+from aioprefork.master.signals import SIGNAL_FOR, Command
+
+EXIT_NOT_RUNNING: Final = EXIT_FAILURE  # 1, as `apachectl status` / LSB "program is not running"
+EXIT_REFUSED: Final = EXIT_USAGE  # 2
+EXIT_INTERRUPTED: Final = 130
+STATUS_TIMEOUT: Final = 10.0  # a status reply is immediate; a master this slow is in trouble
+GONE_WAIT: Final = 10.0  # after a stop succeeded, wait this long for the master to disappear
+CLEAR: Final = "\x1b[H\x1b[2J"
+
+ctl_app = typer.Typer(
+    name="ctl",
+    help="Control a running server: status, graceful, restart, stop, scale, reopen-logs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+# --- how to find the master (the same options `serve` was given) -------------------------------
+PANEL: Final = "Finding the master"
+ConfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="TOML configuration file the server was started with (env AIOPREFORK_CONFIG)",
+        rich_help_panel=PANEL,
+    ),
+]
+PidFileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--pid-file",
+        help="the master's pid file (env AIOPREFORK_PID_FILE)",
+        rich_help_panel=PANEL,
+    ),
+]
+CtlSocketOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ctl-socket",
+        help="control socket path (default: <pid file>.ctl, else /tmp/aioprefork-<port>.ctl)"
+        " (env AIOPREFORK_CTL_SOCKET)",
+        rich_help_panel=PANEL,
+    ),
+]
+BindOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--bind",
+        "-b",
+        help="the server's listen address (its first TCP port names the default socket)"
+        " (env AIOPREFORK_BIND)",
+        rich_help_panel=PANEL,
+    ),
+]
+HostOpt = Annotated[
+    str | None,
+    typer.Option("--host", help="the server's --host (env AIOPREFORK_HOST)", rich_help_panel=PANEL),
+]
+PortOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--port", "-p", help="the server's --port (env AIOPREFORK_PORT)", rich_help_panel=PANEL
+    ),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where the master should be: its control socket and pid file, and the config they came from."""
+
+    socket_path: str
+    pid_file: str
+    config: Config
+
+
+def fail(message: str, code: int = EXIT_REFUSED) -> NoReturn:
+    typer.echo(f"aioprefork ctl: {' '.join(message.split())}", err=True)
+    raise typer.Exit(code)
+
+
+def locate(
+    config: str | None,
+    pid_file: str | None,
+    ctl_socket: str | None,
+    bind: list[str] | None,
+    host: str | None,
+    port: str | None,
+) -> Target:
+    given: dict[str, Any] = {"pid_file": pid_file, "ctl_socket": ctl_socket, "host": host}
+    given["port"] = port
+    if bind:
+        given["bind"] = [part for item in bind for part in item.split(",") if part.strip()]
+    try:
+        cfg = load(given, config_file=config).config
+    except UserError as exc:
+        fail(str(exc))
+    return Target(ctl_socket_path(cfg), cfg.pid_file, cfg)
+
+
+# --- the control socket --------------------------------------------------------------------------
+def connect(path: str) -> socket.socket | None:
+    """A connection to the master's control socket; None when nobody listens there."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(STATUS_TIMEOUT)
+        sock.connect(path)
+    except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
+        sock.close()
+        return None
+    except PermissionError:
+        sock.close()
+        fail(f"permission denied on control socket {path}: run ctl as the master's user")
+    except OSError as exc:
+        sock.close()
+        fail(f"cannot connect to control socket {path}: {exc.strerror or exc}")
+    return sock
+
+
+def exchange(
+    sock: socket.socket, request: Mapping[str, Any], timeout: float | None
+) -> Iterator[dict[str, Any]]:
+    """Send `request`; yield each reply frame as it arrives, up to and including the final one.
+
+    `timeout` bounds the silence between two frames (None: wait as long as the master works).
+    Ends without a final frame when the master closes the connection early.
+    """
+    decoder = protocol.FrameDecoder()
+    with sock:
+        sock.settimeout(STATUS_TIMEOUT)
+        sock.sendall(protocol.encode(request))
+        sock.settimeout(timeout)
+        while True:
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                fail(f"no answer from the master within {timeout:g}s")
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                return
+            try:
+                frames = decoder.feed(data)
+            except ProtocolViolation as exc:
+                fail(f"malformed reply from the master: {exc}")
+            for frame in frames:
+                yield frame
+                if protocol.is_final(frame):
+                    return
+
+
+# --- the pid file and signals (apachectl -k) -----------------------------------------------------
+def read_pid(path: str) -> int | None:
+    try:
+        text = open(path, encoding="ascii").read().strip()  # noqa: SIM115 - tiny file
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read pid file {path}: {getattr(exc, 'strerror', None) or exc}")
+    if not text.isdigit() or int(text) <= 1:
+        fail(f"pid file {path} does not hold a pid: {text[:20]!r}")
+    return int(text)
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie, exited but not yet reaped, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def wait_until(predicate: Callable[[], bool], seconds: float | None) -> bool:
+    deadline = None if seconds is None else time.monotonic() + seconds
+    while not predicate():
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def not_running(target: Target, why: str) -> NoReturn:
+    fail(
+        f"aioprefork is not running (no control socket at {target.socket_path}; {why})",
+        EXIT_NOT_RUNNING,
+    )
+
+
+def live_pid(target: Target) -> int:
+    """The master's pid from the pid file, or exit 1 saying why there is none."""
+    if not target.pid_file:
+        not_running(target, "no pid file configured")
+    pid = read_pid(target.pid_file)
+    if pid is None:
+        not_running(target, f"no pid file at {target.pid_file}")
+    if not alive(pid):
+        not_running(target, f"stale pid file {target.pid_file}: pid {pid} is gone")
+    return pid
+
+
+SIGNAL_MEANING: Final[Mapping[Command, str]] = {
+    Command.STOP: "stop",
+    Command.STOP_NOW: "immediate stop",
+    Command.RESTART: "restart",
+    Command.GRACEFUL: "graceful restart",
+    Command.GRACEFUL_STOP: "graceful stop",
+    Command.SCALE_UP: "min_workers + 1",
+    Command.SCALE_DOWN: "min_workers - 1",
+    Command.REOPEN_LOGS: "graceful restart, which reopens the logs",
+}
+
+
+def signal_master(target: Target, command: Command) -> int:
+    """The fallback: send SIGNAL_FOR[command] to the pid in the pid file; returns the pid."""
+    pid = live_pid(target)
+    sig = SIGNAL_FOR[command]
+    typer.echo(
+        f"aioprefork ctl: no control socket at {target.socket_path}; "
+        f"using pid file {target.pid_file}",
+        err=True,
+    )
+    try:
+        os.kill(pid, sig)
+    except PermissionError:
+        fail(f"permission denied sending {sig.name} to master pid {pid}: run ctl as its user")
+    except ProcessLookupError:
+        not_running(target, f"pid {pid} exited just now")
+    typer.echo(f"sent {sig.name} ({SIGNAL_MEANING[command]}) to master pid {pid}")
+    return pid
+
+
+# --- running one command -------------------------------------------------------------------------
+def run_command(
+    target: Target,
+    request: Mapping[str, Any],
+    fallback: Command | None,
+    *,
+    timeout: float | None,
+    stops: bool = False,
+    stop_wait: float | None = None,
+) -> NoReturn:
+    """Send a pool-changing command, print progress then the outcome, exit with its code."""
+    sock = connect(target.socket_path)
+    if sock is None:
+        if fallback is None:
+            live_pid(target)
+            fail(
+                f"`{request['cmd']}` with these arguments needs the control socket {target.socket_path}"
+            )
+        pid = signal_master(target, fallback)
+        if request.get("timeout") is not None:
+            typer.echo("aioprefork ctl: --timeout needs the control socket; ignored", err=True)
+        if stops and stop_wait is not None:
+            if not wait_until(lambda: not alive(pid), stop_wait):
+                fail(f"master pid {pid} is still running after {stop_wait:g}s")
+            typer.echo(f"master pid {pid} has exited")
+        raise typer.Exit(EXIT_OK)
+    final: dict[str, Any] | None = None
+    try:
+        for frame in exchange(sock, request, timeout):
+            if protocol.is_final(frame):
+                final = frame
+            elif "progress" in frame:
+                typer.echo(str(frame["progress"]))
+    except KeyboardInterrupt:
+        fail(f"interrupted; the master carries on with `{request['cmd']}`", EXIT_INTERRUPTED)
+    if final is None:
+        if stops and wait_until(lambda: not os.path.exists(target.socket_path), GONE_WAIT):
+            typer.echo("master exited")
+            raise typer.Exit(EXIT_OK)
+        fail(f"the master closed the connection without answering `{request['cmd']}`")
+    if not final.get("ok"):
+        fail(f"{request['cmd']} failed: {final.get('error') or 'refused'}")
+    typer.echo(str(final.get("result") or f"{request['cmd']}: done"))
+    if stops:  # so that `ctl stop && ctl status` reports "not running"
+        wait_until(lambda: not os.path.exists(target.socket_path), GONE_WAIT)
+    raise typer.Exit(EXIT_OK)
+
+
+def fetch_snapshot(target: Target) -> dict[str, Any] | None:
+    """The master's status snapshot (None when no socket answers)."""
+    sock = connect(target.socket_path)
+    if sock is None:
+        return None
+    final = None
+    for frame in exchange(sock, protocol.request("status"), STATUS_TIMEOUT):
+        if protocol.is_final(frame):
+            final = frame
+    if final is None:
+        fail("the master closed the connection without a status reply")
+    if not final.get("ok"):
+        fail(f"status failed: {final.get('error') or 'refused'}")
+    snapshot = final.get("snapshot")
+    if not isinstance(snapshot, dict):
+        fail("the master's status reply holds no snapshot")
+    return snapshot
+
+
+def show(snapshot: Mapping[str, Any], as_json: bool) -> str:
+    if as_json:
+        return json.dumps(snapshot, indent=2, sort_keys=True) + "\n"
+    try:
+        return render_status(snapshot_from_json(snapshot))
+    except ValueError as exc:
+        fail(f"cannot render the master's status: {exc}")
+
+
+def reply_timeout(cfg: Config) -> float:
+    """Longest silence between progress frames of a pool change: a boot plus a drain, and slack."""
+    return cfg.boot_timeout + cfg.graceful_timeout + 30.0
+
+
+# --- the commands --------------------------------------------------------------------------------
+@ctl_app.command()
+def status(
+    seconds: Annotated[
+        float | None,
+        typer.Argument(metavar="SECONDS", help="refresh interval of --watch (default 2)", min=0.1),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the raw snapshot as JSON")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="refresh every SECONDS like top, until Ctrl-C")
+    ] = False,
+    count: Annotated[
+        int | None,
+        typer.Option("--count", "-n", help="with --watch: stop after N refreshes", min=1),
+    ] = None,
+    config: ConfigOpt = None,
+    pid_file: PidFileOpt = None,
+    ctl_socket: CtlSocketOpt = None,
+    bind: BindOpt = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+) -> None:
+    """Show the scoreboard (mod_status): summary, one row per worker slot, the letter line."""
+    target = locate(config, pid_file, ctl_socket, bind, host, port)
+    if watch or seconds is not None:
+        _watch(target, as_json, seconds if seconds is not None else 2.0, count)
+    snapshot = fetch_snapshot(target)
+    if snapshot is None:
+        pid = live_pid(target)
+        if as_json:
+            typer.echo(json.dumps({"running": True, "pid": pid, "snapshot": None}))
+        else:
+            typer.echo(
+                f"aioprefork is running: master pid {pid} (from {target.pid_file}); "
+                f"no control socket at {target.socket_path}, so no scoreboard"
+            )
+        raise typer.Exit(EXIT_OK)
+    typer.echo(show(snapshot, as_json), nl=False)
+
+
+def _watch(target: Target, as_json: bool, interval: float, count: int | None) -> NoReturn:
+    clear = CLEAR if sys.stdout.isatty() else ""
+    shown = 0
+    try:
+        while count is None or shown < count:
+            if shown:
+                time.sleep(interval)
+            snapshot = fetch_snapshot(target)
+            if snapshot is None:
+                not_running(target, "it went away" if shown else "nothing answers")
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            typer.echo(f"{clear}{stamp}  (every {interval:g}s, Ctrl-C to quit)\n", nl=False)
+            typer.echo(show(snapshot, as_json), nl=False)
+            sys.stdout.flush()
+            shown += 1
+    except KeyboardInterrupt:
+        typer.echo("")
+    raise typer.Exit(EXIT_OK)
+
+
+@ctl_app.command()
+def graceful(
+    config: ConfigOpt = None,
+    pid_file: PidFileOpt = None,
+    ctl_socket: CtlSocketOpt = None,
+    bind: BindOpt = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+) -> None:
+    """Graceful restart (USR1): new generation first, then drain the old; rolls back on failure."""
+    target = locate(config, pid_file, ctl_socket, bind, host, port)
+    request = protocol.request("graceful")
+    run_command(target, request, Command.GRACEFUL, timeout=reply_timeout(target.config))
+
+
+@ctl_app.command()
+def restart(
+    config: ConfigOpt = None,
+    pid_file: PidFileOpt = None,
+    ctl_socket: CtlSocketOpt = None,
+    bind: BindOpt = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+) -> None:
+    """Restart (HUP): re-read the config, stop every worker now, start a new generation."""
+    target = locate(config, pid_file, ctl_socket, bind, host, port)
+    request = protocol.request("restart")
+    run_command(target, request, Command.RESTART, timeout=reply_timeout(target.config))
+
+
+@ctl_app.command()
+def stop(
+    now: Annotated[
+        bool, typer.Option("--now", help="abort in-flight requests (QUIT) instead of draining")
+    ] = False,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout",
+            "-t",
+            metavar="DURATION",
+            help="drain for at most this long (e.g. 10s); default: the server's graceful_timeout",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    pid_file: PidFileOpt = None,
+    ctl_socket: CtlSocketOpt = None,
+    bind: BindOpt = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+) -> None:
+    """Stop (TERM): close the listeners, let workers finish in-flight requests, then exit."""
+    target = locate(config, pid_file, ctl_socket, bind, host, port)
+    seconds = None
+    if timeout is not None:
+        try:
+            seconds = units.parse_duration(timeout)
+        except ValueError as exc:
+            fail(f"--timeout {timeout!r}: {exc}")
+    request = protocol.request("stop", now=now, timeout=seconds)
+    drain = 0.0 if now else (seconds if seconds is not None else target.config.graceful_timeout)
+    run_command(
+        target,
+        request,
+        Command.STOP_NOW if now else Command.STOP,
+        timeout=drain + 30.0,
+        stops=True,
+        stop_wait=drain + 10.0,
+    )
+
+
+@ctl_app.command("graceful-stop")
+def graceful_stop(
+    config: ConfigOpt = None,
+    pid_file: PidFileOpt = None,
+    ctl_socket: CtlSocketOpt = None,
+    bind: BindOpt = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+) -> None:
+    """Graceful stop (WINCH): like stop, but in-flight requests may take as long as they need."""
+    target = locate(config, pid_file, ctl_socket, bind, host, port)
+    request = protocol.request("graceful-stop")
+    run_command(target, request, Command.GRACEFUL_STOP, timeout=None, stops=True)
+
+
+@ctl_app.command(context_settings={"ignore_unknown_options": True})
+def scale(
+    n: Annotated[
+        str,
+        typer.Argument(
+            metavar="N|+1|-1", help="set min_workers to N, or raise/lower it by one (TTIN/TTOU)"
+        ),
+    ],
+    config: ConfigOpt = None,
+    pid_file: PidFileOpt = None,
+    ctl_socket: CtlSocketOpt = None,
+    bind: BindOpt = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+) -> None:
+    """Change the floor of active workers (min_workers), clamped to max_workers."""
+    target = locate(config, pid_file, ctl_socket, bind, host, port)
+    try:
+        request = protocol.request("scale", n=n)
+    except ProtocolViolation:
+        fail(f"scale: expected a worker count, +1 or -1, not {n!r}")
+    fallback = {"+1": Command.SCALE_UP, "-1": Command.SCALE_DOWN}.get(n)
+    run_command(target, request, fallback, timeout=reply_timeout(target.config))
+
+
+@ctl_app.command("reopen-logs")
+def reopen_logs(
+    config: ConfigOpt = None,
+    pid_file: PidFileOpt = None,
+    ctl_socket: CtlSocketOpt = None,
+    bind: BindOpt = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+) -> None:
+    """Reopen the log files in the master and every worker (after logrotate moved them)."""
+    target = locate(config, pid_file, ctl_socket, bind, host, port)
+    request = protocol.request("reopen-logs")
+    run_command(target, request, Command.REOPEN_LOGS, timeout=reply_timeout(target.config))

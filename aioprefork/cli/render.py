@@ -1,0 +1,185 @@
+"""The mod_status view of a Snapshot for `aioprefork ctl status`: pure functions from data to text.
+
+`ctl` receives `Snapshot.to_json()` over the control socket; `snapshot_from_json` rebuilds the
+frozen Snapshot (ignoring keys it does not know, so a newer master still renders), and
+`render_status` prints the summary, one row per occupied slot and the scoreboard line with its key
+(SPEC section 6). Nothing here does I/O or reads the clock: ages are measured from `Snapshot.now`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from aioprefork.master.snapshot import (
+    SCOREBOARD_LETTERS,
+    STARTING,
+    STOPPING,
+    SlotView,
+    Snapshot,
+    Totals,
+)
+
+SCOREBOARD_WIDTH: Final = 64  # letters per scoreboard line, as mod_status wraps it
+KEY: Final = (
+    ("starting", "starting"),
+    ("idle", "idle"),
+    ("serving", "serving"),
+    ("full", "full or not accepting"),
+    ("stopping", "stopping"),
+    ("old", "stopping, old generation"),
+    ("open", "open slot"),
+)
+COLUMNS: Final = (
+    "SLOT", "PID", "GEN", "STATE", "ACCEPTING", "OPEN", "ACTIVE", "KEEPALIVE", "REQUESTS", "AGE",
+    "HEARTBEAT", "LOOP LAG", "RSS",
+)  # fmt: skip
+_LEFT: Final = frozenset({"STATE", "ACCEPTING"})
+
+
+def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+def snapshot_from_json(data: Mapping[str, Any]) -> Snapshot:
+    """Rebuild a Snapshot from `Snapshot.to_json()`; ValueError when the shape is not a snapshot."""
+    try:
+        fields = _known(Snapshot, data)
+        fields["slots"] = tuple(SlotView(**_known(SlotView, s)) for s in data.get("slots", ()))
+        totals = dict(_known(Totals, data.get("totals") or {}))
+        totals["by_method_class"] = {
+            (row["method"], row["class"]): row["count"]
+            for row in totals.get("by_method_class") or ()
+        }
+        totals["duration_buckets"] = tuple(totals.get("duration_buckets") or ())
+        fields["totals"] = Totals(**totals)
+        return Snapshot(**fields)
+    except (TypeError, KeyError, AttributeError) as exc:
+        raise ValueError(f"not a status snapshot ({exc})") from None
+
+
+def format_age(seconds: float | None) -> str:
+    """A duration the way `top` and `ps` show one: 45s, 12m05s, 3h07m, 2d04h; '-' when unknown."""
+    if seconds is None:
+        return "-"
+    if seconds < 0:
+        seconds = 0.0
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def format_bytes(n: int) -> str:
+    """Binary units with one decimal: 512B, 1.5K, 45.2M, 1.0G."""
+    value = float(n)
+    for unit in ("B", "K", "M", "G"):
+        if value < 1024 or unit == "G":
+            return f"{int(value)}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_lag(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.1f}ms"
+    return f"{seconds:.2f}s"
+
+
+def _slot_state(s: SlotView) -> str:
+    state = s.state
+    if s.retiring:
+        state += f" ({s.retiring})"
+    return state
+
+
+def slot_row(s: SlotView, now: float) -> tuple[str, ...]:
+    return (
+        str(s.slot),
+        str(s.pid),
+        str(s.gen),
+        _slot_state(s),
+        "yes" if s.accepting else "no",
+        str(s.open),
+        str(s.active),
+        str(s.keepalive),
+        str(s.requests_total),
+        format_age(now - s.started_at if s.started_at else None),
+        format_age(s.heartbeat_age),
+        format_lag(s.loop_lag),
+        format_bytes(s.rss) if s.rss else "-",
+    )
+
+
+def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        out = [
+            c.ljust(w) if h in _LEFT else c.rjust(w)
+            for c, w, h in zip(cells, widths, header, strict=True)
+        ]
+        return "  ".join(out).rstrip()
+
+    return "\n".join([line(header), *(line(r) for r in rows)])
+
+
+def render_summary(snap: Snapshot) -> str:
+    slots = snap.slots
+    current = [s for s in slots if s.current]
+    starting = sum(1 for s in current if s.state == STARTING)
+    stopping = sum(1 for s in slots if s.state == STOPPING)
+    t = snap.totals
+    lines = [
+        f"aioprefork {snap.version}: master pid {snap.pid}, {snap.master_state}, "
+        f"generation {snap.generation}, up {format_age(snap.now - snap.started_at)}",
+        f"workers:     {snap.active_workers} active ({starting} starting), {stopping} stopping; "
+        f"min {snap.min_workers}, max {snap.max_workers}, server limit {snap.server_limit}; "
+        f"spawn rate {snap.spawn_rate}",
+        f"idle slots:  {snap.idle_slots} (spare targets {snap.min_spare_slots}..{snap.max_spare_slots}, "
+        f"{snap.worker_connections} connections per worker)",
+        f"connections: {sum(s.open for s in slots)} open, {sum(s.active for s in slots)} active, "
+        f"{sum(s.keepalive for s in slots)} keep-alive; {t.accepted} accepted",
+        f"requests:    {t.requests} served, {format_bytes(t.response_bytes)} sent",
+    ]
+    if snap.exited_total:
+        lines.append(f"exits:       {_counts(snap.exited_total)}")
+    if snap.restarts_total:
+        lines.append(f"restarts:    {_counts(snap.restarts_total)}")
+    last = snap.last_restart
+    if last:
+        when = last.get("at")
+        ago = f", {format_age(snap.now - when)} ago" if isinstance(when, int | float) else ""
+        reason = f": {last['reason']}" if last.get("reason") else ""
+        lines.append(
+            f"last restart: {last.get('kind', '?')} {last.get('result', '?')}{reason}{ago}"
+        )
+    if snap.max_workers_reached_total:
+        lines.append(f"max_workers reached: {snap.max_workers_reached_total} times")
+    return "\n".join(lines)
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+
+
+def render_scoreboard(snap: Snapshot) -> str:
+    line = snap.scoreboard_line()
+    chunks = [line[i : i + SCOREBOARD_WIDTH] for i in range(0, len(line), SCOREBOARD_WIDTH)]
+    key = ", ".join(f'"{SCOREBOARD_LETTERS[name]}" {meaning}' for name, meaning in KEY)
+    return "\n".join(["Scoreboard:", *(chunks or [""]), "", f"Key: {key}"])
+
+
+def render_status(snap: Snapshot) -> str:
+    """The whole `ctl status` page."""
+    rows = [slot_row(s, snap.now) for s in sorted(snap.slots, key=lambda s: s.slot)]
+    table = render_table(COLUMNS, rows) if rows else "(no worker processes)"
+    return "\n\n".join([render_summary(snap), table, render_scoreboard(snap)]) + "\n"
