@@ -1,0 +1,137 @@
+"""Import the application named "module:attribute" and hand back an ASGI 3 callable.
+
+Internal; called once per worker (and by check-config). Every failure is an errors.AppLoadError
+whose message is ONE line naming the thing and the fix; the original exception is chained
+(`__cause__`) for a debug traceback. An ImportError raised *inside* the user's module is reported
+as that error, not as "module not found". ASGI 2 apps (a callable taking only `scope` and
+returning `instance(receive, send)`) are wrapped into ASGI 3, detected the way uvicorn does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from aioprefork.errors import AppLoadError
+
+__all__ = ["ASGI2App", "ASGIApp", "load_app"]
+
+# Local until aioprefork/asgi/types.py (the ASGI TypedDicts) exists; then import it from there.
+_Scope = MutableMapping[str, Any]
+_Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+_Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
+
+_EXAMPLE = "expected module:attribute, e.g. myapp:app"
+
+
+class ASGI2App:
+    """Adapts an ASGI 2 app (`app(scope)` -> `instance(receive, send)`) to ASGI 3."""
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: Callable[[Any], Any]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        instance = self.app(scope)
+        await instance(receive, send)
+
+
+def load_app(path: str, *, factory: bool = False, app_dir: str = ".") -> ASGIApp:
+    """Import `path` ("module:attr", attr may be dotted) with `app_dir` first on sys.path."""
+    module_name, colon, attr = path.partition(":")
+    module_name, attr = module_name.strip(), attr.strip()
+    if not colon or not module_name or not attr:
+        raise AppLoadError(f"invalid app {path!r}: {_EXAMPLE}")
+    directory = os.path.abspath(app_dir)
+    if sys.path[:1] != [directory]:
+        sys.path.insert(0, directory)
+    module = _import(module_name, directory)
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AppLoadError(
+                f"app {path!r}: module {module_name!r} has no attribute {attr!r} "
+                "(check the name after the colon)"
+            ) from None
+    if factory:
+        if not callable(obj):
+            raise AppLoadError(f"app factory {path!r} is not callable ({type(obj).__name__})")
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise AppLoadError(f"app factory {path!r} raised {_describe(exc)}") from exc
+        what = f"the app returned by factory {path!r}"
+    else:
+        what = f"app {path!r}"
+    if not callable(obj):
+        raise AppLoadError(f"{what} is not callable ({type(obj).__name__}): expected an ASGI app")
+    if not factory and _max_positional(obj) == 0:
+        raise AppLoadError(f"{what} takes no arguments: if it is an app factory, pass --factory")
+    if not _is_asgi3(obj):
+        return ASGI2App(obj)
+    app: ASGIApp = obj
+    return app
+
+
+def _import(module_name: str, directory: str) -> Any:
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            raise AppLoadError(
+                f"cannot import app module {module_name!r}: no module named {missing!r} "
+                f"(searched {directory} and sys.path; check the name or --app-dir)"
+            ) from exc
+        raise AppLoadError(f"error importing {module_name!r}: {_one_line(str(exc))}") from exc
+    except ImportError as exc:
+        raise AppLoadError(f"error importing {module_name!r}: {_one_line(str(exc))}") from exc
+    except (Exception, SystemExit) as exc:
+        raise AppLoadError(f"error importing {module_name!r}: {_describe(exc)}") from exc
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _describe(exc: BaseException) -> str:
+    text = _one_line(str(exc))
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _max_positional(obj: Any) -> int | None:
+    """How many positional arguments `obj` accepts; None when unknown or unbounded (*args)."""
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return None
+    count = 0
+    for param in signature.parameters.values():
+        if param.kind is inspect.Parameter.VAR_POSITIONAL:
+            return None
+        if param.kind in (
+            inspect.Parameter.POSITIONAL_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        ):
+            count += 1
+    return count
+
+
+def _is_asgi3(app: Any) -> bool:
+    """uvicorn's interface="auto": coroutine functions / awaitable classes are ASGI 3; a callable
+    that accepts exactly one positional argument (scope) is ASGI 2; anything else is ASGI 3."""
+    if inspect.isclass(app):
+        return hasattr(app, "__await__") or _max_positional(app) != 1
+    if inspect.iscoroutinefunction(app):
+        return True
+    if inspect.iscoroutinefunction(getattr(app, "__call__", None)):
+        return True
+    return _max_positional(app) != 1
