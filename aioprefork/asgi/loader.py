@@ -13,18 +13,13 @@ import importlib
 import inspect
 import os
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from typing import Any
 
+from aioprefork.asgi.types import ASGIApp, Receive, Scope, Send
 from aioprefork.errors import AppLoadError
 
 __all__ = ["ASGI2App", "ASGIApp", "load_app"]
-
-# Local until aioprefork/asgi/types.py (the ASGI TypedDicts) exists; then import it from there.
-_Scope = MutableMapping[str, Any]
-_Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-_Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
 
 _EXAMPLE = "expected module:attribute, e.g. myapp:app"
 
@@ -37,7 +32,7 @@ class ASGI2App:
     def __init__(self, app: Callable[[Any], Any]) -> None:
         self.app = app
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         instance = self.app(scope)
         await instance(receive, send)
 
@@ -132,6 +127,6 @@ def _is_asgi3(app: Any) -> bool:
         return hasattr(app, "__await__") or _max_positional(app) != 1
     if inspect.iscoroutinefunction(app):
         return True
-    if inspect.iscoroutinefunction(getattr(app, "__call__", None)):
+    if inspect.iscoroutinefunction(getattr(app, "__call__", None)):  # noqa: B004 (the method)
         return True
     return _max_positional(app) != 1
