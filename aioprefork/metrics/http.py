@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from aioprefork.errors import BindError
@@ -41,6 +42,8 @@ HEAD_TIMEOUT: Final = 10.0  # the whole head of a new connection must arrive wit
 IDLE_TIMEOUT: Final = 75.0  # keep-alive between scrapes; above Prometheus's default 60 s interval
 WRITE_TIMEOUT: Final = 10.0  # a client that does not read its answer is dropped
 MAX_CONNECTIONS: Final = 64  # the master's loop is not a web server: above this, 503 and close
+LINGER_TIMEOUT: Final = 2.0  # after our last answer, wait this long for the client's EOF
+LINGER_BYTES: Final = 256 * 1024  # ... discarding at most this much of what it still sends
 READY_STATES: Final = frozenset({"running", "restarting"})  # /readyz is 200 only in these
 DEAD_STATES: Final = frozenset({"exited", "halted"})
 
@@ -65,6 +68,16 @@ INDEX: Final = (
 )
 
 SnapshotFn = Callable[[], Snapshot]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How much a client may take from the master's loop (the module constants by default)."""
+
+    head_timeout: float = HEAD_TIMEOUT
+    idle_timeout: float = IDLE_TIMEOUT
+    write_timeout: float = WRITE_TIMEOUT
+    max_connections: int = MAX_CONNECTIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +148,26 @@ def _probe(ok: bool, good: str, bad: str) -> Response:
     return Response(200, good.encode() + b"\n") if ok else Response(503, bad.encode() + b"\n")
 
 
+class _Only:
+    """`?name[]=` filtering: keep only the named series (registry.restricted_registry() relies on
+    describe(), which our collectors leave empty so that registering never takes a snapshot)."""
+
+    def __init__(self, source: Collector, names: frozenset[str]) -> None:
+        self._source, self._names = source, names
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self._source.collect():
+            kept = [s for s in family.samples if s.name in self._names]
+            if kept:
+                copy = Metric(family.name, family.documentation, family.type, family.unit)
+                copy.samples = kept
+                yield copy
+
+
 def _metrics(req: Request, registry: CollectorRegistry) -> Response:
     encoder, content_type = choose_encoder(req.headers.get("accept", ""))
     names = parse_qs(req.query).get("name[]")
-    source: Collector = registry.restricted_registry(names) if names else registry
-    body = encoder(source)
+    body = encoder(_Only(registry, frozenset(names)) if names else registry)
     extra: tuple[tuple[str, str], ...] = ()
     if gzip_accepted(req.headers.get("accept-encoding", "")):
         body = gzip.compress(body, compresslevel=1)  # fast: the master's loop pays for it
@@ -215,22 +243,19 @@ def parse_bind(bind: str) -> tuple[str | None, int]:
 class MetricsServer:
     """A running metrics listener. `close()` stops listening and drops open connections."""
 
-    def __init__(self, snapshot: SnapshotFn, registry: CollectorRegistry) -> None:
+    def __init__(self, snapshot: SnapshotFn, registry: CollectorRegistry, limits: Limits) -> None:
         self._snapshot = snapshot
         self._registry = registry
+        self._limits = limits
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self.port = 0  # the bound port, known once listening (useful with port 0)
 
     async def _start(self, host: str | None, port: int) -> None:
         self._server = await asyncio.start_server(
             self._serve, host, port, limit=MAX_HEAD, reuse_address=True
         )
-
-    @property
-    def port(self) -> int:
-        """The bound port (useful with port 0)."""
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        self.port = int(self._server.sockets[0].getsockname()[1])
 
     def fds(self) -> tuple[int, ...]:
         """The listening sockets' fds: a forked worker closes them."""
@@ -243,27 +268,38 @@ class MetricsServer:
         for writer in list(self._writers):
             writer.transport.abort()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._server.wait_closed(), WRITE_TIMEOUT)
+            await asyncio.wait_for(self._server.wait_closed(), self._limits.write_timeout)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._writers) >= MAX_CONNECTIONS:
-            writer.write(encode(Response(503, b"busy\n"), head_only=False, close=True))
-            writer.close()
-            return
+        busy = len(self._writers) >= self._limits.max_connections
         self._writers.add(writer)
         try:
-            await self._session(reader, writer)
-            writer.close()
-            async with asyncio.timeout(WRITE_TIMEOUT):
-                await writer.wait_closed()  # flushes what is left, bounded
+            if busy:
+                await self._answer(writer, Response(503, b"busy\n"), False, True)
+            else:
+                await self._session(reader, writer)
+            await self._linger(reader, writer)
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
             pass  # the client went away or stalled: nothing to answer
         finally:
             self._writers.discard(writer)
-            writer.transport.abort()  # no-op when already closed
+            writer.transport.abort()  # no-op when the client already closed
+
+    async def _linger(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Half-close, then drain what the client still sends (Apache's lingering close).
+
+        Closing with unread input makes the kernel send RST, which can destroy the answer we just
+        wrote (a 431, a 503) before the client reads it.
+        """
+        if writer.can_write_eof():
+            writer.write_eof()
+        left = LINGER_BYTES
+        async with asyncio.timeout(LINGER_TIMEOUT):
+            while left > 0 and (chunk := await reader.read(min(left, 65536))):
+                left -= len(chunk)
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        timeout = HEAD_TIMEOUT
+        timeout = self._limits.head_timeout
         while True:
             try:
                 async with asyncio.timeout(timeout):
@@ -282,7 +318,7 @@ class MetricsServer:
             await self._answer(writer, resp, req.method == "HEAD", close)
             if close:
                 return
-            timeout = IDLE_TIMEOUT
+            timeout = self._limits.idle_timeout
 
     def _respond(self, req: Request) -> Response:
         try:
@@ -295,7 +331,7 @@ class MetricsServer:
         self, writer: asyncio.StreamWriter, resp: Response, head_only: bool, close: bool
     ) -> None:
         writer.write(encode(resp, head_only=head_only, close=close))
-        async with asyncio.timeout(WRITE_TIMEOUT):
+        async with asyncio.timeout(self._limits.write_timeout):
             await writer.drain()
 
 
@@ -312,6 +348,7 @@ async def open_metrics_server(
     snapshot: SnapshotFn,
     *,
     registry_extra: Collector | Iterable[Collector] | None = None,
+    limits: Limits = Limits(),  # frozen: sharing the default is safe
 ) -> MetricsServer:
     """Listen on `bind` ("host:port", "[::1]:port") in the running loop and serve the master's views.
 
@@ -325,7 +362,7 @@ async def open_metrics_server(
     ProcessCollector(registry=registry)  # the master's own process_* (CPU, RSS, fds)
     for collector in _collectors(registry_extra):
         registry.register(collector)
-    server = MetricsServer(snapshot, registry)
+    server = MetricsServer(snapshot, registry, limits)
     try:
         await server._start(host, port)
     except OSError as exc:
