@@ -1,0 +1,68 @@
+# aioprefork: the master + worker pool in a container, scraped on :9464, serving on :8000.
+#
+#   docker build -t aioprefork .                      # python:3.12-slim by default
+#   docker run --rm -p 8000:8000 -p 9464:9464 --stop-timeout 40 aioprefork
+#   docker run ... -e AIOPREFORK_APP=myapp:app -v ./myapp:/app/myapp:ro aioprefork
+#
+# Stop timeout: TERM (STOPSIGNAL) makes the master close its listeners and give in-flight requests
+# graceful_timeout (30 s by default) before it kills the workers. Docker's default stop timeout is
+# 10 s, after which the whole container gets SIGKILL, cutting that drain short: run with
+# `--stop-timeout 40` (compose: `stop_grace_period: 40s`; Kubernetes: terminationGracePeriodSeconds),
+# i.e. graceful_timeout plus a margin. A Dockerfile cannot set it; the image says so in a label.
+#
+# PID 1: the master IS a process supervisor (SPEC section 3): it installs handlers for every signal
+# it cares about (PID 1 ignores signals that have no handler, so this matters), and it reaps every
+# child with waitpid(-1), so processes re-parented to it (a worker's grandchildren) never linger as
+# zombies. tini / dumb-init would add nothing but a hop for signals.
+ARG BASE_IMAGE=python:3.12-slim
+
+# --- build: wheels for aioprefork and its dependencies, then a venv installed from them only ----
+FROM ${BASE_IMAGE} AS build
+# pip reads these from the environment: an offline build passes PIP_NO_INDEX=1 and a
+# PIP_FIND_LINKS wheelhouse (the container test does, with `--volume`).
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_FIND_LINKS
+ARG PIP_NO_INDEX
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY aioprefork ./aioprefork
+RUN python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip wheel --wheel-dir /wheels . \
+    && /opt/venv/bin/pip install --no-index --find-links /wheels aioprefork \
+    && /opt/venv/bin/python -m compileall -q /opt/venv
+
+# --- runtime: the venv, the bundled examples, nothing else --------------------------------------
+FROM ${BASE_IMAGE}
+ARG UID=10001
+LABEL org.opencontainers.image.title="aioprefork" \
+      org.opencontainers.image.description="Prefork ASGI server: master + uvloop/httptools workers" \
+      io.aioprefork.stop-timeout="graceful_timeout + 10 s (40 s with the defaults)"
+RUN groupadd --system --gid "${UID}" aioprefork \
+    && useradd --system --uid "${UID}" --gid aioprefork --home-dir /app --no-create-home \
+        --shell /usr/sbin/nologin aioprefork \
+    && mkdir -p /app /run/aioprefork \
+    && chown aioprefork:aioprefork /run/aioprefork
+COPY --from=build /opt/venv /opt/venv
+COPY examples /app/examples
+WORKDIR /app
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    AIOPREFORK_APP=examples.hello:app \
+    AIOPREFORK_BIND=0.0.0.0:8000 \
+    AIOPREFORK_METRICS_BIND=0.0.0.0:9464 \
+    AIOPREFORK_PID_FILE=/run/aioprefork/aioprefork.pid \
+    AIOPREFORK_CTL_SOCKET=/run/aioprefork/ctl.sock
+USER ${UID}:${UID}
+EXPOSE 8000 9464
+# TERM = graceful stop within graceful_timeout (SPEC section 3); see the stop-timeout note above.
+STOPSIGNAL SIGTERM
+# No curl in a slim image: the venv's Python asks the master's /healthz (metrics listener).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python3", "-c", "import os, urllib.request; port = os.environ.get('AIOPREFORK_METRICS_BIND', ':9464').rpartition(':')[2]; urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=2)"]
+ENTRYPOINT ["aioprefork"]
+CMD ["serve"]
