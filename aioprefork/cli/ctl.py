@@ -219,7 +219,7 @@ def wait_until(predicate: Callable[[], bool], seconds: float | None) -> bool:
 
 def not_running(target: Target, why: str) -> NoReturn:
     fail(
-        f"aioprefork is not running (no control socket at {target.socket_path}; {why})",
+        f"not running (no control socket at {target.socket_path}; {why})",
         EXIT_NOT_RUNNING,
     )
 

@@ -1,8 +1,9 @@
 """The master's control socket: a 0600 Unix socket that hands `ctl` requests to the arbiter.
 
 One request per connection. The server reads one frame (bounded in size and in time), validates it
-with control/protocol.py and streams every dict the handler yields back as one frame; the last one
-holds "ok". Invariants:
+with control/protocol.py and streams every dict the handler yields back as one frame. The first
+frame holding "ok" is the last: the handler is closed right after it, so it must have done (or
+scheduled) its work before yielding it. Invariants:
 
 * Bad input (garbage, oversized length, non-JSON, unknown command) gets {"ok": false, "error": ...}
   and a close; it never raises into the master's loop.

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,3 +43,66 @@ async def ask(path: str | Path, cmd: str, **arguments: Any) -> list[dict[str, An
 
 def header(length: int) -> bytes:
     return struct.pack(">I", length)
+
+
+AIOPREFORK = str(Path(sys.executable).parent / "aioprefork")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test's environment without any AIOPREFORK_* setting, wide enough that --help never wraps."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPREFORK_")}
+    env.update(COLUMNS="250", TERM="dumb", NO_COLOR="1")
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> Result:
+    """`aioprefork ARGS` in a subprocess (blocking); killed by pid if it overruns."""
+    proc = subprocess.Popen(
+        [AIOPREFORK, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env or clean_env(),
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    return Result(proc.returncode, out, err)
+
+
+async def arun_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> Result:
+    """`aioprefork ARGS` in a subprocess without blocking the test's loop (which may serve it)."""
+    proc = await asyncio.create_subprocess_exec(
+        AIOPREFORK,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env or clean_env(),
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return Result(proc.returncode, out.decode(), err.decode())
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def one_line_error(self) -> str:
+        """stderr, asserted to be exactly one line with no traceback."""
+        lines = self.err.strip().splitlines()
+        assert len(lines) == 1, self.err
+        assert "Traceback" not in self.err
+        return lines[0]
