@@ -20,6 +20,11 @@ system-deps:
 	@command -v promtool >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; fi; }
+	@# deploy tests: HAProxy, podman (image build + run), mmdebstrap (base rootfs), systemd-socket-activate
+	@for t in haproxy podman buildah runc mmdebstrap systemd-socket-activate; do command -v $$t >/dev/null || missing=1; done; \
+	  [ -z "$$missing" ] || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy podman buildah runc netavark mmdebstrap systemd; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy podman buildah runc netavark mmdebstrap systemd; fi; }
 
 run: $(STAMP)
 	$(VENV)/bin/aioprefork serve examples.hello:app --host 127.0.0.1 --port 8000
