@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from aioprefork import __version__
+from aioprefork.cli.ctl import ctl_app
 from aioprefork.cli.options import cli_values, with_setting_options
 from aioprefork.config.load import Loaded, load
 from aioprefork.config.model import SETTINGS
@@ -110,14 +111,9 @@ app.command("serve", no_args_is_help=False)(serve)
 app.command("check-config")(check_config)
 app.command("version")(version)
 
-try:  # the control client lives in its own module
-    from aioprefork.cli.ctl import ctl_app
-except ImportError:  # pragma: no cover - during development only
-    pass
-else:
-    app.add_typer(
-        ctl_app, name="ctl", help="Control a running server (status, graceful, stop, scale...)."
-    )
+app.add_typer(
+    ctl_app, name="ctl", help="Control a running server: status, graceful, stop, scale..."
+)
 
 
 def main() -> None:
