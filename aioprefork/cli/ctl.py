@@ -158,9 +158,12 @@ def exchange(
     """
     decoder = protocol.FrameDecoder()
     with sock:
-        sock.settimeout(STATUS_TIMEOUT)
-        sock.sendall(protocol.encode(request))
-        sock.settimeout(timeout)
+        try:
+            sock.settimeout(STATUS_TIMEOUT)
+            sock.sendall(protocol.encode(request))
+            sock.settimeout(timeout)
+        except OSError as exc:
+            fail(f"cannot send to the master: {exc.strerror or exc}")
         while True:
             try:
                 data = sock.recv(65536)
@@ -168,6 +171,8 @@ def exchange(
                 fail(f"no answer from the master within {timeout:g}s")
             except ConnectionResetError:
                 data = b""
+            except OSError as exc:
+                fail(f"lost the master: {exc.strerror or exc}")
             if not data:
                 return
             try:
@@ -293,6 +298,7 @@ def run_command(
                 fail(f"master pid {pid} is still running after {stop_wait:g}s")
             typer.echo(f"master pid {pid} has exited")
         raise typer.Exit(EXIT_OK)
+    master_pid = quiet_pid(target) if stops else None
     final: dict[str, Any] | None = None
     try:
         for frame in exchange(sock, request, timeout):
@@ -302,17 +308,32 @@ def run_command(
                 typer.echo(str(frame["progress"]))
     except KeyboardInterrupt:
         fail(f"interrupted; the master carries on with `{request['cmd']}`", EXIT_INTERRUPTED)
+
+    def gone() -> bool:
+        return not os.path.exists(target.socket_path) and (
+            master_pid is None or not alive(master_pid)
+        )
+
     if final is None:
-        if stops and wait_until(lambda: not os.path.exists(target.socket_path), GONE_WAIT):
+        if stops and wait_until(gone, GONE_WAIT):
             typer.echo("master exited")
             raise typer.Exit(EXIT_OK)
         fail(f"the master closed the connection without answering `{request['cmd']}`")
     if not final.get("ok"):
         fail(f"{request['cmd']} failed: {final.get('error') or 'refused'}")
     typer.echo(str(final.get("result") or f"{request['cmd']}: done"))
-    if stops:  # so that `ctl stop && ctl status` reports "not running"
-        wait_until(lambda: not os.path.exists(target.socket_path), GONE_WAIT)
+    if stops:  # return once it is gone, so that `ctl stop && ctl status` says "not running"
+        wait_until(gone, GONE_WAIT)
     raise typer.Exit(EXIT_OK)
+
+
+def quiet_pid(target: Target) -> int | None:
+    """The pid in the pid file, if there is a readable one (no complaints: only for waiting)."""
+    try:
+        text = open(target.pid_file, encoding="ascii").read().strip() if target.pid_file else ""  # noqa: SIM115
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() and int(text) > 1 else None
 
 
 def fetch_snapshot(target: Target) -> dict[str, Any] | None:
