@@ -1,0 +1,334 @@
+"""Results: per-run records, medians over rounds, ratios, issue-8 targets, Markdown and JSON.
+
+Pure: nothing here runs a process or reads the clock. `summarize()` turns the runs of every round
+into one median row per (workers, scenario, server); `render()` prints those as Markdown tables
+with req/s ratios to uvicorn and granian and the distance to the raw ceiling; `targets()` checks
+the issue-8 goals on whatever was measured (a goal whose inputs were not measured is left out).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+MIB: Final = 1024 * 1024
+REFERENCES: Final = ("uvicorn", "granian")  # ratio columns, when measured
+SUBJECT: Final = "aioprefork"
+CEILING: Final = "raw"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Measurement:
+    """One server, one scenario, one round."""
+
+    round: int
+    workers: int
+    server: str
+    scenario: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int  # wrk socket errors + non-2xx/3xx
+    cpu_seconds: float  # whole process group, during the measured window
+    rss_total: int  # bytes, whole process group, after the window
+    worker_rss: tuple[int, ...]  # bytes per serving process
+    worker_cpu: tuple[float, ...]  # seconds per serving process
+    worker_requests: tuple[int, ...] | None = None  # from the scoreboard (aioprefork)
+    startup_s: float = 0.0
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.cpu_seconds / self.requests * 1e6 if self.requests else 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Failure:
+    round: int
+    workers: int
+    server: str
+    scenario: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Summary:
+    """Medians over the rounds of one (workers, scenario, server)."""
+
+    workers: int
+    scenario: str
+    server: str
+    rounds: int
+    rps: float
+    rps_min: float
+    rps_max: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us_per_request: float
+    rss_total: int
+    rss_per_worker: int  # median over rounds of the mean worker RSS
+    rss_per_worker_max: int
+    errors: int  # summed over rounds
+    worker_cpu_share: tuple[float, ...]  # last round: each worker's share of worker CPU
+    worker_requests: tuple[int, ...] | None  # last round with scoreboard counts
+
+
+def _median(values: Iterable[float]) -> float:
+    data = list(values)
+    return statistics.median(data) if data else 0.0
+
+
+def summarize(runs: Sequence[Measurement]) -> list[Summary]:
+    """Group by (workers, scenario, server) in first-seen order; medians per metric."""
+    groups: dict[tuple[int, str, str], list[Measurement]] = {}
+    for run in runs:
+        groups.setdefault((run.workers, run.scenario, run.server), []).append(run)
+    summaries = []
+    for (workers, scenario, server), group in groups.items():
+        last = group[-1]
+        worker_cpu = sum(last.worker_cpu)
+        counted = [r.worker_requests for r in group if r.worker_requests]
+        summaries.append(
+            Summary(
+                workers=workers,
+                scenario=scenario,
+                server=server,
+                rounds=len(group),
+                rps=_median(r.rps for r in group),
+                rps_min=min(r.rps for r in group),
+                rps_max=max(r.rps for r in group),
+                p50_ms=_median(r.p50_ms for r in group),
+                p99_ms=_median(r.p99_ms for r in group),
+                cpu_us_per_request=_median(r.cpu_us_per_request for r in group),
+                rss_total=int(_median(r.rss_total for r in group)),
+                rss_per_worker=int(
+                    _median(statistics.fmean(r.worker_rss) for r in group if r.worker_rss)
+                ),
+                rss_per_worker_max=max((max(r.worker_rss, default=0) for r in group), default=0),
+                errors=sum(r.errors for r in group),
+                worker_cpu_share=tuple(c / worker_cpu for c in last.worker_cpu)
+                if worker_cpu
+                else (),
+                worker_requests=counted[-1] if counted else None,
+            )
+        )
+    return summaries
+
+
+def _index(summaries: Sequence[Summary]) -> dict[tuple[int, str, str], Summary]:
+    return {(s.workers, s.scenario, s.server): s for s in summaries}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    goal: str
+    measured: str
+    met: bool
+
+
+def _ratio_target(goal: str, value: float, reference: float, floor: float) -> Target:
+    ratio = value / reference if reference else 0.0
+    return Target(goal=goal, measured=f"{ratio:.2f}x", met=ratio >= floor)
+
+
+def targets(summaries: Sequence[Summary]) -> list[Target]:
+    """The issue-8 goals that the measured (workers, scenario, server) rows allow checking."""
+    at = _index(summaries)
+    found: list[Target] = []
+    floors = {"hello": (2.5, 1.2), "json": (2.5, 1.2), "echo": (1.5, None)}
+    floors |= {"stream": (1.5, None), "big": (1.5, None)}
+    for scenario, (vs_uvicorn, vs_granian) in floors.items():
+        ours = at.get((1, scenario, SUBJECT))
+        if ours is None:
+            continue
+        uvicorn, granian = at.get((1, scenario, "uvicorn")), at.get((1, scenario, "granian"))
+        if uvicorn is not None:
+            found.append(
+                _ratio_target(
+                    f"{scenario}: req/s >= {vs_uvicorn}x uvicorn", ours.rps, uvicorn.rps, vs_uvicorn
+                )
+            )
+        if granian is not None and vs_granian is not None:
+            found.append(
+                _ratio_target(
+                    f"{scenario}: req/s >= {vs_granian}x granian", ours.rps, granian.rps, vs_granian
+                )
+            )
+        others = [o for o in (uvicorn, granian) if o is not None]
+        if others:
+            names = " and ".join(o.server for o in others)
+            found.append(
+                Target(
+                    goal=f"{scenario}: p99 below {names}",
+                    measured=f"{ours.p99_ms:.2f} ms vs "
+                    + ", ".join(f"{o.p99_ms:.2f}" for o in others),
+                    met=all(ours.p99_ms < o.p99_ms for o in others),
+                )
+            )
+            found.append(
+                Target(
+                    goal=f"{scenario}: CPU per request lowest",
+                    measured=f"{ours.cpu_us_per_request:.1f} us vs "
+                    + ", ".join(f"{o.cpu_us_per_request:.1f}" for o in others),
+                    met=all(ours.cpu_us_per_request < o.cpu_us_per_request for o in others),
+                )
+            )
+        if uvicorn is not None:
+            found.append(
+                Target(
+                    goal=f"{scenario}: RSS per worker <= uvicorn",
+                    measured=f"{ours.rss_per_worker / MIB:.1f} vs {uvicorn.rss_per_worker / MIB:.1f} MiB",
+                    met=ours.rss_per_worker <= uvicorn.rss_per_worker,
+                )
+            )
+    one, eight = at.get((1, "hello", SUBJECT)), at.get((8, "hello", SUBJECT))
+    if one is not None and eight is not None:
+        found.append(_ratio_target("hello: 8 workers >= 7x 1 worker", eight.rps, one.rps, 7.0))
+    granian8 = at.get((8, "hello", "granian"))
+    if eight is not None and granian8 is not None:
+        found.append(
+            _ratio_target("hello: 8 workers >= 1.5x granian's 8", eight.rps, granian8.rps, 1.5)
+        )
+    return found
+
+
+def _fmt_rps(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _fmt_ratio(value: float, reference: Summary | None) -> str:
+    return f"{value / reference.rps:.2f}" if reference and reference.rps else "-"
+
+
+def _table(rows: Sequence[Summary], references: Sequence[str], labels: Mapping[str, str]) -> str:
+    by_server = {s.server: s for s in rows}
+    refs = [r for r in references if r in by_server]
+    head = ["server", "req/s", "spread"] + [f"x {r}" for r in refs]
+    head += ["p50 ms", "p99 ms", "CPU us/req", "RSS MiB", "RSS/worker MiB", "errors"]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
+    ]
+    for s in rows:
+        spread = (s.rps_max - s.rps_min) / s.rps * 100 if s.rps else 0.0
+        cells = [labels.get(s.server, s.server), _fmt_rps(s.rps), f"{spread:.0f}%"]
+        cells += [_fmt_ratio(s.rps, by_server[r]) for r in refs]
+        cells += [
+            f"{s.p50_ms:.2f}",
+            f"{s.p99_ms:.2f}",
+            f"{s.cpu_us_per_request:.1f}",
+            f"{s.rss_total / MIB:.1f}",
+            f"{s.rss_per_worker / MIB:.1f}",
+            str(s.errors),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _ceiling_line(rows: Sequence[Summary]) -> str:
+    by_server = {s.server: s for s in rows}
+    ours, ceiling = by_server.get(SUBJECT), by_server.get(CEILING)
+    if ours is None or ceiling is None or not ceiling.rps:
+        return ""
+    return f"aioprefork reaches {ours.rps / ceiling.rps:.0%} of the raw ceiling's req/s.\n"
+
+
+def _spread_lines(rows: Sequence[Summary], labels: Mapping[str, str]) -> list[str]:
+    lines = []
+    for s in rows:
+        if len(s.worker_cpu_share) > 1:
+            shares = ", ".join(f"{x:.0%}" for x in s.worker_cpu_share)
+            lines.append(f"- {labels.get(s.server, s.server)}: worker CPU shares {shares}")
+        if s.worker_requests:
+            counts = ", ".join(f"{n:,}" for n in s.worker_requests)
+            lines.append(
+                f"- {labels.get(s.server, s.server)}: requests per worker (scoreboard) {counts}"
+            )
+    return lines
+
+
+def _scaling(summaries: Sequence[Summary], labels: Mapping[str, str]) -> list[str]:
+    levels = sorted({s.workers for s in summaries})
+    if len(levels) < 2:
+        return []
+    at = _index(summaries)
+    out = ["## Scaling (req/s by workers)", ""]
+    for scenario in dict.fromkeys(s.scenario for s in summaries):
+        servers = list(dict.fromkeys(s.server for s in summaries if s.scenario == scenario))
+        head = ["server"] + [f"N={n}" for n in levels] + [f"N={levels[-1]} / N={levels[0]}"]
+        out += [f"### {scenario}", "", "| " + " | ".join(head) + " |"]
+        out.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
+        for server in servers:
+            cells = [labels.get(server, server)]
+            cells += [
+                _fmt_rps(at[(n, scenario, server)].rps) if (n, scenario, server) in at else "-"
+                for n in levels
+            ]
+            first, last = (
+                at.get((levels[0], scenario, server)),
+                at.get((levels[-1], scenario, server)),
+            )
+            cells.append(f"{last.rps / first.rps:.2f}" if first and last and first.rps else "-")
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return out
+
+
+def render(
+    summaries: Sequence[Summary],
+    failures: Sequence[Failure],
+    meta: Mapping[str, Any],
+    descriptions: Mapping[str, str],
+    labels: Mapping[str, str],
+) -> str:
+    """The whole report as Markdown."""
+    out = [f"# aioprefork benchmark, {meta['timestamp']}", ""]
+    out += [f"- {key}: {value}" for key, value in meta.items() if key != "timestamp"]
+    out.append("")
+    for workers in sorted({s.workers for s in summaries}):
+        noun = "worker" if workers == 1 else "workers"
+        for scenario in dict.fromkeys(s.scenario for s in summaries if s.workers == workers):
+            rows = [s for s in summaries if s.workers == workers and s.scenario == scenario]
+            title = f"## {scenario} ({descriptions.get(scenario, '')}), {workers} {noun}"
+            out += [title, "", _table(rows, REFERENCES, labels), ""]
+            ceiling = _ceiling_line(rows)
+            if ceiling:
+                out += [ceiling]
+            spread = _spread_lines(rows, labels) if workers > 1 else []
+            if spread:
+                out += [*spread, ""]
+    out += _scaling(summaries, labels)
+    goals = targets(summaries)
+    if goals:
+        out += ["## Issue 8 targets", "", "| goal | measured | met |", "|---|---|---|"]
+        out += [f"| {t.goal} | {t.measured} | {'yes' if t.met else 'NO'} |" for t in goals]
+        out.append("")
+    if failures:
+        out += ["## Failed runs", ""]
+        for f in failures:
+            reason = f.reason.strip().replace("\n", "\n    ")
+            out.append(
+                f"- round {f.round}, {f.server}, {f.scenario}, {f.workers} workers:\n    {reason}"
+            )
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def to_json(
+    runs: Sequence[Measurement],
+    failures: Sequence[Failure],
+    summaries: Sequence[Summary],
+    meta: Mapping[str, Any],
+) -> dict[str, Any]:
+    return {
+        "meta": dict(meta),
+        "summary": [dataclasses.asdict(s) for s in summaries],
+        "targets": [dataclasses.asdict(t) for t in targets(summaries)],
+        "runs": [
+            dataclasses.asdict(r) | {"cpu_us_per_request": r.cpu_us_per_request} for r in runs
+        ],
+        "failures": [dataclasses.asdict(f) for f in failures],
+    }
