@@ -346,6 +346,30 @@ BY_NAME: Final[Mapping[str, SettingInfo]] = {s.name: s for s in SETTINGS}
 
 
 @dataclass(frozen=True, slots=True)
+class WsLimits:
+    """What one WebSocket connection needs (the ws_* settings), bound once per worker."""
+
+    max_size: int = 16 * MiB
+    max_queue: int = 32
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    per_message_deflate: bool = True
+
+    @classmethod
+    def from_config(cls, c: Config) -> WsLimits | None:
+        """None when WebSocket support is off (`ws = "none"`): upgrades are served as plain HTTP."""
+        if c.ws == "none":
+            return None
+        return cls(
+            max_size=c.ws_max_size,
+            max_queue=c.ws_max_queue,
+            ping_interval=c.ws_ping_interval,
+            ping_timeout=c.ws_ping_timeout,
+            per_message_deflate=c.ws_per_message_deflate,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class HttpLimits:
     """What one HTTP connection needs to know, bound once per worker (not per request)."""
 
@@ -367,6 +391,7 @@ class HttpLimits:
     access_log: bool = True
     access_log_format: str = "combined"
     high_water: int = 64 * KiB  # pause reading / writing above this (uvicorn and asyncio default)
+    websocket: WsLimits | None = WsLimits()  # None: ws = "none", no upgrades
 
     @classmethod
     def from_config(cls, c: Config) -> HttpLimits:
@@ -388,6 +413,7 @@ class HttpLimits:
             proxy_protocol=c.proxy_protocol,
             access_log=c.access_log,
             access_log_format=c.access_log_format,
+            websocket=WsLimits.from_config(c),
         )
 
 
