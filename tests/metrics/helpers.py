@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -12,6 +14,9 @@ from aioprefork.channel.messages import DURATION_BUCKETS
 from aioprefork.master.snapshot import READY, STARTING, STOPPING, SlotView, Snapshot, Totals
 
 NOW = 1_700_000_000.0
+DASHBOARD = (
+    Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards" / "aioprefork.json"
+)
 
 # 10 responses: 1 per bucket up to 0.5 s, 2 between 0.5 and 1 s... written cumulatively.
 BUCKETS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 10, 10, 10, 10)
@@ -140,3 +145,30 @@ def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProces
     return subprocess.run(
         [exe, *args], input=stdin, capture_output=True, text=True, timeout=60, check=False
     )
+
+
+def expressions(node: Any) -> list[str]:
+    """Every `expr` in a dashboard node (panels, targets, annotations)."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, item in node.items():
+            if key == "expr" and isinstance(item, str):
+                found.append(item)
+            else:
+                found.extend(expressions(item))
+    elif isinstance(node, list):
+        for item in node:
+            found.extend(expressions(item))
+    return found
+
+
+def dashboard_promql(rate_interval: str) -> list[str]:
+    """The dashboard's expressions with Grafana's variables replaced as Grafana would ("All")."""
+    out = []
+    variables = {"$__rate_interval": rate_interval, "$__interval": "15s", "$instance": ".+"}
+    for expr in expressions(json.loads(DASHBOARD.read_text())):
+        for name, val in variables.items():
+            expr = expr.replace(name, val)
+        assert "$" not in expr, expr
+        out.append(expr)
+    return out

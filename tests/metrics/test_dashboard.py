@@ -5,44 +5,18 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
 from aioprefork.metrics.collector import SnapshotCollector
 
-from .helpers import promtool, samples, snapshot
+from .helpers import DASHBOARD, dashboard_promql, promtool, samples, snapshot
 
-ROOT = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
-DASHBOARD = ROOT / "dashboards" / "aioprefork.json"
-
-# Grafana variables, replaced by what Grafana would send: a range and an "All" regex.
-VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$instance": ".+"}
-
-
-def expressions(node: Any) -> list[str]:
-    """Every `expr` in the dashboard (panels, targets, annotations)."""
-    found: list[str] = []
-    if isinstance(node, dict):
-        for key, item in node.items():
-            if key == "expr" and isinstance(item, str):
-                found.append(item)
-            else:
-                found.extend(expressions(item))
-    elif isinstance(node, list):
-        for item in node:
-            found.extend(expressions(item))
-    return found
+ROOT = DASHBOARD.parents[1]
 
 
 def promql() -> list[str]:
-    out = []
-    for expr in expressions(json.loads(DASHBOARD.read_text())):
-        for name, val in VARIABLES.items():
-            expr = expr.replace(name, val)
-        assert "$" not in expr, expr
-        out.append(expr)
-    return out
+    return dashboard_promql("1m")
 
 
 def test_every_expression_parses_with_promtool(tmp_path: Path) -> None:

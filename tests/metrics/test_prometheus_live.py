@@ -1,0 +1,349 @@
+"""A real Prometheus scrapes a real aioprefork under load (process level, loopback only).
+
+One server and one Prometheus for the whole module (they take seconds to start). The scenario runs
+in order: load -> the series Prometheus stored match it exactly -> kill -9 of a worker -> graceful
+restart (SIGUSR1) -> counters never went backwards, neither in our own 4 Hz scrapes nor in
+Prometheus's `resets()` -> every PromQL expression of the Grafana dashboard returns data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .helpers import dashboard_promql, samples
+
+pytestmark = pytest.mark.timeout(150)
+
+REPO = Path(__file__).resolve().parents[2]
+WORKERS = 2
+HELLO = b"Hello, world!"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def children(pid: int) -> set[int]:
+    try:
+        return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    except (FileNotFoundError, ProcessLookupError):
+        return set()
+
+
+def kill(pids: set[int], sig: int = signal.SIGKILL) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+@dataclass
+class Stack:
+    app_url: str
+    metrics_url: str
+    prom_url: str
+    master: subprocess.Popen[bytes]
+    seen_pids: set[int] = field(default_factory=set)
+
+    def workers(self) -> set[int]:
+        pids = children(self.master.pid)
+        self.seen_pids |= pids
+        return pids
+
+
+def _wait_http(url: str, deadline: float, proc: subprocess.Popen[bytes], log: Path) -> None:
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"{url}: process exited {proc.returncode}\n{log.read_text()}"
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"{url} not ready in time\n{log.read_text()[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen[bytes], extra: set[int]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    kill(extra)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("live")
+    app_port, metrics_port, prom_port = free_port(), free_port(), free_port()
+    exe = shutil.which("prometheus")
+    assert exe, "prometheus missing: run `make system-deps` (Debian package prometheus)"
+    server_log = (tmp / "server.log").open("wb")
+    flags = (
+        f"--host 127.0.0.1 --port {app_port} --metrics-bind 127.0.0.1:{metrics_port}"
+        f" --workers {WORKERS} --min-workers {WORKERS} --max-workers {WORKERS}"
+        f" --graceful-timeout 5 --heartbeat-timeout 10 --no-access-log"
+        f" --pid-file {tmp / 'master.pid'} --ctl-socket {tmp / 'ctl.sock'}"
+    )
+    aioprefork = str(Path(sys.executable).with_name("aioprefork"))
+    master = subprocess.Popen(
+        [aioprefork, "serve", "examples.hello:app", *flags.split()],
+        cwd=REPO,
+        stdout=server_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {
+                "job_name": "aioprefork",
+                "scrape_interval": "1s",
+                "scrape_timeout": "900ms",
+                "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}],
+            }
+        ],
+    }
+    (tmp / "prometheus.yml").write_text(json.dumps(config))
+    prom_log = (tmp / "prometheus.log").open("wb")
+    prom = subprocess.Popen(
+        [
+            exe,
+            f"--config.file={tmp / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp / 'data'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+            "--log.level=warn",
+        ],
+        stdout=prom_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    s = Stack(
+        app_url=f"http://127.0.0.1:{app_port}",
+        metrics_url=f"http://127.0.0.1:{metrics_port}",
+        prom_url=f"http://127.0.0.1:{prom_port}",
+        master=master,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        _wait_http(s.metrics_url + "/readyz", deadline, master, tmp / "server.log")
+        _wait_http(s.prom_url + "/-/ready", deadline, prom, tmp / "prometheus.log")
+        s.workers()
+        yield s
+    finally:
+        _stop(prom, set())
+        pids = s.seen_pids | s.workers()
+        _stop(master, pids)
+        server_log.close()
+        prom_log.close()
+
+
+# --- helpers over HTTP --------------------------------------------------------------------------
+
+
+async def load(client: httpx.AsyncClient, n: int, concurrency: int = 8) -> None:
+    """Exactly n successful GETs (the count Prometheus must report)."""
+    queue = iter(range(n))
+
+    async def one_connection() -> None:
+        for _ in queue:
+            r = await client.get("/")
+            assert r.status_code == 200 and r.content == HELLO
+
+    await asyncio.gather(*(one_connection() for _ in range(concurrency)))
+
+
+async def query(client: httpx.AsyncClient, prom_url: str, expr: str) -> list[dict[str, object]]:
+    r = await client.get(prom_url + "/api/v1/query", params={"query": expr})
+    body = r.json()
+    assert body["status"] == "success", (expr, body)
+    return list(body["data"]["result"])
+
+
+async def scalar(client: httpx.AsyncClient, prom_url: str, expr: str) -> float | None:
+    result = await query(client, prom_url, expr)
+    if not result:
+        return None
+    value = result[0]["value"]
+    assert isinstance(value, list)
+    return float(value[1])
+
+
+async def eventually(
+    client: httpx.AsyncClient, prom_url: str, expr: str, want: float, timeout: float = 15
+) -> None:
+    deadline = time.monotonic() + timeout
+    got: float | None = None
+    while time.monotonic() < deadline:
+        got = await scalar(client, prom_url, expr)
+        if got == want:
+            return
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"{expr} = {got}, want {want}")
+
+
+# Series whose sum must never go down, sampled from /metrics directly.
+MONOTONIC = (
+    "aioprefork_requests_total",
+    "aioprefork_connections_accepted_total",
+    "aioprefork_response_bytes_total",
+    "aioprefork_request_duration_seconds_count",
+    "aioprefork_request_duration_seconds_sum",
+    "aioprefork_workers_spawned_total",
+    "aioprefork_workers_exited_total",
+    "aioprefork_restarts_total",
+)
+
+
+class Sampler:
+    """Scrapes /metrics 4 times a second and keeps the per-name sums it saw."""
+
+    def __init__(self, client: httpx.AsyncClient, url: str) -> None:
+        self.client, self.url = client, url
+        self.history: list[dict[str, float]] = []
+
+    async def once(self) -> dict[str, float]:
+        table = samples((await self.client.get(self.url + "/metrics")).text)
+        sums = {name: 0.0 for name in MONOTONIC}
+        for (name, _), v in table.items():
+            if name in sums:
+                sums[name] += v
+        self.history.append(sums)
+        return sums
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                await self.once()
+            await asyncio.sleep(0.25)
+
+    def assert_monotonic(self) -> None:
+        assert len(self.history) > 20
+        for name in MONOTONIC:
+            series = [h[name] for h in self.history]
+            drops = [(a, b) for a, b in itertools.pairwise(series) if b < a]
+            assert not drops, f"{name} went backwards: {drops}"
+
+
+@pytest.fixture
+async def clients(stack: Stack) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    limits = httpx.Limits(max_connections=8)
+    async with (
+        httpx.AsyncClient(base_url=stack.app_url, timeout=10, limits=limits) as app,
+        httpx.AsyncClient(timeout=10) as other,
+    ):
+        yield app, other
+
+
+async def wait_workers_replaced(
+    stack: Stack, old: set[int], other: httpx.AsyncClient, timeout: float = 20
+) -> set[int]:
+    """Until WORKERS live workers, none of them in `old`, and /readyz says ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = stack.workers()
+        if len(now) == WORKERS and not now & old:
+            r = await other.get(stack.metrics_url + "/readyz")
+            auto = (await other.get(stack.metrics_url + "/server-status?auto")).text
+            if (
+                r.status_code == 200
+                and "Scoreboard: " in auto
+                and "S" not in auto.split("Scoreboard: ")[1]
+            ):
+                return now
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"workers not replaced: {stack.workers()} (old {old})")
+
+
+async def test_prometheus_scrapes_a_loaded_server(
+    stack: Stack, clients: tuple[httpx.AsyncClient, httpx.AsyncClient]
+) -> None:
+    app, other = clients
+    prom = stack.prom_url
+    sampler = Sampler(other, stack.metrics_url)
+    sampling = asyncio.create_task(sampler.run())
+    try:
+        # 1. Load; workers report every second, Prometheus scrapes every second.
+        await load(app, 300)
+        job = '{job="aioprefork"}'
+        await eventually(other, prom, f"sum(aioprefork_requests_total{job})", 300)
+        await eventually(
+            other,
+            prom,
+            'sum(aioprefork_requests_total{job="aioprefork",method="GET",status_class="2xx"})',
+            300,
+        )
+        await eventually(other, prom, f"sum(aioprefork_request_duration_seconds_count{job})", 300)
+        await eventually(
+            other, prom, 'sum(aioprefork_request_duration_seconds_bucket{le="+Inf"})', 300
+        )
+        await eventually(other, prom, f"aioprefork_workers_active{job}", WORKERS)
+        await eventually(
+            other, prom, 'sum(aioprefork_workers{state=~"idle|serving|full"})', WORKERS
+        )
+        await eventually(other, prom, 'aioprefork_master_state{state="running"}', 1)
+        await eventually(other, prom, "count(aioprefork_slot_rss_bytes > 0)", WORKERS)
+        await eventually(other, prom, "count(aioprefork_info)", 1)
+        accepted = await scalar(other, prom, "sum(aioprefork_connections_accepted_total)")
+        assert accepted is not None and 8 <= accepted <= 300  # keep-alive: 8 connections or more
+        sent = await scalar(other, prom, "sum(aioprefork_response_bytes_total)")
+        assert sent is not None and sent >= 300 * len(HELLO)
+        generation = await scalar(other, prom, "aioprefork_generation")
+        assert generation is not None
+
+        # 2. kill -9 one worker: its counts stay in the totals, a replacement takes its slot.
+        await asyncio.sleep(1.5)  # every request reported by a status frame before the kill
+        victim = min(stack.workers())
+        os.kill(victim, signal.SIGKILL)
+        await wait_workers_replaced(stack, {victim}, other)
+        await load(app, 100)
+        await eventually(other, prom, "sum(aioprefork_requests_total)", 400)
+        exits = await scalar(other, prom, "sum(aioprefork_workers_exited_total)")
+        assert exits is not None and exits >= 1
+
+        # 3. Graceful restart (SIGUSR1): a new generation, counters keep counting.
+        await asyncio.sleep(1.5)
+        before = stack.workers()
+        stack.master.send_signal(signal.SIGUSR1)
+        await wait_workers_replaced(stack, before, other, timeout=30)
+        await load(app, 100)
+        await eventually(other, prom, "sum(aioprefork_requests_total)", 500)
+        await eventually(other, prom, "aioprefork_generation", generation + 1)
+        await eventually(other, prom, 'sum(aioprefork_restarts_total{kind="graceful"})', 1)
+        await asyncio.sleep(1.5)  # a few more scrapes after the last change
+    finally:
+        sampling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampling
+
+    # 4. Never backwards: in our own scrapes, and in what Prometheus stored.
+    sampler.assert_monotonic()
+    final = await sampler.once()
+    assert final["aioprefork_requests_total"] == 500
+    for name in MONOTONIC:
+        resets = await query(other, prom, f"resets({name}[5m]) > 0")
+        assert resets == [], (name, resets)
+
+    # 5. Every PromQL expression of the dashboard returns data.
+    empty = []
+    for expr in dashboard_promql("30s"):
+        if not await query(other, prom, expr):
+            empty.append(expr)
+    assert empty == [], empty
