@@ -1,13 +1,24 @@
-"""The master's process-level chores: where its control socket lives (detach, pid file, privilege
-drop and setproctitle belong here too, written by the master's side).
+"""The master's process-level chores: control socket path, detach, pid file, privileges, titles.
 
 `ctl_socket_path` is the ONE definition of the control socket's default path: the master binds it
 and `aioprefork ctl` connects to it, so both must derive it from the same Config the same way.
+The rest runs once in BOOTING (SPEC section 3), in this order: bind (arbiter) -> `daemonize()`
+(fork, setsid, fork, stdio to /dev/null: the seed's "become a daemon") -> `write_pid_file()` ->
+control socket and metrics listener -> `drop_privileges()`. Nothing here touches a worker.
 """
 
 from __future__ import annotations
 
+import contextlib
+import grp
+import os
+import pwd
+import sys
+
+import setproctitle
+
 from aioprefork.config.model import Config
+from aioprefork.errors import UserError
 
 
 def ctl_socket_path(config: Config) -> str:
@@ -21,3 +32,120 @@ def ctl_socket_path(config: Config) -> str:
             continue
         return f"/tmp/aioprefork-{address.rpartition(':')[2]}.ctl"
     return "/tmp/aioprefork-unix.ctl"
+
+
+def set_title(title: str) -> None:
+    """`ps` shows this: "aioprefork: master", "aioprefork: worker 3 gen 2"."""
+    setproctitle.setproctitle(title)
+
+
+def on_terminal() -> bool:
+    """Attached to a terminal? Then SIGWINCH means a window resize, not "graceful stop"."""
+    return any(os.isatty(fd) for fd in (0, 1, 2))
+
+
+def daemonize() -> None:
+    """Detach from the terminal and the session: fork, setsid, fork, stdio to /dev/null.
+
+    The first parent and the session leader leave with os._exit (no atexit handlers, no buffered
+    output flushed twice); the grandchild continues as the master. Call before any thread or
+    event loop exists.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.fork():
+        os._exit(0)
+    os.setsid()  # new session: no controlling terminal, immune to the shell's SIGHUP
+    if os.fork():
+        os._exit(0)  # the session leader leaves, so we can never reacquire a terminal
+    os.umask(0o022)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    if devnull > 2:
+        os.close(devnull)
+
+
+def write_pid_file(path: str) -> None:
+    """Write our pid atomically (tmp + rename); refuse when a live process already holds it."""
+    other = read_pid_file(path)
+    if other is not None and other != os.getpid() and _alive(other):
+        raise UserError(f"pid file {path} names a running process ({other}): is a master running?")
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="ascii") as f:
+            f.write(f"{os.getpid()}\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise UserError(f"cannot write pid file {path}: {exc.strerror or exc}") from None
+
+
+def read_pid_file(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def remove_pid_file(path: str) -> None:
+    """Remove the pid file if it still names us (a newer master may have replaced it)."""
+    if path and read_pid_file(path) == os.getpid():
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def resolve_owner(user: str, group: str) -> tuple[int, int] | None:
+    """(uid, gid) for --user/--group (names or numbers), None when neither is given."""
+    if not user and not group:
+        return None
+    try:
+        entry = pwd.getpwnam(user) if user and not user.isdigit() else None
+        uid = entry.pw_uid if entry else (int(user) if user else os.getuid())
+        if group:
+            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+        else:
+            gid = entry.pw_gid if entry else os.getgid()
+    except KeyError as exc:
+        raise UserError(f"unknown user or group: {exc.args[0]}") from None
+    return uid, gid
+
+
+def drop_privileges(user: str, group: str) -> None:
+    """Become --user/--group after binding (ports < 1024, root-owned paths). Group first: once
+    the uid changes we may no longer change groups. A no-op when already that user."""
+    owner = resolve_owner(user, group)
+    if owner is None:
+        return
+    uid, gid = owner
+    if (os.getuid(), os.getgid()) == (uid, gid):
+        return
+    if os.geteuid() != 0:
+        raise UserError(f"--user/--group need root to switch to uid {uid} gid {gid}")
+    name = pwd.getpwuid(uid).pw_name if _has_passwd_entry(uid) else None
+    if name:
+        os.initgroups(name, gid)
+    else:
+        os.setgroups([gid])
+    os.setgid(gid)
+    os.setuid(uid)
+
+
+def _has_passwd_entry(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True

@@ -7,6 +7,7 @@ executes and the whole policy is testable with tables. Rules, first match wins:
   health (starting/running/restarting): a READY worker silent > heartbeat_timeout -> Abort;
          a worker still STARTING after boot_timeout -> Kill.
   sizing (running only):
+  0. replacements owed for crashed workers     -> Spawn them at once (crash back-off permitting)
   1. active < min_workers                      -> Spawn the shortfall (crash back-off permitting)
   2. idle > max_spare_slots, active > min_workers, nothing starting
                                                -> Dismiss ONE worker (fewest open), rate = 1
@@ -39,7 +40,7 @@ STALE_AFTER: Final = 3.0  # seconds: 3 missed 1 s status frames -> the worker of
 @dataclass(frozen=True, slots=True)
 class Spawn:
     count: int
-    cause: str  # "min_workers" | "spare"
+    cause: str  # "crash" | "min_workers" | "spare"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,7 @@ class PoolMemo:
     hold_off: int = 0  # ticks left during which the spawn rate may not double
     at_max: bool = False  # inside a max_workers episode (already counted and warned)
     not_before: float = 0.0  # crash back-off: no spawn before this unix time
+    owed: int = 0  # workers that crashed or hung since the last tick: replace them
 
 
 def after_restart(memo: PoolMemo) -> PoolMemo:
@@ -139,6 +141,12 @@ def _size(
     floor = snapshot.min_workers
     idle = snapshot.idle_slots
     backing_off = now < memo.not_before
+
+    if memo.owed > 0:
+        if backing_off:
+            return [], memo
+        count = min(memo.owed, room, max(0, policy.max_workers - active))
+        return ([Spawn(count, "crash")] if count else []), dataclasses.replace(memo, owed=0)
 
     if active < floor:
         count = min(floor - active, room)

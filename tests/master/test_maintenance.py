@@ -119,6 +119,35 @@ def test_free_capacity(view: SlotView, free: int) -> None:
 
 Row = tuple[str, Snapshot, PoolMemo, list[Action], dict[str, Any]]
 ROWS: list[Row] = [
+    # rule 0: replace crashed workers at once
+    (
+        "a crash is replaced at once",
+        snap(w(0), w(1), w(2)),
+        PoolMemo(owed=1),
+        [Spawn(1, "crash")],
+        {"owed": 0},
+    ),
+    (
+        "crash replacement waits out the back-off",
+        snap(w(0), w(1), w(2)),
+        PoolMemo(owed=1, not_before=NOW + 4),
+        [],
+        {},
+    ),
+    (
+        "crash replacement bounded by max_workers, the rest forgiven",
+        snap(*[w(i) for i in range(5)]),
+        PoolMemo(owed=3),
+        [Spawn(1, "crash")],
+        {"owed": 0},
+    ),
+    (
+        "crash replacement bounded by server_limit",
+        snap(w(0), *[w(i, state=STOPPING) for i in range(1, 10)]),
+        PoolMemo(owed=2),
+        [],
+        {"owed": 0},
+    ),
     # rule 1: below the floor
     ("empty pool spawns the floor", snap(), PoolMemo(), [Spawn(2, "min_workers")], {}),
     ("one short", snap(w(0)), PoolMemo(), [Spawn(1, "min_workers")], {}),

@@ -1,0 +1,157 @@
+"""The fork boundary: `spawn(slot, gen, ...)` makes one worker process and its control channel.
+
+The parent gets back the pid and its end of the socketpair, and returns at once. The child
+never returns into the master's stack: it cleans up what it inherited, runs
+`worker.process.main()` and leaves through `os._exit(code)` in a `finally`.
+
+Child hygiene, and why each step matters:
+* every inherited fd except stdio, the listeners and its own channel end is closed: the master's
+  end of *every* channel (a sibling holding another worker's master end would keep that worker
+  from seeing EOF when the master dies: an orphan that keeps serving), the control socket and
+  metrics listener and their client connections (a ctl client would wait on a worker), and the
+  master loop's epoll and self-pipe;
+* signal dispositions and the wakeup fd are reset (the master's handlers must not run here);
+* inherited Python objects are frozen out of the GC (`gc.freeze()`), so a master object is never
+  finalised in the child, closing an fd number the worker reused;
+* log FileHandlers are closed first, so the worker reopens its log files itself.
+The master must be single-threaded when it forks: a lock held by another thread at fork time
+stays locked forever in the child.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import signal
+import socket
+import sys
+import threading
+import traceback
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from aioprefork.config.model import Config
+from aioprefork.errors import EXIT_FAILURE
+from aioprefork.logs import reopen_log_files
+from aioprefork.master.daemon import set_title
+
+# Reset in the child to the default action; SIGINT stays ignored (the terminal's ^C reaches the
+# whole process group, and the master decides what it means).
+_RESET: Final = (
+    signal.SIGTERM,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGCHLD,
+    signal.SIGPIPE,
+)
+
+
+class WorkerMain(Protocol):
+    def __call__(
+        self,
+        *,
+        slot: int,
+        gen: int,
+        channel: socket.socket,
+        listeners: Sequence[socket.socket],
+        config: Config,
+    ) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Child:
+    pid: int
+    channel: socket.socket  # the master's end
+
+
+def spawn(
+    slot: int,
+    gen: int,
+    *,
+    config: Config,
+    listeners: Sequence[socket.socket],
+    worker_main: WorkerMain | None = None,
+) -> Child:
+    """Fork one worker for `slot` of generation `gen`; returns in the parent only."""
+    assert_single_threaded()
+    parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        pid = os.fork()
+    except OSError:
+        parent_end.close()
+        child_end.close()
+        raise
+    if pid:
+        child_end.close()
+        return Child(pid, parent_end)
+    code = EXIT_FAILURE
+    try:  # the child: nothing below may return into the master's stack
+        gc.freeze()
+        parent_end.close()
+        _reset_signals()
+        reopen_log_files()
+        keep = {0, 1, 2, child_end.fileno(), *(s.fileno() for s in listeners)}
+        close_inherited_fds(keep)
+        set_title(f"aioprefork: worker {slot} gen {gen}")
+        run = worker_main or _default_main()
+        code = run(slot=slot, gen=gen, channel=child_end, listeners=listeners, config=config)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _default_main() -> WorkerMain:
+    from aioprefork.worker.process import main
+
+    return main
+
+
+def assert_single_threaded() -> None:
+    if threading.active_count() != 1:
+        names = ", ".join(t.name for t in threading.enumerate())
+        raise RuntimeError(f"refusing to fork: the master runs threads ({names})")
+
+
+def _reset_signals() -> None:
+    signal.set_wakeup_fd(-1)  # the master loop's self-pipe is about to be closed
+    for sig in _RESET:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
+def open_fds() -> list[int]:
+    """This process's open descriptors (Linux /proc; the fallback probes a bounded range)."""
+    try:
+        return sorted(int(name) for name in os.listdir("/proc/self/fd"))
+    except FileNotFoundError:  # pragma: no cover - not Linux
+        limit = min(os.sysconf("SC_OPEN_MAX"), 65536)
+        fds = []
+        for fd in range(limit):
+            try:
+                os.fstat(fd)
+            except OSError:
+                continue
+            fds.append(fd)
+        return fds
+
+
+def close_inherited_fds(keep: Collection[int]) -> None:
+    for fd in open_fds():
+        if fd not in keep:
+            with contextlib.suppress(OSError):  # e.g. the directory fd listdir used, now closed
+                os.close(fd)

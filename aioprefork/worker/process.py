@@ -1,0 +1,251 @@
+"""The worker process after fork: init -> serve until told to stop (or the master dies) -> drain -> exit.
+
+`main()` runs in the child that master/fork.py made, on a fresh uvloop loop (never the master's).
+Boot = load the app, run lifespan startup, start serving; only then is Ready sent, so Ready means
+"accepting". Any exception before Ready is a boot failure: the worker sends Fatal(code, message)
+with the operator-facing text and exits EXIT_BOOT (3); the master halts instead of respawning.
+
+After Ready, the worker reacts to the channel: GracefulStop(deadline) drains in-flight requests
+until the deadline, Stop aborts them, ReopenLogs reopens log files, and EOF (the pipe of death:
+the master is gone, even by SIGKILL) drains within graceful_timeout, so no orphan keeps serving.
+SIGTERM sent straight to a worker also drains (systemd may signal the whole cgroup), SIGQUIT
+aborts, SIGINT is ignored (^C reaches the whole process group; the master decides).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import faulthandler
+import logging
+import math
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Any, Final
+
+import uvloop
+
+from aioprefork.channel.codec import MAX_FRAME
+from aioprefork.channel.endpoint import Endpoint, PeerGone
+from aioprefork.channel.messages import Fatal, GracefulStop, Ready, ReopenLogs, Stop
+from aioprefork.config.model import Config, HttpLimits
+from aioprefork.errors import EXIT_BOOT, EXIT_OK, AiopreforkError, ProtocolViolation
+from aioprefork.logs import reopen_log_files
+from aioprefork.worker.reporter import Reporter
+from aioprefork.worker.stats import WorkerStats
+
+log = logging.getLogger("aioprefork.error")
+
+FATAL_LIMIT: Final = MAX_FRAME // 4  # characters of a boot error we send; the rest is cut
+LIFESPAN_SHUTDOWN_MIN: Final = 1.0  # lifespan shutdown gets at least this, even past the deadline
+
+
+def main(
+    *,
+    slot: int,
+    gen: int,
+    channel: socket.socket,
+    listeners: Sequence[socket.socket],
+    config: Config,
+) -> int:
+    """Serve as worker `slot` of generation `gen`; returns the process exit code."""
+    faulthandler.enable(all_threads=True)  # SIGABRT on heartbeat timeout dumps every stack
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU):
+        signal.signal(sig, signal.SIG_IGN)  # master-only meanings; TTIN/TTOU would stop us
+    worker = Worker(slot, gen, channel, listeners, config)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(worker.run())
+
+
+class Worker:
+    def __init__(
+        self,
+        slot: int,
+        gen: int,
+        channel: socket.socket,
+        listeners: Sequence[socket.socket],
+        config: Config,
+    ) -> None:
+        self.slot, self.gen, self.config = slot, gen, config
+        self._channel_sock = channel
+        self._listeners = listeners
+        self._stats = WorkerStats()
+        self._stop_requested: asyncio.Future[float | None] | None = None
+        self._abort = asyncio.Event()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._stop_requested = loop.create_future()
+        endpoint = self._endpoint = await Endpoint.open(self._channel_sock)
+        reader = asyncio.ensure_future(self._read_channel(endpoint))
+        loop.add_signal_handler(signal.SIGTERM, self._on_sigterm)
+        loop.add_signal_handler(signal.SIGQUIT, self._on_sigquit)
+        booted: tuple[Any, Any] | None = None
+        try:
+            booted = await self._boot_or_stop(endpoint)
+            if booted is None:
+                return EXIT_OK  # told to stop (or master gone) before we were ready
+            server, lifespan = booted
+            await self._serve(endpoint, server, lifespan)
+            return EXIT_OK
+        except _BootFailed as failed:
+            _send_fatal(endpoint, failed.message)
+            return EXIT_BOOT
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            endpoint.close()
+
+    # -- boot ----------------------------------------------------------------------------------
+
+    async def _boot_or_stop(self, endpoint: Endpoint) -> tuple[Any, Any] | None:
+        assert self._stop_requested is not None
+        boot = asyncio.ensure_future(self._boot())
+        race: set[asyncio.Future[Any]] = {boot, self._stop_requested}
+        await asyncio.wait(race, return_when=asyncio.FIRST_COMPLETED)
+        if not boot.done():
+            boot.cancel()
+            with contextlib.suppress(BaseException):
+                await boot
+            return None
+        try:
+            return boot.result()
+        except BaseException as exc:
+            raise _BootFailed(_describe(exc)) from exc
+
+    async def _boot(self) -> tuple[Any, Any]:
+        from aioprefork.asgi.lifespan import Lifespan
+        from aioprefork.asgi.loader import load_app
+        from aioprefork.worker.server import WorkerServer
+        from aioprefork.worker.tls import make_ssl_context
+
+        config = self.config
+        app = load_app(config.app, factory=config.factory, app_dir=config.app_dir)
+        lifespan = Lifespan(app, config.lifespan)
+        await lifespan.startup()
+        self._reporter = Reporter(
+            self._send_quietly,
+            self._stats,
+            lambda: bool(server.accepting),
+            max_requests=config.max_requests_per_worker,
+            max_requests_jitter=config.max_requests_jitter,
+            max_memory=config.max_worker_memory,
+        )
+        server = WorkerServer(
+            app,
+            HttpLimits.from_config(config),
+            sockets=self._listeners,
+            worker_connections=config.worker_connections,
+            stats=self._stats,
+            state=lifespan.state,
+            ssl_context=make_ssl_context(config),
+            on_accepting_change=self._reporter.poke,
+        )
+        try:
+            await server.start()
+        except BaseException:
+            await lifespan.shutdown()
+            raise
+        return server, lifespan
+
+    # -- serve and drain -----------------------------------------------------------------------
+
+    async def _serve(self, endpoint: Endpoint, server: Any, lifespan: Any) -> None:
+        assert self._stop_requested is not None
+        try:
+            endpoint.send(Ready(pid=os.getpid(), slot=self.slot, gen=self.gen))
+        except PeerGone:
+            self._request_stop(time.time() + self.config.graceful_timeout)
+        self._reporter.report()
+        heartbeat = asyncio.ensure_future(self._reporter.run())
+        try:
+            deadline = await self._stop_requested
+            await self._drain(server, deadline)
+            remaining = LIFESPAN_SHUTDOWN_MIN
+            if deadline is not None:
+                remaining = max(LIFESPAN_SHUTDOWN_MIN, deadline - time.time())
+            await lifespan.shutdown(timeout=min(remaining, self.config.graceful_timeout))
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        self._reporter.report()  # final totals, so the master's counters include our last requests
+        with contextlib.suppress(PeerGone):
+            await endpoint.drain()
+
+    async def _drain(self, server: Any, deadline: float | None) -> None:
+        if self._abort.is_set():
+            server.abort()
+            return
+        drain = asyncio.ensure_future(server.shutdown(deadline))
+        abort = asyncio.ensure_future(self._abort.wait())
+        await asyncio.wait({drain, abort}, return_when=asyncio.FIRST_COMPLETED)
+        abort.cancel()
+        if not drain.done():
+            server.abort()
+            drain.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await drain
+
+    # -- the channel and signals ---------------------------------------------------------------
+
+    async def _read_channel(self, endpoint: Endpoint) -> None:
+        try:
+            async for msg in endpoint:
+                if isinstance(msg, GracefulStop):
+                    self._request_stop(None if math.isinf(msg.deadline) else msg.deadline)
+                elif isinstance(msg, Stop):
+                    self._abort.set()
+                    self._request_stop(time.time())
+                elif isinstance(msg, ReopenLogs):
+                    reopen_log_files()
+        except ProtocolViolation as exc:
+            log.error("worker %d: the master sent a bad frame (%s); stopping", self.slot, exc)
+        # EOF: the pipe of death. The master is gone; finish what we have and leave.
+        if self._stop_requested is not None and not self._stop_requested.done():
+            log.warning("worker %d: master gone, draining and exiting", self.slot)
+        self._request_stop(time.time() + self.config.graceful_timeout)
+
+    def _request_stop(self, deadline: float | None) -> None:
+        if self._stop_requested is not None and not self._stop_requested.done():
+            self._stop_requested.set_result(deadline)
+
+    def _on_sigterm(self) -> None:
+        self._request_stop(time.time() + self.config.graceful_timeout)
+
+    def _on_sigquit(self) -> None:
+        self._abort.set()
+        self._request_stop(time.time())
+
+    def _send_quietly(self, msg: Any) -> None:
+        self._endpoint.send(msg)
+
+
+class _BootFailed(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _describe(exc: BaseException) -> str:
+    """The operator's line for a boot failure: our own errors are already one line; anything
+    else gets its traceback (it is a bug in the app, and the traceback is the useful part)."""
+    if isinstance(exc, AiopreforkError):
+        text = str(exc)
+    else:
+        text = "".join(traceback.format_exception(exc)).rstrip()
+    return text[:FATAL_LIMIT]
+
+
+def _send_fatal(endpoint: Endpoint, message: str) -> None:
+    try:
+        endpoint.send(Fatal(code=EXIT_BOOT, message=message))
+    except PeerGone:  # nobody to tell: say it where an operator may look
+        print(f"aioprefork worker boot failed: {message}", flush=True, file=sys.stderr)
