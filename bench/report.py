@@ -73,6 +73,7 @@ class Summary:
     rss_per_worker_max: int
     errors: int  # summed over rounds
     worker_cpu_share: tuple[float, ...]  # last round: each worker's share of worker CPU
+    worker_rss: tuple[int, ...]  # last round: bytes per worker
     worker_requests: tuple[int, ...] | None  # last round with scoreboard counts
 
 
@@ -112,6 +113,7 @@ def summarize(runs: Sequence[Measurement]) -> list[Summary]:
                 worker_cpu_share=tuple(c / worker_cpu for c in last.worker_cpu)
                 if worker_cpu
                 else (),
+                worker_rss=last.worker_rss,
                 worker_requests=counted[-1] if counted else None,
             )
         )
@@ -241,7 +243,11 @@ def _spread_lines(rows: Sequence[Summary], labels: Mapping[str, str]) -> list[st
     for s in rows:
         if len(s.worker_cpu_share) > 1:
             shares = ", ".join(f"{x:.0%}" for x in s.worker_cpu_share)
-            lines.append(f"- {labels.get(s.server, s.server)}: worker CPU shares {shares}")
+            rss = ", ".join(f"{x / MIB:.1f}" for x in s.worker_rss)
+            lines.append(
+                f"- {labels.get(s.server, s.server)}: worker CPU shares {shares}; "
+                f"worker RSS MiB {rss}"
+            )
         if s.worker_requests:
             counts = ", ".join(f"{n:,}" for n in s.worker_requests)
             lines.append(

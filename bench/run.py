@@ -313,6 +313,7 @@ def describe(opts: Options, stamp: str) -> dict[str, Any]:
 def run(opts: Options) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="aioprefork-bench-"))
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    load_before = os.getloadavg()[0]
     runs: list[report.Measurement] = []
     failures: list[report.Failure] = []
     broken: set[str] = set()
@@ -352,6 +353,8 @@ def run(opts: Options) -> int:
 
     summaries = report.summarize(runs)
     meta = describe(opts, stamp)
+    # Other work on the machine shows here first: a load above the core count means noise.
+    meta["load average"] = f"{load_before:.2f} at start, {os.getloadavg()[0]:.2f} at end"
     commands = meta.pop("commands")
     labels = {s.name: s.label for s in servers.SERVERS.values()}
     descriptions = {s.name: s.description for s in scenarios.SCENARIOS}
