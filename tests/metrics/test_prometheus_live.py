@@ -170,6 +170,17 @@ async def load(client: httpx.AsyncClient, n: int, concurrency: int = 8) -> None:
     await asyncio.gather(*(one_connection() for _ in range(concurrency)))
 
 
+async def refused(url: str) -> bytes:
+    """One request the worker must refuse (414: request line over limit_request_line)."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    try:
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
 async def query(client: httpx.AsyncClient, prom_url: str, expr: str) -> list[dict[str, object]]:
     r = await client.get(prom_url + "/api/v1/query", params={"query": expr})
     body = r.json()
@@ -202,6 +213,7 @@ async def eventually(
 # Series whose sum must never go down, sampled from /metrics directly.
 MONOTONIC = (
     "aioprefork_requests_total",
+    "aioprefork_requests_rejected_total",
     "aioprefork_connections_accepted_total",
     "aioprefork_response_bytes_total",
     "aioprefork_request_duration_seconds_count",
@@ -210,6 +222,9 @@ MONOTONIC = (
     "aioprefork_workers_exited_total",
     "aioprefork_restarts_total",
 )
+
+
+OK = 'sum(aioprefork_requests_total{status_class="2xx"})'
 
 
 class Sampler:
@@ -221,10 +236,12 @@ class Sampler:
 
     async def once(self) -> dict[str, float]:
         table = samples((await self.client.get(self.url + "/metrics")).text)
-        sums = {name: 0.0 for name in MONOTONIC}
-        for (name, _), v in table.items():
+        sums = {name: 0.0 for name in (*MONOTONIC, "ok")}
+        for (name, labels), v in table.items():
             if name in sums:
                 sums[name] += v
+            if name == "aioprefork_requests_total" and ("status_class", "2xx") in labels:
+                sums["ok"] += v
         self.history.append(sums)
         return sums
 
@@ -282,17 +299,24 @@ async def test_prometheus_scrapes_a_loaded_server(
     try:
         # 1. Load; workers report every second, Prometheus scrapes every second.
         await load(app, 300)
+        assert (await refused(stack.app_url)).startswith(b"HTTP/1.1 414 ")
         job = '{job="aioprefork"}'
-        await eventually(other, prom, f"sum(aioprefork_requests_total{job})", 300)
+        await eventually(other, prom, OK, 300)
+        await eventually(
+            other, prom, 'aioprefork_requests_rejected_total{reason="uri_too_long"}', 1
+        )
         await eventually(
             other,
             prom,
             'sum(aioprefork_requests_total{job="aioprefork",method="GET",status_class="2xx"})',
             300,
         )
-        await eventually(other, prom, f"sum(aioprefork_request_duration_seconds_count{job})", 300)
+        # The histogram counts every response the counter counts, across workers.
+        total = await scalar(other, prom, f"sum(aioprefork_requests_total{job})")
+        assert total is not None and total >= 300
+        await eventually(other, prom, f"sum(aioprefork_request_duration_seconds_count{job})", total)
         await eventually(
-            other, prom, 'sum(aioprefork_request_duration_seconds_bucket{le="+Inf"})', 300
+            other, prom, 'sum(aioprefork_request_duration_seconds_bucket{le="+Inf"})', total
         )
         await eventually(other, prom, f"aioprefork_workers_active{job}", WORKERS)
         await eventually(
@@ -314,7 +338,7 @@ async def test_prometheus_scrapes_a_loaded_server(
         os.kill(victim, signal.SIGKILL)
         await wait_workers_replaced(stack, {victim}, other)
         await load(app, 100)
-        await eventually(other, prom, "sum(aioprefork_requests_total)", 400)
+        await eventually(other, prom, OK, 400)
         exits = await scalar(other, prom, "sum(aioprefork_workers_exited_total)")
         assert exits is not None and exits >= 1
 
@@ -324,7 +348,7 @@ async def test_prometheus_scrapes_a_loaded_server(
         stack.master.send_signal(signal.SIGUSR1)
         await wait_workers_replaced(stack, before, other, timeout=30)
         await load(app, 100)
-        await eventually(other, prom, "sum(aioprefork_requests_total)", 500)
+        await eventually(other, prom, OK, 500)
         await eventually(other, prom, "aioprefork_generation", generation + 1)
         await eventually(other, prom, 'sum(aioprefork_restarts_total{kind="graceful"})', 1)
         await asyncio.sleep(1.5)  # a few more scrapes after the last change
@@ -336,7 +360,7 @@ async def test_prometheus_scrapes_a_loaded_server(
     # 4. Never backwards: in our own scrapes, and in what Prometheus stored.
     sampler.assert_monotonic()
     final = await sampler.once()
-    assert final["aioprefork_requests_total"] == 500
+    assert final["ok"] == 500
     for name in MONOTONIC:
         resets = await query(other, prom, f"resets({name}[5m]) > 0")
         assert resets == [], (name, resets)
