@@ -11,148 +11,57 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import httpx
 import pytest
 
 from .helpers import dashboard_promql, samples
+from .procs import Server, aioprefork, prometheus
 
 pytestmark = pytest.mark.timeout(150)
 
-REPO = Path(__file__).resolve().parents[2]
 WORKERS = 2
 HELLO = b"Hello, world!"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def children(pid: int) -> set[int]:
-    try:
-        return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
-    except (FileNotFoundError, ProcessLookupError):
-        return set()
-
-
-def kill(pids: set[int], sig: int = signal.SIGKILL) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-
-
 @dataclass
 class Stack:
-    app_url: str
-    metrics_url: str
+    server: Server
     prom_url: str
-    master: subprocess.Popen[bytes]
-    seen_pids: set[int] = field(default_factory=set)
+
+    @property
+    def app_url(self) -> str:
+        return self.server.app_url
+
+    @property
+    def metrics_url(self) -> str:
+        return self.server.metrics_url
+
+    @property
+    def master(self) -> subprocess.Popen[bytes]:
+        return self.server.master
 
     def workers(self) -> set[int]:
-        pids = children(self.master.pid)
-        self.seen_pids |= pids
-        return pids
-
-
-def _wait_http(url: str, deadline: float, proc: subprocess.Popen[bytes], log: Path) -> None:
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"{url}: process exited {proc.returncode}\n{log.read_text()}"
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"{url} not ready in time\n{log.read_text()[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen[bytes], extra: set[int]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    kill(extra)
+        return self.server.workers()
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("live")
-    app_port, metrics_port, prom_port = free_port(), free_port(), free_port()
     exe = shutil.which("prometheus")
     assert exe, "prometheus missing: run `make system-deps` (Debian package prometheus)"
-    server_log = (tmp / "server.log").open("wb")
-    flags = (
-        f"--host 127.0.0.1 --port {app_port} --metrics-bind 127.0.0.1:{metrics_port}"
-        f" --workers {WORKERS} --min-workers {WORKERS} --max-workers {WORKERS}"
-        f" --graceful-timeout 5 --heartbeat-timeout 10 --no-access-log"
-        f" --pid-file {tmp / 'master.pid'} --ctl-socket {tmp / 'ctl.sock'}"
-    )
-    aioprefork = str(Path(sys.executable).with_name("aioprefork"))
-    master = subprocess.Popen(
-        [aioprefork, "serve", "examples.hello:app", *flags.split()],
-        cwd=REPO,
-        stdout=server_log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [
-            {
-                "job_name": "aioprefork",
-                "scrape_interval": "1s",
-                "scrape_timeout": "900ms",
-                "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}],
-            }
-        ],
-    }
-    (tmp / "prometheus.yml").write_text(json.dumps(config))
-    prom_log = (tmp / "prometheus.log").open("wb")
-    prom = subprocess.Popen(
-        [
-            exe,
-            f"--config.file={tmp / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
-            "--log.level=warn",
-        ],
-        stdout=prom_log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    s = Stack(
-        app_url=f"http://127.0.0.1:{app_port}",
-        metrics_url=f"http://127.0.0.1:{metrics_port}",
-        prom_url=f"http://127.0.0.1:{prom_port}",
-        master=master,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        _wait_http(s.metrics_url + "/readyz", deadline, master, tmp / "server.log")
-        _wait_http(s.prom_url + "/-/ready", deadline, prom, tmp / "prometheus.log")
-        s.workers()
-        yield s
-    finally:
-        _stop(prom, set())
-        pids = s.seen_pids | s.workers()
-        _stop(master, pids)
-        server_log.close()
-        prom_log.close()
+    tmp = tmp_path_factory.mktemp("live")
+    with (
+        aioprefork(tmp, "examples.hello:app", WORKERS) as server,
+        prometheus(tmp, server.metrics_url.removeprefix("http://"), exe) as prom_url,
+    ):
+        yield Stack(server, prom_url)
 
 
 # --- helpers over HTTP --------------------------------------------------------------------------
