@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,9 @@ HERE: Final = Path(__file__).resolve().parent
 ROOT: Final = HERE.parent
 HOST: Final = "127.0.0.1"
 SCALING_LEVELS: Final = "1,2,4,8"
+# Workers report their counters once a second (SPEC section 4): an idle pause this long before
+# reading the scoreboard makes it include every request sent so far.
+SCOREBOARD_SETTLE: Final = 1.2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -204,8 +208,10 @@ def launch_server(
 
 
 def read_scoreboard(server: servers.Server, launch: servers.Launch) -> scoreboard.Counts | None:
-    if not server.scoreboard or launch.workers < 1:
+    """Per-worker counts, multi-worker runs only, once the workers' status frames caught up."""
+    if not server.scoreboard or launch.workers < 2:
         return None
+    time.sleep(SCOREBOARD_SETTLE)
     return scoreboard.read(servers.BIN, launch.ctl_socket, HOST, launch.metrics_port)
 
 
