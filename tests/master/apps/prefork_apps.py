@@ -1,0 +1,49 @@
+"""ASGI apps the master's process tests serve (imported by workers with --app-dir tests/master/apps).
+
+/            "ok <pid>"
+/sleep?s=X   answers after an asyncio sleep of X seconds (in-flight work for drains and load steps)
+/block?s=X   blocks the worker's event loop with time.sleep (a hung worker)
+`failing_lifespan` fails its lifespan startup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+
+async def _reply(send: Any, body: bytes, status: int = 200) -> None:
+    headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] != "http":
+        return
+    query = parse_qs(scope.get("query_string", b"").decode())
+    seconds = float(query.get("s", ["0"])[0])
+    if scope["path"] == "/sleep":
+        await asyncio.sleep(seconds)
+    elif scope["path"] == "/block":
+        time.sleep(seconds)
+    await _reply(send, b"ok %d" % os.getpid())
+
+
+async def failing_lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "database unreachable"})
+        return
+    await _reply(send, b"never")

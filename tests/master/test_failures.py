@@ -1,0 +1,100 @@
+"""The master under failure, for real: broken apps, killed and hung workers, a killed master."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+from .conftest import StartMaster, alive, get, until
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.mark.parametrize(
+    ("app", "message"),
+    [
+        ("broken_app:app", "this_module_does_not_exist"),
+        ("prefork_apps:failing_lifespan", "database unreachable"),
+        ("prefork_apps:nothing_here", "nothing_here"),
+    ],
+    ids=["import error", "lifespan startup failure", "missing attribute"],
+)
+async def test_broken_app_halts_with_exit_3_fast(
+    start_master: StartMaster, app: str, message: str
+) -> None:
+    started = time.monotonic()
+    master = start_master("--workers", "2", app=app)
+    code = await master.wait_exit(timeout=10)
+    elapsed = time.monotonic() - started
+    assert code == 3, master.stderr
+    assert elapsed < 6, f"took {elapsed:.1f}s"
+    assert message in master.stderr
+    assert "no worker could boot" in master.stderr
+    assert master.stderr.count("failed to boot:") <= 2  # the two workers, never a respawn loop
+    assert not master.workers()
+
+
+async def test_kill_9_of_a_worker_is_replaced_at_once(start_master: StartMaster) -> None:
+    master = start_master("--workers", "2")
+    await master.wait_ready(2)
+    before = master.workers()
+    victim = min(before)
+    killed_at = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    now = await until(
+        lambda: (w := master.workers()) and victim not in w and len(w) == 2 and w,
+        timeout=5,
+        what="a replacement worker",
+        master=master,
+    )
+    replaced_in = time.monotonic() - killed_at
+    await master.wait_ready(2)
+    assert set(now) - set(before), "a new pid serves"
+    assert replaced_in < 2.5
+    status, _ = await get(master.port)
+    assert status == 200
+    snap = await master.status()
+    assert snap["exited_total"] == {"crash": 1}
+    assert snap["spawned_total"] == {"start": 2, "crash": 1}
+    assert "died (killed by SIGKILL)" in master.stderr
+
+
+async def test_kill_9_of_the_master_leaves_no_orphan(start_master: StartMaster) -> None:
+    master = start_master("--workers", "2", "--graceful-timeout", "2s")
+    await master.wait_ready(2)
+    workers = list(master.workers())
+    assert len(workers) == 2
+    os.kill(master.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    await until(lambda: not any(alive(pid) for pid in workers), 6, "the orphans to exit")
+    gone_in = time.monotonic() - killed_at
+    assert gone_in < 4, f"orphans lived {gone_in:.1f}s"
+    with pytest.raises(OSError):
+        await get(master.port, timeout=2)
+
+
+async def test_blocked_loop_is_aborted_and_replaced(start_master: StartMaster) -> None:
+    master = start_master("--workers", "1", "--heartbeat-timeout", "1.5s")
+    await master.wait_ready(1)
+    (hung,) = master.workers()
+    blocked = asyncio.ensure_future(get(master.port, "/block?s=30", timeout=20))
+    started = time.monotonic()
+    await until(
+        lambda: (w := master.workers()) and hung not in w and w, timeout=10, what="a replacement"
+    )
+    replaced_in = time.monotonic() - started
+    with pytest.raises((OSError, ConnectionError)):
+        await blocked  # its worker was killed under it
+    await master.wait_ready(1)
+    status, _ = await get(master.port)
+    assert status == 200
+    assert replaced_in < 6, f"hung worker replaced after {replaced_in:.1f}s"
+    assert "SIGABRT" in master.stderr
+    assert "time.sleep" in master.stderr or "prefork_apps.py" in master.stderr  # the stack dump
+    snap = await master.status()
+    assert snap["heartbeat_timeouts_total"] == 1
+    assert snap["exited_total"] == {"hung": 1}

@@ -1,0 +1,131 @@
+"""Generations for real: graceful restart under load, HUP, rollback, recycling under load."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import APP, Load, StartMaster, get, until
+
+pytestmark = pytest.mark.timeout(40)
+
+
+async def test_graceful_restart_under_load_fails_no_request(start_master: StartMaster) -> None:
+    master = start_master("--workers", "2", "--graceful-timeout", "5s")
+    await master.wait_ready(2)
+    gen1 = master.generations()
+    assert set(gen1.values()) == {1}
+    async with Load(master.port, "/sleep?s=0.05", concurrency=8).running() as load:
+        await asyncio.sleep(0.5)
+        before = load.ok
+        started = time.monotonic()
+        frames = await master.ctl("graceful")
+        took = time.monotonic() - started
+        await asyncio.sleep(0.5)
+    final = frames[-1]
+    assert final["ok"], frames
+    assert "generation 2" in final["result"]
+    progress = [f["progress"] for f in frames if "progress" in f]
+    assert any("2/2 workers ready" in p for p in progress), progress
+    assert load.failures == [], load.failures[:5]
+    assert load.ok > before > 0
+    gens = master.generations()
+    assert set(gens.values()) == {2} and not set(gens) & set(gen1)
+    snap = await master.status()
+    assert snap["generation"] == 2
+    assert snap["restarts_total"] == {"graceful:ok": 1}
+    assert snap["exited_total"] == {"stopped": 2}
+    assert took < 5, f"graceful restart took {took:.1f}s"
+    print(f"\ngraceful under load: {took:.2f}s, {load.ok} requests ok, 0 failed")
+
+
+async def test_hup_restart_while_idle(start_master: StartMaster) -> None:
+    master = start_master("--workers", "2")
+    await master.wait_ready(2)
+    old = master.workers()
+    started = time.monotonic()
+    master.signal(signal.SIGHUP)
+    await master.wait_ready(2, gen=2)
+    took = time.monotonic() - started
+    await until(lambda: not set(master.workers()) & set(old), 5, "the old workers to go", master)
+    assert set(master.generations().values()) == {2}
+    status, _ = await get(master.port)
+    assert status == 200
+    snap = await master.status()
+    assert snap["restarts_total"] == {"restart:ok": 1}
+    assert snap["spawned_total"] == {"start": 2, "restart": 2}
+    print(f"\nHUP restart: new generation ready in {took:.2f}s")
+
+
+async def test_graceful_restart_rolls_back_on_broken_config(
+    start_master: StartMaster, workdir: Path
+) -> None:
+    config = workdir / "server.toml"
+    config.write_text(f'app = "{APP}"\nworkers = 2\n')
+    master = start_master("--config", str(config), app=None)
+    await master.wait_ready(2)
+    serving = master.workers()
+
+    config.write_text(f'app = "{APP}"\nworkers = "many"\n')  # invalid value
+    frames = await master.ctl("graceful")
+    assert frames[-1]["ok"] is False
+    assert frames[-1]["error"].startswith("rolled back: config:")
+    assert "workers" in frames[-1]["error"]
+
+    config.write_text('app = "broken_app:app"\nworkers = 2\n')  # the new app cannot import
+    frames = await master.ctl("graceful")
+    assert frames[-1]["ok"] is False
+    assert frames[-1]["error"].startswith("rolled back:")
+    assert "this_module_does_not_exist" in frames[-1]["error"]
+
+    master.signal(signal.SIGUSR1)  # the same through the signal: still rolled back, still serving
+    await until(
+        lambda: master.stderr.count("graceful restart rolled back") == 3,
+        10,
+        "the third rollback",
+        master,
+    )
+    await until(lambda: set(master.workers()) == set(serving), 10, "the failed workers to go")
+    snap = await master.status()
+    assert snap["generation"] == 1
+    assert snap["master_state"] == "running"
+    assert snap["restarts_total"] == {"graceful:rolled_back": 3}
+    assert snap["last_restart"]["result"] == "rolled_back"
+    status, _ = await get(master.port)
+    assert status == 200
+
+    config.write_text(f'app = "{APP}"\nworkers = 3\n')  # fixed: the restart goes through
+    frames = await master.ctl("graceful")
+    assert frames[-1]["ok"], frames
+    await master.wait_ready(3)
+    assert len(master.workers()) == 3
+
+
+async def test_max_requests_recycles_under_load_without_failures(
+    start_master: StartMaster,
+) -> None:
+    master = start_master(
+        "--workers", "2", "--max-requests-per-worker", "60", "--max-requests-jitter", "20"
+    )
+    await master.wait_ready(2)
+    first = set(master.workers())
+    async with Load(master.port, "/", concurrency=6).running() as load:
+        await until(
+            lambda: master.workers() and len(master.seen - first) >= 3 and load.ok > 300,
+            20,
+            "three recycled workers",
+            master,
+        )
+    assert load.failures == [], load.failures[:5]
+    await master.wait_ready(2)
+    await asyncio.sleep(1.2)  # one more Status frame from each live worker
+    snap = await master.status()
+    assert snap["spawned_total"].get("recycle", 0) >= 3
+    assert snap["exited_total"].get("retired", 0) >= 2
+    assert "crash" not in snap["exited_total"]
+    assert snap["totals"]["requests"] >= load.ok  # totals survive recycling
+    print(f"\nrecycling: {load.ok} requests ok, {len(master.seen - first)} replacements, 0 failed")

@@ -1,0 +1,122 @@
+"""Stopping for real: TERM drains in-flight requests, QUIT and a second INT abort them, WINCH
+drains with no timeout, an overdue drain is killed; --daemon with --pid-file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import AIOPREFORK, APP, APPS, ROOT, StartMaster, alive, children_of, get, until
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGWINCH], ids=["TERM", "WINCH"])
+async def test_stop_lets_the_slow_request_finish_then_exits(
+    start_master: StartMaster, sig: signal.Signals
+) -> None:
+    master = start_master("--workers", "2", "--graceful-timeout", "10s")
+    await master.wait_ready(2)
+    workers = list(master.workers())
+    slow = asyncio.ensure_future(get(master.port, "/sleep?s=1.5"))
+    await asyncio.sleep(0.3)
+    started = time.monotonic()
+    master.signal(sig)
+    status, body = await slow
+    assert (status, body[:3]) == (200, b"ok ")
+    assert await master.wait_exit(timeout=8) == 0
+    took = time.monotonic() - started
+    assert 1.0 < took < 4.0, f"exit {took:.1f}s after the signal"
+    assert not any(alive(pid) for pid in workers)
+    with pytest.raises(OSError):
+        await get(master.port, timeout=2)  # the listener closed with the master
+    print(f"\n{sig.name}: slow request completed, master exited {took:.2f}s after the signal")
+
+
+async def test_quit_aborts_in_flight_requests(start_master: StartMaster) -> None:
+    master = start_master("--workers", "1", "--graceful-timeout", "10s")
+    await master.wait_ready(1)
+    slow = asyncio.ensure_future(get(master.port, "/sleep?s=8"))
+    await asyncio.sleep(0.3)
+    started = time.monotonic()
+    master.signal(signal.SIGQUIT)
+    with pytest.raises((OSError, ConnectionError)):
+        await slow
+    assert await master.wait_exit(timeout=5) == 0
+    assert time.monotonic() - started < 3
+
+
+async def test_second_int_stops_at_once(start_master: StartMaster) -> None:
+    master = start_master("--workers", "1", "--graceful-timeout", "20s")
+    await master.wait_ready(1)
+    slow = asyncio.ensure_future(get(master.port, "/sleep?s=8"))
+    await asyncio.sleep(0.3)
+    master.signal(signal.SIGINT)
+    await until(lambda: "stopping 1 workers within 20s" in master.stderr, 5, "draining", master)
+    started = time.monotonic()
+    master.signal(signal.SIGINT)
+    with pytest.raises((OSError, ConnectionError)):
+        await slow
+    assert await master.wait_exit(timeout=5) == 0
+    assert time.monotonic() - started < 3
+
+
+async def test_overdue_drain_is_killed_at_graceful_timeout(start_master: StartMaster) -> None:
+    master = start_master("--workers", "1", "--graceful-timeout", "1s")
+    await master.wait_ready(1)
+    slow = asyncio.ensure_future(get(master.port, "/sleep?s=20"))
+    await asyncio.sleep(0.3)
+    started = time.monotonic()
+    master.signal(signal.SIGTERM)
+    with pytest.raises((OSError, ConnectionError)):
+        await slow
+    assert await master.wait_exit(timeout=6) == 0
+    assert time.monotonic() - started < 3.5
+
+
+async def test_daemon_writes_pid_file_and_detaches(workdir: Path) -> None:
+    pid_file = workdir / "master.pid"
+    listener = socket.create_server(("127.0.0.1", 0))  # bound before the detach, so it survives it
+    port, fd = listener.getsockname()[1], listener.fileno()
+    args = [AIOPREFORK, "serve", APP, "--app-dir", str(APPS), "--bind", f"fd://{fd}"]
+    args += ["--workers", "1", "--daemon", "--pid-file", str(pid_file), "--no-metrics"]
+    daemon_pid = 0
+    try:
+        started = subprocess.run(args, cwd=ROOT, capture_output=True, timeout=10, pass_fds=(fd,))
+        listener.close()
+        assert started.returncode == 0, started.stderr
+        assert started.stdout == started.stderr == b""  # stdio went to /dev/null
+        daemon_pid = await until(lambda: pid_file.exists() and int(pid_file.read_text()), 5, "pid")
+        with open(f"/proc/{daemon_pid}/stat") as f:
+            session = int(f.read().rsplit(")", 1)[1].split()[3])
+        assert session != os.getsid(0)  # detached into its own session
+        await until(lambda: len(children_of(daemon_pid)) == 1, 10, "the worker")
+        assert await _get_retry(port) == 200
+        assert os.path.exists(f"{pid_file}.ctl")  # the control socket sits beside the pid file
+        os.kill(daemon_pid, signal.SIGTERM)
+        await until(lambda: not alive(daemon_pid), 10, "the daemon to exit")
+        assert not pid_file.exists()
+    finally:
+        listener.close()
+        if daemon_pid:
+            for pid in [*children_of(daemon_pid), daemon_pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+async def _get_retry(port: int) -> int:
+    for _ in range(50):
+        try:
+            status, _ = await get(port)
+            return status
+        except OSError:
+            await asyncio.sleep(0.1)
+    raise AssertionError("the daemon never answered")
