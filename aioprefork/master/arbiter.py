@@ -63,6 +63,7 @@ STOP_GRACE: Final = 3.0  # after Stop (immediate): SIGKILL if the worker is stil
 ABORT_GRACE: Final = 2.0  # after SIGABRT (stack dump): SIGKILL
 KILL_GRACE: Final = 1.0  # after a graceful deadline: SIGKILL
 REAP = "reap"  # queue marker from the SIGCHLD handler
+WAKE = "wake"  # queue marker: a worker changed state, re-check progress now
 
 
 @dataclass(eq=False)
@@ -270,8 +271,8 @@ class Arbiter:
     # -- orders ----------------------------------------------------------------------------------
 
     def _obey(self, order: Order) -> None:
-        if order == REAP:
-            return  # reaped already, every cycle
+        if order in (REAP, WAKE):
+            return  # reaping and progress checks run every cycle
         job = order if isinstance(order, Job) else None
         command = order.command if isinstance(order, Job) else order
         assert isinstance(command, Command)
@@ -578,12 +579,10 @@ class Arbiter:
             log.error(
                 "%s %s (%s)", where, "was hung" if cause is exits.ExitCause.HUNG else "died", how
             )
-        running = self.state is MasterState.RUNNING and slot.gen == sb.generation
-        if running and cause in (
-            exits.ExitCause.CRASH,
-            exits.ExitCause.HUNG,
-            exits.ExitCause.BOOT_FAILURE,
-        ):
+        serving = self.state in (MasterState.STARTING, MasterState.RUNNING)
+        crashed = serving and cause in (exits.ExitCause.CRASH, exits.ExitCause.HUNG)
+        failed = self.state is MasterState.RUNNING and cause is exits.ExitCause.BOOT_FAILURE
+        if slot.gen == sb.generation and (crashed or failed):
             self._crashes = exits.record_crash(self._crashes, time.time(), healthy_for)
             self._memo = dataclasses.replace(self._memo, not_before=self._crashes.not_before)
             if cause is not exits.ExitCause.BOOT_FAILURE:
@@ -603,6 +602,7 @@ class Arbiter:
     def _notify(self) -> None:
         self._change.set()
         self._change = asyncio.Event()
+        self._inbox.put_nowait(WAKE)
 
     async def _changed(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
