@@ -190,9 +190,9 @@ def test_metric_families_is_stable() -> None:
 def test_openmetrics_rendering_parses() -> None:
     registry = CollectorRegistry()
     registry.register(SnapshotCollector(snapshot))
-    text = generate_openmetrics(registry).decode()
+    text = generate_openmetrics(registry).decode()  # type: ignore[no-untyped-call]
     assert text.endswith("# EOF\n")
-    names = {f.name for f in parse_om(text)}
+    names = {f.name for f in parse_om(text)}  # type: ignore[no-untyped-call]
     assert {"aioprefork", "aioprefork_requests", "aioprefork_request_duration_seconds"} <= names
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from .helpers import dashboard_promql, samples
+from .helpers import dashboard_promql, promtool, samples
 from .procs import Server, aioprefork, prometheus
 
 pytestmark = pytest.mark.timeout(150)
@@ -88,6 +88,12 @@ async def refused(url: str) -> bytes:
         return await asyncio.wait_for(reader.read(), 10)
     finally:
         writer.close()
+
+
+async def scrape_soon(client: httpx.AsyncClient, stack: Stack) -> str:
+    """A scrape taken while a load runs (promtool must find nothing in it either)."""
+    await asyncio.sleep(0.05)
+    return (await client.get(stack.metrics_url + "/metrics")).text
 
 
 async def query(client: httpx.AsyncClient, prom_url: str, expr: str) -> list[dict[str, object]]:
@@ -246,7 +252,9 @@ async def test_prometheus_scrapes_a_loaded_server(
         victim = min(stack.workers())
         os.kill(victim, signal.SIGKILL)
         await wait_workers_replaced(stack, {victim}, other)
-        await load(app, 100)
+        under_load = (await asyncio.gather(load(app, 100), scrape_soon(other, stack)))[1]
+        check = promtool("check", "metrics", stdin=under_load)
+        assert check.returncode == 0 and not check.stdout.strip(), check.stdout + check.stderr
         await eventually(other, prom, OK, 400)
         exits = await scalar(other, prom, "sum(aioprefork_workers_exited_total)")
         assert exits is not None and exits >= 1
