@@ -204,7 +204,8 @@ class Arbiter:
             daemon.write_pid_file(config.pid_file)
         owner = daemon.resolve_owner(config.user, config.group)
         await self._open_control(owner)
-        await self._open_metrics()
+        await self._open_metrics(owner)
+        fork.preload()
         daemon.drop_privileges(config.user, config.group)
         self._set_state(MasterTrigger.BOUND)
         self._last_gen = self.scoreboard.generation = 1
@@ -226,11 +227,13 @@ class Arbiter:
                 raise
             log.warning("no control socket (%s); signals still work", exc)
 
-    async def _open_metrics(self) -> None:
+    async def _open_metrics(self, owner: tuple[int, int] | None) -> None:
         from aioprefork.metrics import appmetrics
 
-        appmetrics.prepare()
+        directory = appmetrics.prepare()
         self._appmetrics = True
+        if owner is not None and os.geteuid() == 0:
+            os.chown(directory, *owner)  # workers write their app metrics there as --user
         if self.config.metrics:
             from aioprefork.metrics.http import open_metrics_server
 

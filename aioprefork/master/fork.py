@@ -120,6 +120,13 @@ def _default_main() -> WorkerMain:
     return main
 
 
+def preload() -> None:
+    """Import the worker's code in the master, before forking and before dropping privileges:
+    children share the pages, and a worker running as --user need not read root-only paths
+    (the interpreter's own stdlib included) to start."""
+    _default_main()
+
+
 def assert_single_threaded() -> None:
     if threading.active_count() != 1:
         names = ", ".join(t.name for t in threading.enumerate())
@@ -137,21 +144,23 @@ def _reset_signals() -> None:
 def open_fds() -> list[int]:
     """This process's open descriptors (Linux /proc; the fallback probes a bounded range)."""
     try:
-        return sorted(int(name) for name in os.listdir("/proc/self/fd"))
+        listed = sorted(int(name) for name in os.listdir("/proc/self/fd"))
+        return [fd for fd in listed if _is_open(fd)]  # drops the fd listdir itself used
     except FileNotFoundError:  # pragma: no cover - not Linux
         limit = min(os.sysconf("SC_OPEN_MAX"), 65536)
-        fds = []
-        for fd in range(limit):
-            try:
-                os.fstat(fd)
-            except OSError:
-                continue
-            fds.append(fd)
-        return fds
+        return [fd for fd in range(limit) if _is_open(fd)]
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 def close_inherited_fds(keep: Collection[int]) -> None:
     for fd in open_fds():
         if fd not in keep:
-            with contextlib.suppress(OSError):  # e.g. the directory fd listdir used, now closed
+            with contextlib.suppress(OSError):
                 os.close(fd)

@@ -30,6 +30,8 @@ from typing import Any, Final
 
 import uvloop
 
+from aioprefork.asgi.lifespan import Lifespan
+from aioprefork.asgi.loader import load_app
 from aioprefork.channel.codec import MAX_FRAME
 from aioprefork.channel.endpoint import Endpoint, PeerGone
 from aioprefork.channel.messages import Fatal, GracefulStop, Ready, ReopenLogs, Stop
@@ -37,7 +39,9 @@ from aioprefork.config.model import Config, HttpLimits
 from aioprefork.errors import EXIT_BOOT, EXIT_OK, AiopreforkError, ProtocolViolation
 from aioprefork.logs import reopen_log_files
 from aioprefork.worker.reporter import Reporter
+from aioprefork.worker.server import WorkerServer
 from aioprefork.worker.stats import WorkerStats
+from aioprefork.worker.tls import make_ssl_context
 
 log = logging.getLogger("aioprefork.error")
 
@@ -121,11 +125,6 @@ class Worker:
             raise _BootFailed(_describe(exc)) from exc
 
     async def _boot(self) -> tuple[Any, Any]:
-        from aioprefork.asgi.lifespan import Lifespan
-        from aioprefork.asgi.loader import load_app
-        from aioprefork.worker.server import WorkerServer
-        from aioprefork.worker.tls import make_ssl_context
-
         config = self.config
         app = load_app(config.app, factory=config.factory, app_dir=config.app_dir)
         lifespan = Lifespan(app, config.lifespan)

@@ -120,3 +120,21 @@ async def _get_retry(port: int) -> int:
         except OSError:
             await asyncio.sleep(0.1)
     raise AssertionError("the daemon never answered")
+
+
+async def test_user_drops_privileges_after_binding(start_master: StartMaster) -> None:
+    master = start_master("--workers", "1", "--user", "nobody")
+    if os.geteuid() != 0:  # only root may switch users: the master refuses at boot, one line
+        assert await master.wait_exit(timeout=10) == 2
+        assert "need root" in master.stderr
+        return
+    await master.wait_ready(1)
+    (worker,) = master.workers()
+    for pid in (master.pid, worker):
+        with open(f"/proc/{pid}/status") as f:
+            uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
+        assert set(uids) == {"65534"}, (pid, uids)
+    status, _ = await get(master.port)
+    assert status == 200
+    with open(f"/proc/{master.pid}/cmdline", "rb") as f:
+        assert f.read().rstrip(b"\0") == b"aioprefork: master"

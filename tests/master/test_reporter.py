@@ -1,0 +1,101 @@
+"""worker/reporter.py: heartbeat frames, loop lag, and the one-time Retire decision."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import pytest
+
+from aioprefork.channel.endpoint import PeerGone
+from aioprefork.channel.messages import Message, Retire, Status
+from aioprefork.worker.reporter import Reporter, read_rss
+from aioprefork.worker.stats import WorkerStats
+
+
+def make(**kw: object) -> tuple[Reporter, list[Message], WorkerStats, list[int]]:
+    sent: list[Message] = []
+    stats = WorkerStats()
+    rss = [10_000_000]
+    reporter = Reporter(sent.append, stats, lambda: True, rss=lambda: rss[0], **kw)  # type: ignore[arg-type]
+    return reporter, sent, stats, rss
+
+
+def serve(stats: WorkerStats, n: int) -> None:
+    for _ in range(n):
+        stats.observe("GET", 200, 0.001, 10)
+
+
+def test_status_carries_the_counters() -> None:
+    reporter, sent, stats, _ = make()
+    serve(stats, 3)
+    reporter.report()
+    (status,) = sent
+    assert isinstance(status, Status)
+    assert (status.accepting, status.requests_total, status.rss) == (True, 3, 10_000_000)
+
+
+def test_max_requests_retires_once() -> None:
+    reporter, sent, stats, _ = make(max_requests=5)
+    serve(stats, 4)
+    reporter.report()
+    serve(stats, 1)
+    reporter.report()
+    serve(stats, 10)
+    reporter.report()
+    retires = [m for m in sent if isinstance(m, Retire)]
+    assert retires == [Retire(reason="max_requests")]
+    assert reporter.retired == "max_requests"
+
+
+def test_jitter_is_drawn_once_within_bounds() -> None:
+    limits = {
+        make(max_requests=100, max_requests_jitter=10, rng=random.Random(seed))[0].request_limit
+        for seed in range(50)
+    }
+    assert limits <= set(range(100, 111)) and len(limits) > 3
+    assert make(max_requests=0, max_requests_jitter=10)[0].request_limit == 0
+
+
+def test_memory_needs_two_consecutive_samples() -> None:
+    reporter, sent, _, rss = make(max_memory=50_000_000)
+    for sample in (60_000_000, 40_000_000, 60_000_000, 40_000_000):  # spikes, never twice in a row
+        rss[0] = sample
+        reporter.report()
+    assert not [m for m in sent if isinstance(m, Retire)]
+    rss[0] = 60_000_000
+    reporter.report()
+    reporter.report()
+    assert [m for m in sent if isinstance(m, Retire)] == [Retire(reason="max_memory")]
+
+
+def test_poke_reports_at_once() -> None:
+    reporter, sent, _, _ = make()
+    reporter.poke(False)
+    assert len(sent) == 1 and isinstance(sent[0], Status)
+
+
+def test_a_gone_master_is_not_an_error() -> None:
+    def send(msg: Message) -> None:
+        raise PeerGone("gone")
+
+    reporter = Reporter(send, WorkerStats(), lambda: True)
+    assert reporter.report() is None
+
+
+@pytest.mark.timeout(5)
+async def test_run_ticks_and_measures_loop_lag() -> None:
+    reporter, sent, _, _ = make(interval=0.05)
+    task = asyncio.ensure_future(reporter.run())
+    await asyncio.sleep(0.12)
+    time.sleep(0.1)  # block the loop: the next tick comes late
+    await asyncio.sleep(0.08)
+    task.cancel()
+    statuses = [m for m in sent if isinstance(m, Status)]
+    assert len(statuses) >= 2
+    assert max(s.loop_lag for s in statuses) >= 0.04
+
+
+def test_read_rss_is_plausible() -> None:
+    assert 1_000_000 < read_rss() < 10_000_000_000
