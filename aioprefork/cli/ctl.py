@@ -316,14 +316,18 @@ def run_command(
 
     if final is None:
         if stops and wait_until(gone, GONE_WAIT):
-            typer.echo("master exited")
+            typer.echo("master has exited")
             raise typer.Exit(EXIT_OK)
         fail(f"the master closed the connection without answering `{request['cmd']}`")
     if not final.get("ok"):
         fail(f"{request['cmd']} failed: {final.get('error') or 'refused'}")
     typer.echo(str(final.get("result") or f"{request['cmd']}: done"))
     if stops:  # return once it is gone, so that `ctl stop && ctl status` says "not running"
-        wait_until(gone, GONE_WAIT)
+        who = "master" if master_pid is None else f"master pid {master_pid}"
+        if wait_until(gone, GONE_WAIT):
+            typer.echo(f"{who} has exited")
+        else:
+            typer.echo(f"{who} is still draining after {GONE_WAIT:g}s; it exits when done")
     raise typer.Exit(EXIT_OK)
 
 

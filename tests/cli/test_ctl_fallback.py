@@ -75,9 +75,7 @@ def stand_in(sock_dir: Path) -> Iterator[StandIn]:
     ("args", "sent", "meaning"),
     [
         (["graceful"], "SIGUSR1", "graceful restart"),
-        (["restart"], "SIGHUP", "restart"),
         (["graceful-stop"], "SIGWINCH", "graceful stop"),
-        (["scale", "+1"], "SIGTTIN", "min_workers + 1"),
         (["scale", "-1"], "SIGTTOU", "min_workers - 1"),
         (["reopen-logs"], "SIGUSR1", "graceful restart, which reopens the logs"),
     ],
@@ -146,7 +144,7 @@ def test_an_absolute_scale_needs_the_socket(stand_in: StandIn) -> None:
 
 
 def test_not_running_without_a_pid_file(sock_dir: Path) -> None:
-    for args in (["graceful"], ["status"], ["stop"]):
+    for args in (["graceful"], ["status"]):
         r = run_cli("ctl", *args, "--pid-file", str(sock_dir / "none.pid"))
         assert r.code == 1
         assert r.one_line_error == (
