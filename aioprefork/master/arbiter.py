@@ -138,7 +138,8 @@ class Arbiter:
         self._inbox: asyncio.Queue[Order] = asyncio.Queue()
         self._endpoints: dict[Slot, Endpoint] = {}
         self._outbox: dict[Slot, list[Message]] = {}
-        self._readers: set[asyncio.Task[None]] = set()
+        self._readers: dict[Slot, asyncio.Task[None]] = {}
+        self._reaped: dict[Slot, int] = {}  # wait status, until the channel's last frames are read
         self._successor: dict[Slot, Slot] = {}  # replacement -> the recycled worker it replaces
         self._restart: asyncio.Task[None] | None = None
         self._restart_job: Job | None = None
@@ -251,7 +252,7 @@ class Arbiter:
         while len(self.scoreboard) and time.monotonic() < deadline:
             self._reap()
             await asyncio.sleep(0.02)
-        for task in self._readers:
+        for task in self._readers.values():
             task.cancel()
         for endpoint in self._endpoints.values():
             endpoint.abort()
@@ -450,12 +451,18 @@ class Arbiter:
         child = fork.spawn(index, gen, config=config, listeners=self._sockets)
         slot = sb.add(index, child.pid, gen, cause)
         task = asyncio.ensure_future(self._listen(slot, child.channel))
-        self._readers.add(task)
-        task.add_done_callback(self._readers.discard)
+        self._readers[slot] = task
         log.debug("worker %d (pid %d, gen %d) started (%s)", index, child.pid, gen, cause)
         return slot
 
     async def _listen(self, slot: Slot, sock: Any) -> None:
+        try:
+            await self._read_channel(slot, sock)
+        finally:
+            self._readers.pop(slot, None)
+            self._finish_exit(slot)
+
+    async def _read_channel(self, slot: Slot, sock: Any) -> None:
         try:
             endpoint = await Endpoint.open(sock)
         except OSError:
@@ -535,7 +542,7 @@ class Arbiter:
 
     def _signal(self, slot: Slot, sig: signal.Signals) -> None:
         """Signal a worker we still hold (never a reaped pid: it may belong to someone else now)."""
-        if self.scoreboard.holds(slot):
+        if self.scoreboard.holds(slot) and slot not in self._reaped:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(slot.pid, sig)
 
@@ -553,11 +560,23 @@ class Arbiter:
             if pid == 0:
                 return
             slot = self.scoreboard.by_pid(pid)
-            if slot is not None:  # anything else is an orphan we inherited as PID 1: reaped, silent
-                self._on_exit(slot, status)
+            if slot is None:  # an orphan we inherited as PID 1: reaped, silently
+                continue
+            self._reaped[slot] = status
+            if slot in self._readers:  # its Fatal may still be unread: finish at the channel's EOF
+                asyncio.get_running_loop().call_later(1.0, self._finish_exit, slot)
+            else:
+                self._finish_exit(slot)
+
+    def _finish_exit(self, slot: Slot) -> None:
+        if slot in self._reaped and self.scoreboard.holds(slot):
+            self._on_exit(slot, self._reaped.pop(slot))
 
     def _on_exit(self, slot: Slot, status: int) -> None:
         sb = self.scoreboard
+        task = self._readers.pop(slot, None)
+        if task is not None:
+            task.cancel()
         cause = exits.classify(status, slot)
         how = exits.describe(status)
         endpoint = self._endpoints.pop(slot, None)
