@@ -84,7 +84,7 @@ async def test_graceful_restart_rolls_back_on_broken_config(
 
     master.signal(signal.SIGUSR1)  # the same through the signal: still rolled back, still serving
     await until(
-        lambda: master.stderr.count("graceful restart rolled back") == 3,
+        lambda: master.stderr.count("rolled back: ") == 3,
         10,
         "the third rollback",
         master,
