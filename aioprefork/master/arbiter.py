@@ -375,11 +375,12 @@ class Arbiter:
         if self.state is MasterState.STARTING:
             current = [s for s in sb if s.gen == sb.generation]
             ready = sum(s.state is SlotState.READY for s in current)
-            if ready >= sb.min_workers:
+            booting = any(s.state is SlotState.STARTING for s in current)
+            if ready >= sb.min_workers or (ready and not booting):  # short: maintenance fills in
                 self.set_state(MasterTrigger.MIN_READY)
                 self._memo = maintenance.after_restart(self._memo)
                 log.info("running: %d workers ready", ready)
-            elif not ready and not any(s.state is SlotState.STARTING for s in current):
+            elif not current:  # every worker of the first generation is gone, none was ready
                 self.halt(f"no worker could boot: {self._last_fatal or 'workers exited'}")
         elif self.state is MasterState.STOPPING and not len(sb):
             self.set_state(MasterTrigger.ALL_EXITED)
@@ -429,6 +430,8 @@ class Arbiter:
             log.info("%s exited (%s, %s)", where, slot.retiring or cause.value, how)
         elif cause is exits.ExitCause.BOOT_FAILURE:
             log.error("%s failed to boot (%s)", where, how)
+            if slot.retiring == exits.BOOT_TIMEOUT:
+                how = f"not ready within boot_timeout ({self.policy.boot_timeout:g}s)"
             self._last_fatal = self._last_fatal or f"worker exited during boot ({how})"
         else:
             log.error(

@@ -38,6 +38,17 @@ async def test_broken_app_halts_with_exit_3_fast(
     assert not master.workers()
 
 
+async def test_worker_never_ready_halts_after_boot_timeout(start_master: StartMaster) -> None:
+    started = time.monotonic()
+    master = start_master(
+        "--workers", "1", "--boot-timeout", "1s", app="prefork_apps:hanging_lifespan"
+    )
+    assert await master.wait_exit(timeout=10) == 3, master.stderr
+    assert time.monotonic() - started < 5
+    assert "not ready within boot_timeout (1s)" in master.stderr
+    assert not master.workers()
+
+
 async def test_kill_9_of_a_worker_is_replaced_at_once(start_master: StartMaster) -> None:
     master = start_master("--workers", "2")
     await master.wait_ready(2)

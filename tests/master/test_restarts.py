@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from pathlib import Path
@@ -129,3 +130,19 @@ async def test_max_requests_recycles_under_load_without_failures(
     assert "crash" not in snap["exited_total"]
     assert snap["totals"]["requests"] >= load.ok  # totals survive recycling
     print(f"\nrecycling: {load.ok} requests ok, {len(master.seen - first)} replacements, 0 failed")
+
+
+async def test_control_commands(start_master: StartMaster, workdir: Path) -> None:
+    master = start_master("--workers", "1")
+    await master.wait_ready(1)
+    assert (await master.ctl("reopen-logs"))[-1] == {
+        "ok": True,
+        "result": "logs reopened by the master and 1 workers",
+    }
+    frames = await master.ctl("restart")
+    assert frames[-1]["ok"] and "generation 2" in frames[-1]["result"], frames
+    assert any("generation 2: 1/1 workers ready" in f.get("progress", "") for f in frames)
+    frames = await master.ctl("stop", timeout=2.0)
+    assert frames[-1] == {"ok": True, "result": "stopping 1 workers within 2s"}
+    assert await master.wait_exit(timeout=10) == 0
+    assert not os.path.exists(master.ctl_path)  # the control socket went with the master

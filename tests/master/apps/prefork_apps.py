@@ -3,7 +3,7 @@
 /            "ok <pid>"
 /sleep?s=X   answers after an asyncio sleep of X seconds (in-flight work for drains and load steps)
 /block?s=X   blocks the worker's event loop with time.sleep (a hung worker)
-`failing_lifespan` fails its lifespan startup.
+`failing_lifespan` fails its lifespan startup; `hanging_lifespan` never finishes it.
 """
 
 from __future__ import annotations
@@ -46,4 +46,11 @@ async def failing_lifespan(scope: dict[str, Any], receive: Any, send: Any) -> No
         await receive()
         await send({"type": "lifespan.startup.failed", "message": "database unreachable"})
         return
+    await _reply(send, b"never")
+
+
+async def hanging_lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await receive()
+        await asyncio.sleep(3600)
     await _reply(send, b"never")
