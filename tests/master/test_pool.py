@@ -37,7 +37,7 @@ async def test_load_step_grows_to_max_workers_then_shrinks_one_per_tick(
     await master.wait_ready(1)
     samples: list[tuple[float, int, str]] = []
     t0 = time.monotonic()
-    async with Load(master.port, "/sleep?s=0.5", concurrency=16).running() as load:
+    async with Load(master.port, "/sleep?s=0.5", concurrency=24).running() as load:
         while (await sample(master, samples, t0))["active_workers"] < 4:
             assert time.monotonic() - t0 < 12, samples
             await asyncio.sleep(0.1)
