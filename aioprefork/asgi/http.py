@@ -1,0 +1,484 @@
+"""One HTTP request's ASGI receive()/send() cycle, and the runner that drives apps cheaply.
+
+Internal. `RequestCycle` turns the parser's body pieces into `http.request` events and the app's
+`http.response.*` messages into bytes (via protocol/writer), with back-pressure (protocol/flow).
+The response head is held until the first body message, so the common start + single body
+goes out in ONE transport.write with a computed Content-Length.
+
+The 500/close policy, in one place (`app_done`, `_fail`):
+* the app raises, returns without a complete response, or asks for an invalid one (bad status,
+  header with CR/LF/NUL, body longer than its Content-Length): if nothing reached the wire we
+  answer 500 and close; otherwise we close the connection (the client sees a truncated reply).
+* the client disconnects: receive() returns `http.disconnect`; the app is NOT cancelled; its
+  later send() calls raise `ClientDisconnected` (an OSError, as ASGI spec 2.4 allows), which
+  Starlette and others turn into their own ClientDisconnect. It is never logged as an error.
+
+`AppHost` runs each request's app coroutine eagerly, inside data_received, and only hands it to
+a task when it actually suspends: a hello-world request costs no task, no loop iteration. The
+task is one long-lived task per connection, so asyncio.current_task() is a real Task during the
+eager step too (anyio cancel scopes, asyncio.timeout), and each request runs in its own copy of
+the contextvars context, like a task of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import types
+from asyncio import tasks as _tasks
+from collections.abc import Awaitable, Generator
+from typing import Any, Final, Protocol
+
+from aioprefork.asgi.types import ASGIApp, Message, Scope
+from aioprefork.protocol.flow import FlowControl
+from aioprefork.protocol.framing import BodyFraming
+from aioprefork.protocol.writer import (
+    CONTINUE,
+    LAST_CHUNK,
+    STATUS_LINE,
+    DefaultHeaders,
+    ResponseError,
+    chunk,
+    encode_head,
+    encode_trailers,
+    error_response,
+    status_line,
+)
+
+__all__ = ["AppHost", "ClientDisconnected", "Owner", "RequestCycle"]
+
+log: Final = logging.getLogger("aioprefork.error")
+
+_enter_task: Final = _tasks._enter_task
+_leave_task: Final = _tasks._leave_task
+_BIG: Final = 16 * 1024  # above this, write head and body as two buffers instead of joining
+
+
+class ClientDisconnected(OSError):
+    """send() after the client went away (ASGI spec 2.4: a server-specific OSError)."""
+
+
+class Owner(Protocol):
+    """What a cycle needs from its connection (protocol/http.HttpProtocol)."""
+
+    transport: asyncio.Transport
+    flow: FlowControl
+    defaults: DefaultHeaders
+    write_timeout: float
+
+    def response_done(self, cycle: RequestCycle) -> None:
+        """The response is complete (or failed): count it, then keep-alive or close."""
+
+    def body_wanted(self, cycle: RequestCycle) -> None:
+        """The app waits for (or just took) body bytes: resume reading, arm body_timeout."""
+
+
+def _disconnect() -> Message:
+    return {"type": "http.disconnect"}
+
+
+class RequestCycle:
+    """The state of one request/response exchange, shared by the protocol and the app.
+
+    No __slots__: most fields keep their class-level default for the whole request, so a new
+    cycle only stores the handful that differ (this object is made once per request).
+    """
+
+    # Request side.
+    more_body = False  # body bytes still to come from the client
+    buffered = 0  # body bytes received and not yet given to the app
+    disconnected = False  # client gone (or request refused): receive -> disconnect, send raises
+    _pieces: list[bytes] | tuple[()] = ()
+    _expect = False  # Expect: 100-continue still unanswered
+    _delivered = False  # the app has had the final http.request event
+    _waiter: asyncio.Future[None] | None = None
+    # Response side.
+    status = 0
+    head_sent = False
+    complete = False
+    sent = 0  # body bytes written
+    _head: tuple[int, Any, bool] | None = None  # (status, headers, trailers) of the start message
+    _length = -1  # Content-Length of the response, -1 = none
+    _chunked = False
+    _trailers = False
+
+    def __init__(
+        self,
+        owner: Owner,
+        scope: Scope,
+        framing: BodyFraming,
+        method: str,
+        target: bytes,
+        http11: bool,
+        keep_alive: bool,
+        start: float,
+    ) -> None:
+        self._owner = owner
+        self.scope = scope
+        self.method = method
+        self.target = target
+        self.http11 = http11
+        self.keep_alive = keep_alive
+        self.start = start
+        if framing.length:
+            self.more_body = True
+            self._expect = framing.expect_continue
+
+    # --- fed by the protocol ----------------------------------------------------------------
+
+    def feed_body(self, data: bytes) -> None:
+        if self._pieces:
+            self._pieces.append(data)  # type: ignore[union-attr]
+        else:
+            self._pieces = [data]
+        self.buffered += len(data)
+        self._wake()
+
+    def end_body(self) -> None:
+        self.more_body = False
+        self._wake()
+
+    def disconnect(self) -> None:
+        """The connection is gone (or the request was refused mid-body): no more I/O."""
+        self.disconnected = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        waiter = self._waiter
+        if waiter is None:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+        await waiter
+
+    # --- the ASGI callables -----------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        if not self._delivered and not self.disconnected:
+            if self.more_body and not self._pieces:
+                if self._expect:
+                    self._expect = False
+                    if not self.head_sent:
+                        self._owner.transport.write(CONTINUE)
+                self._owner.body_wanted(self)
+                while self.more_body and not self._pieces and not self.disconnected:
+                    await self._wait()
+                if self.disconnected:
+                    return _disconnect()
+            pieces = self._pieces
+            body = (b"".join(pieces) if len(pieces) > 1 else pieces[0]) if pieces else b""
+            more = self.more_body
+            if pieces:
+                self._pieces = ()
+                self.buffered = 0
+                if more:
+                    self._owner.body_wanted(self)
+            if not more:
+                self._delivered = True
+            return {"type": "http.request", "body": body, "more_body": more}
+        while not (self.disconnected or self.complete):
+            await self._wait()
+        return _disconnect()
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if self.disconnected:
+            raise ClientDisconnected("client disconnected")
+        if kind == "http.response.body":
+            if self._head is None or self.complete:
+                raise RuntimeError(f"unexpected ASGI message {kind!r} in this state")
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            if not self.head_sent:
+                self._send_head(body, more)
+            elif body:
+                self._send_body(body)
+            if not more:
+                self._finish()
+            elif self._owner.flow.write_paused:
+                await self._owner.flow.drain(self._owner.write_timeout)
+        elif kind == "http.response.start":
+            if self._head is not None:
+                raise RuntimeError("http.response.start sent twice")
+            status = message["status"]
+            if type(status) is not int or status not in STATUS_LINE:
+                self._fail()
+                status_line(status)  # raises ResponseError, naming the bad status
+            self._head = (status, message.get("headers", ()), message.get("trailers", False))
+            self.status = status
+        elif kind == "http.response.trailers":
+            if not self._trailers or not self.head_sent or self.complete:
+                raise RuntimeError("unexpected http.response.trailers")
+            if self._chunked:
+                data = encode_trailers(message.get("headers", ()))
+                if not message.get("more_trailers", False):
+                    self._owner.transport.write(data)
+            if not message.get("more_trailers", False):
+                self._trailers = False
+                self._complete()
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r}")
+
+    def _send_head(self, body: bytes, more: bool) -> None:
+        assert self._head is not None
+        status, headers, trailers = self._head
+        keep_alive = self.keep_alive and not self.more_body  # else unread body bytes follow
+        head_request = self.method == "HEAD"
+        try:
+            head, length, chunked, keep_alive = encode_head(
+                status,
+                headers,
+                self._owner.defaults,
+                keep_alive,
+                self.http11,
+                head_request,
+                -1 if more or trailers else len(body),
+            )
+        except ResponseError:
+            self._fail()
+            raise
+        self.keep_alive = keep_alive
+        self._length = length
+        self._chunked = chunked
+        self._trailers = trailers and chunked
+        if head_request or status < 200 or status in (204, 304):
+            self.head_sent = True
+            self._owner.transport.write(head)
+            return
+        if length >= 0 and len(body) > length:
+            self._fail()
+            raise ResponseError("response body longer than its Content-Length")
+        self.head_sent = True
+        if not body:
+            self._owner.transport.write(head)
+        elif chunked:
+            self._owner.transport.writelines((head, chunk(body)))
+            self.sent = len(body)
+        elif len(body) < _BIG:
+            self._owner.transport.write(head + body)
+            self.sent = len(body)
+        else:
+            self._owner.transport.writelines((head, body))
+            self.sent = len(body)
+
+    def _send_body(self, body: bytes) -> None:
+        if self.method == "HEAD" or self.status < 200 or self.status in (204, 304):
+            return
+        sent = self.sent + len(body)
+        if 0 <= self._length < sent:
+            self._fail()
+            raise ResponseError("response body longer than its Content-Length")
+        self.sent = sent
+        if self._chunked:
+            if len(body) < _BIG:
+                self._owner.transport.write(chunk(body))
+            else:
+                self._owner.transport.writelines((b"%x\r\n" % len(body), body, b"\r\n"))
+        else:
+            self._owner.transport.write(body)
+
+    def _finish(self) -> None:
+        """The last body message: end the framing, or fail a short Content-Length body."""
+        if self.method == "HEAD" or self.status < 200 or self.status in (204, 304):
+            self._complete()
+        elif self._chunked:
+            if not self._trailers:
+                self._owner.transport.write(LAST_CHUNK)
+                self._complete()
+        elif 0 <= self._length != self.sent:
+            self._fail()
+            raise ResponseError(
+                f"response body shorter than its Content-Length ({self.sent} < {self._length})"
+            )
+        else:
+            self._complete()
+
+    def _complete(self) -> None:
+        self.complete = True
+        self._wake()
+        self._owner.response_done(self)
+
+    def _fail(self) -> None:
+        """An invalid response: 500 if nothing was written, else drop the connection."""
+        if self.complete:
+            return
+        self.keep_alive = False
+        if not self.head_sent and not self.disconnected:
+            self._owner.transport.write(error_response(500, self._owner.defaults))
+            self.status = 500
+            self.head_sent = True
+        elif self.head_sent:
+            self._owner.transport.abort()
+        self.complete = True
+        self.disconnected = True  # later send() calls raise, receive() says disconnect
+        self._wake()
+        self._owner.response_done(self)
+
+    def app_done(self, exc: BaseException | None) -> None:
+        """The app coroutine finished (`exc` = what it raised): enforce the 500/close policy."""
+        if exc is not None:
+            if isinstance(exc, ClientDisconnected) or (self.disconnected and self.complete):
+                log.debug("app stopped after the client disconnected: %r", exc)
+            elif isinstance(exc, asyncio.CancelledError):
+                log.debug("app cancelled")
+            else:
+                log.error("Exception in ASGI application", exc_info=exc)
+        elif not self.complete and not self.disconnected:
+            log.error("ASGI application returned without completing the response")
+        if not self.complete:
+            self._fail()
+
+
+# --- running apps ---------------------------------------------------------------------------
+
+
+async def _await(awaitable: Awaitable[None]) -> None:
+    await awaitable
+
+
+@types.coroutine
+def _drive(
+    coro: Any, ctx: contextvars.Context, yielded: Any, exc: BaseException | None
+) -> Generator[Any, None, None]:
+    """Continue a coroutine that suspended outside any task, in its own context.
+
+    Runs inside the host task: each step of `coro` runs under `ctx`, whatever the coroutine
+    yields (a future, or None for sleep(0)) is yielded to the task, and anything thrown into
+    the task (a cancellation) is thrown into `coro`.
+    """
+    while True:
+        if exc is None:
+            try:
+                yield yielded
+            except BaseException as error:
+                exc = error
+        try:
+            if exc is None:
+                yielded = ctx.run(coro.send, None)
+            else:
+                pending, exc = exc, None
+                yielded = ctx.run(coro.throw, pending)
+        except StopIteration:
+            return
+
+
+class AppHost:
+    """Runs one connection's apps: eagerly first, then on one long-lived task when they wait.
+
+    Requests on a connection run one after another, so one task can host them all. When a new
+    request arrives while the host still runs an earlier app (background work after its
+    response), the new one gets an ordinary task of its own.
+    """
+
+    __slots__ = ("_app", "_closed", "_loop", "_pending", "_spare", "_task", "_wake")
+
+    def __init__(self, app: ASGIApp, loop: asyncio.AbstractEventLoop) -> None:
+        self._app = app
+        self._loop = loop
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._pending: tuple[Any, contextvars.Context, Any, RequestCycle] | None = None
+        self._spare: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def run(self, cycle: RequestCycle) -> None:
+        """Start the app for `cycle`; returns when it finished or first suspended.
+
+        Call it from a loop callback (data_received, call_soon), never from inside a task.
+        """
+        task = self._task
+        if task is None:
+            task = self._task = self._loop.create_task(self._serve())
+        if self._pending is not None:
+            self._spawn(cycle)  # the host still runs an earlier app
+            return
+        try:
+            coro: Any = self._app(cycle.scope, cycle.receive, cycle.send)
+            if type(coro) is not types.CoroutineType:
+                coro = _await(coro)
+        except Exception as exc:
+            cycle.app_done(exc)
+            return
+        ctx = contextvars.copy_context()
+        _enter_task(self._loop, task)
+        try:
+            yielded = ctx.run(coro.send, None)
+        except StopIteration:
+            cycle.app_done(None)
+            return
+        except BaseException as exc:
+            cycle.app_done(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        finally:
+            _leave_task(self._loop, task)
+        self._pending = (coro, ctx, yielded, cycle)
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def _serve(self) -> None:
+        while not self._closed:
+            pending = self._pending
+            exc: BaseException | None = None
+            if pending is None:
+                wake = self._wake = self._loop.create_future()
+                try:
+                    await wake
+                except asyncio.CancelledError as cancelled:
+                    if self._pending is None:
+                        return
+                    exc = cancelled  # the app cancelled its own (host) task: deliver it
+                finally:
+                    self._wake = None
+                pending = self._pending
+                if pending is None:
+                    continue
+            coro, ctx, yielded, cycle = pending
+            try:
+                await _drive(coro, ctx, yielded, exc)
+            except BaseException as error:
+                self._pending = None
+                cycle.app_done(error)
+                if not isinstance(error, Exception):
+                    return
+            else:
+                self._pending = None
+                cycle.app_done(None)
+
+    def _spawn(self, cycle: RequestCycle) -> None:
+        task = self._loop.create_task(self._run_task(cycle), context=contextvars.copy_context())
+        self._spare.add(task)
+        task.add_done_callback(self._spare.discard)
+
+    async def _run_task(self, cycle: RequestCycle) -> None:
+        try:
+            await self._app(cycle.scope, cycle.receive, cycle.send)
+        except BaseException as exc:
+            cycle.app_done(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            cycle.app_done(None)
+
+    def close(self) -> None:
+        """The connection is gone: let running apps finish, then let the host task end."""
+        self._closed = True
+        wake = self._wake
+        if wake is not None and not wake.done() and self._pending is None:
+            wake.cancel()
+
+    def cancel(self) -> None:
+        """Immediate stop: cancel every app still running for this connection."""
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+        for task in list(self._spare):
+            task.cancel()

@@ -1,0 +1,206 @@
+"""RFC 9112 checks httptools (llhttp) leaves to the server: message framing, Host, versions.
+
+Internal and pure: never touches a socket. The protocol hands `check_head()` the parsed head and
+gets a `BodyFraming` back, or an errors.RequestRejected subclass that already knows its status
+and counter label. Anything ambiguous about where the body ends is refused (400 + close), never
+guessed at, so no second, smuggled request can reach the app (RFC 9112 sections 6.1-6.3, 11.2):
+
+* Content-Length must be one field of 1*DIGIT: no sign, no spaces, no list ("5, 5"), no overflow.
+* Transfer-Encoding must be exactly `chunked` (one coding, one field) and only on HTTP/1.1;
+  both Content-Length and Transfer-Encoding together are refused.
+* HTTP/1.1 needs exactly one valid Host (section 3.2); an absolute-form target's authority wins.
+* Only HTTP/1.0 and HTTP/1.1 are served (llhttp also accepts 0.9 and 2.0 request lines).
+
+`bare_line_ending()` is the raw pre-scan: llhttp can be lenient about bare CR / bare LF, so the
+protocol checks each head's bytes once as they arrive (C-speed `count`, no copy).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from aioprefork.errors import BadHost, BodyTooLarge, RequestRejected, SmugglingAttempt
+
+__all__ = [
+    "BodyFraming",
+    "bare_line_ending",
+    "check_head",
+    "head_end",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class BodyFraming:
+    """How the request body is delimited, and what the head asks of the connection."""
+
+    length: int  # body bytes announced by Content-Length; 0 = no body; -1 = chunked
+    keep_alive: bool  # the client allows another request on this connection
+    expect_continue: bool = False  # `Expect: 100-continue` on HTTP/1.1
+
+    @property
+    def chunked(self) -> bool:
+        return self.length < 0
+
+
+# The common answers, shared so the hot path allocates nothing for them.
+NO_BODY_KEEP_ALIVE: Final = BodyFraming(0, True)
+NO_BODY_CLOSE: Final = BodyFraming(0, False)
+
+_CL_DIGITS_MAX: Final = 18  # 10**18 bytes: beyond any limit, and well inside an int64
+_FRAMING: Final = frozenset(
+    {b"content-length", b"transfer-encoding", b"host", b"connection", b"expect"}
+)
+# RFC 3986 authority: IP-literal (IPv6, optional zone) or reg-name/IPv4, then an optional port.
+_HOST_RE: Final = re.compile(
+    rb"(?:\[[0-9A-Fa-f:.]+(?:%25[A-Za-z0-9._~\-]+)?\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)"
+    rb"(?::[0-9]{0,5})?\Z"
+)
+_GOOD_HOSTS: dict[bytes, None] = {}  # bounded cache: a worker sees few distinct hosts
+_GOOD_HOSTS_MAX: Final = 256
+
+
+def _valid_host(host: bytes) -> bool:
+    if host in _GOOD_HOSTS:
+        return True
+    if _HOST_RE.match(host) is None:
+        return False
+    if len(_GOOD_HOSTS) >= _GOOD_HOSTS_MAX:
+        _GOOD_HOSTS.clear()
+    _GOOD_HOSTS[host] = None
+    return True
+
+
+def _tokens(value: bytes) -> list[bytes]:
+    return [t.strip(b" \t") for t in value.lower().split(b",")]
+
+
+def check_head(
+    version: str,
+    method: bytes,
+    headers: Sequence[tuple[bytes, bytes]],
+    authority: bytes | None = None,
+    limit_body: int = 0,
+) -> BodyFraming:
+    """Validate a parsed request head; return its framing or raise RequestRejected.
+
+    `headers` have lower-cased names, in order. `authority` is the host[:port] of an
+    absolute-form target, which overrides Host (RFC 9112 section 3.2.2). `limit_body` > 0
+    refuses a Content-Length above it with 413 (chunked bodies are counted as they stream).
+    """
+    if version == "1.1":
+        http11 = True
+    elif version == "1.0":
+        http11 = False
+    else:
+        raise RequestRejected(f"unsupported HTTP version {version}", reason="version")
+    if method == b"CONNECT":
+        raise RequestRejected("CONNECT is not supported", status=501, reason="method")
+
+    content_length: bytes | None = None
+    transfer_encoding: bytes | None = None
+    host: bytes | None = None
+    hosts = 0
+    connection: list[bytes] = []
+    expect: bytes | None = None
+    for name, value in headers:
+        if name not in _FRAMING:
+            continue
+        if name == b"host":
+            hosts += 1
+            host = value
+        elif name == b"content-length":
+            if content_length is not None:
+                raise SmugglingAttempt("more than one Content-Length")
+            content_length = value
+        elif name == b"transfer-encoding":
+            if transfer_encoding is not None:
+                raise SmugglingAttempt("more than one Transfer-Encoding")
+            transfer_encoding = value
+        elif name == b"connection":
+            connection += _tokens(value)
+        else:
+            expect = value
+
+    if http11:
+        if hosts != 1:
+            raise BadHost("HTTP/1.1 needs exactly one Host" if hosts else "missing Host")
+        if authority is not None:
+            host = authority
+        if host and not _valid_host(host.strip(b" \t")):
+            raise BadHost("invalid Host")
+        keep_alive = b"close" not in connection
+    else:
+        if hosts > 1:
+            raise BadHost("more than one Host")
+        if hosts and host and not _valid_host(host.strip(b" \t")):
+            raise BadHost("invalid Host")
+        keep_alive = b"keep-alive" in connection and b"close" not in connection
+
+    expect_continue = False
+    if expect is not None:
+        if expect.strip(b" \t").lower() != b"100-continue":
+            raise RequestRejected("unsupported expectation", status=417, reason="expect")
+        expect_continue = http11
+
+    if transfer_encoding is not None:
+        if content_length is not None:
+            raise SmugglingAttempt("both Content-Length and Transfer-Encoding")
+        if not http11:
+            raise SmugglingAttempt("Transfer-Encoding on HTTP/1.0")
+        codings = _tokens(transfer_encoding)
+        if codings[-1] != b"chunked" or b"chunked" in codings[:-1]:
+            raise SmugglingAttempt("Transfer-Encoding is not a single final chunked")
+        if len(codings) > 1:
+            # A valid framing, but a coding we would have to undo (RFC 9112 section 6.1).
+            raise RequestRejected("unsupported transfer coding", status=501, reason="framing")
+        return BodyFraming(-1, keep_alive, expect_continue)
+
+    if content_length is not None:
+        digits = content_length.strip(b" \t")
+        if not digits.isdigit() or not digits.isascii() or len(digits) > _CL_DIGITS_MAX:
+            raise SmugglingAttempt("malformed Content-Length")
+        length = int(digits)
+        if 0 < limit_body < length:
+            raise BodyTooLarge(f"Content-Length {length} above {limit_body}")
+        if length:
+            return BodyFraming(length, keep_alive, expect_continue)
+
+    if expect_continue:
+        return BodyFraming(0, keep_alive, False)  # nothing to continue to
+    return NO_BODY_KEEP_ALIVE if keep_alive else NO_BODY_CLOSE
+
+
+def head_end(data: bytes, tail: bytes = b"") -> int:
+    """Index in `data` just past the blank line ending a request head, or -1 if not in it.
+
+    `tail` is up to the last 3 bytes of the previous piece of the same head, so a CRLFCRLF split
+    across two reads is still found.
+    """
+    if tail:
+        joined = tail + data[:3]
+        index = joined.find(b"\r\n\r\n")
+        if index >= 0:
+            return index + 4 - len(tail)
+    index = data.find(b"\r\n\r\n")
+    return index + 4 if index >= 0 else -1
+
+
+def bare_line_ending(data: bytes, end: int, after_cr: bool = False) -> bool:
+    """Whether data[:end] holds a CR not followed by LF or an LF not preceded by CR.
+
+    `after_cr`: the previous piece of this head ended in CR. A CR as the very last byte of the
+    piece is not judged here (its LF may be in the next piece); the caller passes after_cr then.
+    RFC 9112 section 2.2 allows a server to accept bare LF; we do not (request smuggling).
+    """
+    start = 0
+    if after_cr:
+        if data[:1] != b"\n":
+            return bool(data)
+        start = 1
+    if end > start and data[end - 1] == 13:
+        end -= 1
+    crlf = data.count(b"\r\n", start, end)
+    return data.count(b"\r", start, end) != crlf or data.count(b"\n", start, end) != crlf

@@ -1,0 +1,715 @@
+"""HttpProtocol: one client connection speaking HTTP/1.1 over httptools, feeding ASGI cycles.
+
+Internal; one instance per connection, made by worker/server.py. Thin on purpose: framing
+rules live in framing.py, bytes in writer.py, back-pressure in flow.py, the ASGI side in
+asgi/http.py. What stays here: parser callbacks, per-connection state, one timer, pipelining.
+
+Per connection, requests are strictly sequential: parsed heads become RequestCycles queued in
+order; one runs at a time and the next starts when its predecessor's response is complete
+(pipelined responses stay in order). While a cycle is queued behind another, reading pauses.
+
+One timer per connection holds the current deadline (header, body, keep-alive, or write while
+closing); moving a deadline later costs an attribute store, not a timer re-arm.
+
+Invariants: a refused request gets its status, `Connection: close`, and the connection closes
+after the responses before it; nothing after a refused head is ever parsed, so no smuggled
+request reaches the app. Every connection is in `stats.connections` from connection_made to
+connection_lost, with `phase` one of worker/stats.PHASES.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from time import perf_counter
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final, cast
+from urllib.parse import unquote_to_bytes
+
+import httptools
+
+from aioprefork.asgi.http import AppHost, RequestCycle
+from aioprefork.asgi.types import ASGIApp
+from aioprefork.config.model import HttpLimits
+from aioprefork.errors import BodyTooLarge, HeadersTooLarge, RequestLineTooLong, RequestRejected
+from aioprefork.protocol.accesslog import AccessLogger
+from aioprefork.protocol.flow import FlowControl
+from aioprefork.protocol.framing import bare_line_ending, check_head, head_end
+from aioprefork.protocol.proxy import TrustedPeers, parse_proxy_protocol, resolve_forwarded
+from aioprefork.protocol.writer import DefaultHeaders, error_response
+from aioprefork.worker.stats import WorkerStats
+
+__all__ = ["HttpProtocol", "Shared"]
+
+log: Final = logging.getLogger("aioprefork.error")
+
+# Where the parser is in the current message.
+_IDLE: Final = 0  # between messages: no byte of the next head yet
+_HEAD: Final = 1  # inside a request head
+_BODY: Final = 2  # head done, body (if any) still arriving
+_DEAD: Final = 3  # refused or upgraded: nothing more is parsed
+
+# Deadline kinds (one timer per connection).
+_NONE: Final = 0
+_KEEPALIVE: Final = 1
+_HEADER: Final = 2
+_BODY_WAIT: Final = 3
+_WRITE: Final = 4
+
+_ASGI: Final = {"version": "3.0", "spec_version": "2.4"}
+_METHODS: Final = {
+    m.encode(): m
+    for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")
+}
+_PROXY_MAX: Final = 536  # a PROXY v2 header is at most 16 + 520 bytes (v1 at most 107)
+_TLS_VERSIONS: Final = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+
+
+def _head_region(data: bytes, tail: bytes) -> int:
+    end = head_end(data, tail)
+    return end if end >= 0 else len(data)
+
+
+class Shared:
+    """What every connection of one worker reads, built once by WorkerServer (never per request)."""
+
+    __slots__ = (
+        "access",
+        "app",
+        "closed",
+        "defaults",
+        "limits",
+        "loop",
+        "max_head",
+        "opened",
+        "peers",
+        "state",
+        "stats",
+    )
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: HttpLimits,
+        stats: WorkerStats,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        state: dict[str, Any] | None,
+        opened: Callable[[HttpProtocol], None],
+        closed: Callable[[HttpProtocol], None],
+    ) -> None:
+        self.app = app
+        self.limits = limits
+        self.stats = stats
+        self.loop = loop
+        self.state = state
+        self.opened = opened
+        self.closed = closed
+        self.defaults = DefaultHeaders(limits.server_header, limits.date_header)
+        self.access = AccessLogger(limits.access_log_format) if limits.access_log else None
+        self.peers = TrustedPeers(limits.forwarded_allow_ips)
+        self.max_head = (
+            limits.limit_request_line
+            + limits.limit_request_fields * (limits.limit_request_field_size + 4)
+            + 8
+        )
+
+
+def _strict(parser: httptools.HttpRequestParser) -> None:
+    """Turn every llhttp leniency off explicitly, whatever the build's defaults."""
+    set_leniencies = getattr(parser, "set_dangerous_leniencies", None)
+    if set_leniencies is not None:
+        set_leniencies(
+            lenient_headers=False,
+            lenient_chunked_length=False,
+            lenient_keep_alive=False,
+            lenient_transfer_encoding=False,
+            lenient_version=False,
+            lenient_data_after_close=False,
+            lenient_optional_lf_after_cr=False,
+            lenient_optional_cr_before_lf=False,
+            lenient_optional_crlf_after_chunk=False,
+            lenient_spaces_after_chunk_size=False,
+        )
+
+
+def _parser_reason(exc: httptools.HttpParserError) -> str:
+    if isinstance(exc, httptools.HttpParserInvalidMethodError):
+        return "method"
+    if isinstance(exc, httptools.HttpParserInvalidURLError):
+        return "target"
+    text = str(exc).lower()
+    if "version" in text:
+        return "version"
+    if "chunk" in text or "content-length" in text or "transfer-encoding" in text:
+        return "framing"
+    return "bad_request"
+
+
+def _tls_extension(transport: asyncio.BaseTransport) -> dict[object, object] | None:
+    obj = transport.get_extra_info("ssl_object")
+    if obj is None:
+        return None
+    der = obj.getpeercert(binary_form=True)
+    return {
+        "server_cert": None,
+        "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
+        "client_cert_name": None,
+        "client_cert_error": None,
+        "tls_version": _TLS_VERSIONS.get(obj.version() or ""),
+        "cipher_suite": None,
+    }
+
+
+class HttpProtocol(asyncio.Protocol):
+    __slots__ = (
+        "_after_cr",
+        "_body_bytes",
+        "_chunked",
+        "_client",
+        "_cycle",
+        "_deadline",
+        "_deadline_kind",
+        "_dispatching",
+        "flow",
+        "_forwarded",
+        "_head_bytes",
+        "_headers",
+        "_host",
+        "_keep_alive",
+        "_limits",
+        "_loop",
+        "_parser",
+        "_pending_error",
+        "_proxy",
+        "_queue",
+        "_reading",
+        "_requests",
+        "_scheme",
+        "_server",
+        "_shared",
+        "_state",
+        "_tail",
+        "_timer",
+        "_timer_at",
+        "transport",
+        "_trusted",
+        "_url",
+        "_extensions",
+        "_keepalive_timeout",
+        "_max_body",
+        "_max_field",
+        "_max_fields",
+        "_max_line",
+        "_max_requests",
+        "_root_path",
+        "defaults",
+        "idle_since",
+        "phase",
+        "write_timeout",
+    )
+
+    def __init__(self, shared: Shared) -> None:
+        self._shared = shared
+        self._loop = shared.loop
+        self._limits = shared.limits
+        limits = shared.limits
+        self.defaults = shared.defaults
+        self.write_timeout = limits.write_timeout
+        self._max_line = limits.limit_request_line
+        self._max_fields = limits.limit_request_fields
+        self._max_field = limits.limit_request_field_size
+        self._max_body = limits.limit_request_body
+        self._max_requests = limits.max_keepalive_requests
+        self._keepalive_timeout = limits.keepalive_timeout
+        self._root_path = limits.root_path
+        self._extensions: dict[str, dict[object, object]] = {}
+        self._parser = httptools.HttpRequestParser(self)
+        _strict(self._parser)
+        self._host = AppHost(shared.app, shared.loop)
+        self._queue: deque[RequestCycle] = deque()
+        self._cycle: RequestCycle | None = None  # the one whose app runs / response goes out
+        self._reading: RequestCycle | None = None  # the one whose body the parser feeds
+        self._state = _IDLE
+        self._keep_alive = True  # the connection may serve another request
+        self._pending_error = 0  # status to answer once the responses before it are out
+        self._dispatching = False
+        self._requests = 0
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._forwarded = False
+        self._head_bytes = 0
+        self._body_bytes = 0
+        self._chunked = False
+        self._tail = b""
+        self._after_cr = False
+        self._deadline = 0.0
+        self._deadline_kind = _NONE
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._proxy: bytearray | None = None
+        self.phase = "reading"
+        self.idle_since = 0.0
+
+    # --- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's are not registered subclasses
+        self.transport = transport
+        self.flow = FlowControl(transport, self._loop)
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        if isinstance(sock, tuple):
+            self._server: tuple[str, int | None] | None = (sock[0], sock[1])
+            self._client: tuple[str, int] | None = (peer[0], peer[1]) if peer else None
+            peer_host: str | None = self._client[0] if self._client else None
+        else:
+            self._server = (sock, None) if isinstance(sock, str) and sock else None
+            self._client = None
+            peer_host = None
+        tls = _tls_extension(transport)
+        if tls is not None:
+            self._extensions = {"tls": tls}
+        self._scheme = "https" if tls is not None else "http"
+        limits = self._limits
+        self._trusted = (
+            limits.proxy_headers or limits.proxy_protocol
+        ) and self._shared.peers.trusts(peer_host)
+        self._shared.opened(self)
+        self._set_deadline(_HEADER, limits.header_timeout)
+        if limits.proxy_protocol:
+            if not self._trusted:
+                self._refuse(RequestRejected("untrusted PROXY peer", reason="proxy_protocol"))
+                return
+            self._proxy = bytearray()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.phase = "closing"
+        self._state = _DEAD
+        self.flow.connection_lost()
+        self._deadline = 0.0
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for cycle in (self._cycle, self._reading, *self._queue):
+            if cycle is not None:
+                cycle.disconnect()
+        self._queue.clear()
+        self._host.close()
+        self._shared.closed(self)
+
+    def eof_received(self) -> bool | None:
+        # EOF is a disconnect (as in uvicorn): a half-closed client cannot be told apart from a
+        # gone one, and apps waiting on receive() for http.disconnect matter more.
+        return None
+
+    def pause_writing(self) -> None:
+        self.flow.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.flow.resume_writing()
+
+    def data_received(self, data: bytes) -> None:
+        if self._state == _DEAD:
+            return
+        if self._proxy is not None:
+            data = self._read_proxy(data)
+            if not data:
+                return
+        if self._state != _BODY:
+            # Raw pre-scan for bare CR / bare LF (C-speed counts; exact scan only on a mismatch).
+            crlf = data.count(b"\r\n")
+            if (
+                self._after_cr or data.count(b"\r") != crlf or data.count(b"\n") != crlf
+            ) and bare_line_ending(data, _head_region(data, self._tail), self._after_cr):
+                self._refuse(RequestRejected("bare CR or LF in request head", reason="line_ending"))
+                return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._upgraded()
+        except httptools.HttpParserError as exc:
+            self._parse_error(exc)
+        if self._state == _HEAD:
+            self._tail = data[-3:]
+            self._after_cr = data[-1] == 13
+            self._head_bytes += len(data)
+            if self._head_bytes > self._shared.max_head:
+                self._refuse(HeadersTooLarge("request head too large"))
+            elif self._deadline_kind != _HEADER or not self._deadline:
+                self._set_deadline(_HEADER, self._limits.header_timeout)
+        elif self._tail:
+            self._tail = b""
+            self._after_cr = False
+        if self._cycle is None and self._queue:
+            self._dispatch()
+
+    # --- httptools callbacks --------------------------------------------------------------
+    # (no on_message_begin: the first on_url of a message starts it, one callback less)
+
+    def on_url(self, url: bytes) -> None:
+        if self._state != _HEAD:
+            self._begin()
+            self._url = url
+        else:
+            url = self._url = self._url + url
+        if len(url) > self._max_line:
+            raise RequestLineTooLong("request line too long")
+
+    def _begin(self) -> None:
+        self._state = _HEAD
+        self._headers = []
+        self._forwarded = False
+        self._head_bytes = 0
+        if self._cycle is None:
+            self.phase = "reading"
+        if self._deadline_kind != _HEADER:
+            self._deadline = 0.0  # header_timeout is armed only if the head spans reads
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self._headers
+        if len(headers) >= self._max_fields:
+            raise HeadersTooLarge("too many header fields")
+        if len(name) + len(value) > self._max_field:
+            raise HeadersTooLarge("header field too large")
+        name = name.lower()
+        if name[0] in b"xf":
+            self._forwarded = True
+        headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        limits = self._limits
+        version = parser.get_http_version()
+        method_b = parser.get_method()
+        url = self._url
+        headers = self._headers
+        authority: bytes | None = None
+        if url[:1] == b"/":
+            query = url.find(b"?")
+            if query < 0:
+                raw_path = url
+                query_string = b""
+            else:
+                raw_path = url[:query]
+                query_string = url[query + 1 :]
+        elif url == b"*" and method_b == b"OPTIONS":
+            raw_path, query_string = url, b""
+        else:
+            raw_path, query_string, authority = self._absolute(url)
+        framing = check_head(version, method_b, headers, authority, self._max_body)
+        client = self._client
+        scheme = self._scheme
+        if self._forwarded and self._trusted and limits.proxy_headers:
+            client, scheme, host = resolve_forwarded(
+                headers, client, scheme, trusted=self._shared.peers
+            )
+            if host is not None:
+                authority = host
+        if authority is not None:
+            headers = [(n, v) for n, v in headers if n != b"host"]
+            headers.insert(0, (b"host", authority))
+        if b"%" in raw_path or not raw_path.isascii():
+            path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
+        else:
+            path = raw_path.decode("ascii")
+        root_path = self._root_path
+        if root_path:
+            path = root_path + path
+            raw_path = root_path.encode() + raw_path
+        method = _METHODS.get(method_b) or method_b.decode("ascii")
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": version,
+            "server": self._server,
+            "client": client,
+            "scheme": scheme,
+            "method": method,
+            "root_path": root_path,
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": query_string,
+            "headers": headers,
+            "extensions": {"http.response.trailers": {}, **self._extensions},
+        }
+        state = self._shared.state
+        if state is not None:
+            scope["state"] = state.copy()
+        self._requests += 1
+        keep_alive = framing.keep_alive and self._keep_alive
+        if self._requests == self._max_requests:
+            keep_alive = False
+        cycle = RequestCycle(
+            self, scope, framing, method, url, version == "1.1", keep_alive, perf_counter()
+        )
+        self._state = _BODY
+        self._reading = cycle
+        queue = self._queue
+        queue.append(cycle)
+        if self._cycle is not None or len(queue) > 1:
+            self.flow.pause_reading()  # pipelined: hold the rest until its turn
+        if framing.length:
+            self._chunked = framing.length < 0
+            self._body_bytes = 0
+            self._set_deadline(_BODY_WAIT, limits.body_timeout)
+        else:
+            self._deadline = 0.0
+
+    def _absolute(self, url: bytes) -> tuple[bytes, bytes, bytes]:
+        """Split an absolute-form target (RFC 9112 section 3.2.2); its authority wins."""
+        try:
+            parsed = httptools.parse_url(url)
+        except httptools.HttpParserInvalidURLError:
+            raise RequestRejected("invalid request target", reason="target") from None
+        if not parsed.schema or not parsed.host:
+            raise RequestRejected("invalid request target", reason="target")
+        authority = parsed.host if parsed.port is None else b"%s:%d" % (parsed.host, parsed.port)
+        return parsed.path or b"/", parsed.query or b"", authority
+
+    def on_body(self, body: bytes) -> None:
+        if self._chunked:
+            self._body_bytes += len(body)
+            if 0 < self._max_body < self._body_bytes:
+                raise BodyTooLarge("chunked body too large")
+        cycle = self._reading
+        if cycle is None or cycle.complete or cycle.disconnected:
+            return  # the response is out already: drop what the app did not read
+        cycle.feed_body(body)
+        if cycle.buffered > self._limits.high_water:
+            self.flow.pause_reading()
+            self._deadline = 0.0  # we stopped reading: the client is not slow
+        else:
+            self._set_deadline(_BODY_WAIT, self._limits.body_timeout)
+
+    def on_message_complete(self) -> None:
+        self._state = _IDLE
+        self._deadline = 0.0
+        cycle = self._reading
+        if cycle is not None:
+            self._reading = None
+            if cycle.more_body:
+                cycle.end_body()
+
+    # --- the cycle's owner ------------------------------------------------------------------
+
+    def body_wanted(self, cycle: RequestCycle) -> None:
+        if cycle is self._reading and self.flow.read_paused and len(self._queue) <= 1:
+            self.flow.resume_reading()
+        if self._state == _BODY:
+            self._set_deadline(_BODY_WAIT, self._limits.body_timeout)
+
+    def response_done(self, cycle: RequestCycle) -> None:
+        shared = self._shared
+        duration = perf_counter() - cycle.start
+        shared.stats.observe(cycle.method, cycle.status, duration, cycle.sent)
+        if shared.access is not None and shared.access.enabled:
+            self._log_access(shared.access, cycle, duration)
+        if cycle is self._cycle:
+            self._cycle = None
+        if not cycle.keep_alive or (self._state == _DEAD and not self._pending_error):
+            self._close()
+        elif self._queue:
+            if not self._dispatching:
+                self._loop.call_soon(self._dispatch)
+        elif self._pending_error:
+            self.transport.write(error_response(self._pending_error, shared.defaults))
+            self._close()
+        elif not self._keep_alive:
+            self._close()
+        elif self._state == _IDLE:
+            self.phase = "keepalive"
+            self.idle_since = now = self._loop.time()
+            self._deadline_kind = _KEEPALIVE
+            self._deadline = at = now + self._keepalive_timeout
+            if self._timer is None or at < self._timer_at:
+                self._set_deadline(_KEEPALIVE, self._keepalive_timeout)
+            if self.flow.read_paused:
+                self.flow.resume_reading()
+        else:
+            self.phase = "reading"
+            self.flow.resume_reading()
+
+    def _log_access(self, access: AccessLogger, cycle: RequestCycle, duration: float) -> None:
+        referer = user_agent = b"-"
+        for name, value in cycle.scope["headers"]:
+            if name == b"referer":
+                referer = value
+            elif name == b"user-agent":
+                user_agent = value
+        client = cycle.scope["client"]
+        access.log(
+            client=client[0] if client else "-",
+            method=cycle.method,
+            target=cycle.target,
+            http_version=cycle.scope["http_version"],
+            status=cycle.status,
+            size=cycle.sent,
+            referer=referer,
+            user_agent=user_agent,
+            duration=duration,
+            now=time.time(),
+        )
+
+    def _dispatch(self) -> None:
+        """Start queued cycles, one at a time, in order (pipelining)."""
+        if self._dispatching:
+            return
+        self._dispatching = True
+        queue = self._queue
+        try:
+            while self._cycle is None and queue and self.phase != "closing":
+                cycle = self._cycle = queue.popleft()
+                self.phase = "active"
+                self._host.run(cycle)
+        finally:
+            self._dispatching = False
+        if self.flow.read_paused and not queue and self._cycle is None and self._state != _DEAD:
+            reading = self._reading
+            if reading is None or reading.buffered <= self._limits.high_water:
+                self.flow.resume_reading()
+
+    # --- refusals, upgrades, PROXY ------------------------------------------------------------
+
+    def _parse_error(self, exc: httptools.HttpParserError) -> None:
+        cause = exc.__context__
+        if isinstance(cause, RequestRejected):
+            self._refuse(cause)
+        elif cause is not None:
+            log.error("error while parsing a request", exc_info=cause)
+            self._refuse(RequestRejected("internal error", status=500, reason="internal"))
+        else:
+            self._refuse(RequestRejected(str(exc), reason=_parser_reason(exc)))
+
+    def _refuse(self, exc: RequestRejected) -> None:
+        """Answer `exc.status` and close, after the responses already owed (in order)."""
+        if self.phase == "closing":
+            return
+        self._shared.stats.reject(exc.reason)
+        reading = self._reading
+        if self._state == _BODY and reading is not None:
+            self._reading = None
+            if reading in self._queue:
+                self._queue.remove(reading)
+            elif reading is self._cycle:
+                self._cycle = None
+                reading.disconnect()
+                if reading.head_sent:
+                    reading.complete = True
+                    self._state = _DEAD
+                    self._close()
+                    return
+                reading.complete = True
+        self._state = _DEAD
+        self._keep_alive = False
+        self._deadline = 0.0
+        self.flow.pause_reading()
+        if self._cycle is None and not self._queue:
+            self.transport.write(error_response(exc.status, self._shared.defaults))
+            self._close()
+        else:
+            self._pending_error = exc.status
+
+    def _upgraded(self) -> None:
+        """An Upgrade request we do not switch for: answer it as plain HTTP, then close."""
+        self._state = _DEAD
+        self._keep_alive = False
+        cycle = self._reading
+        if cycle is not None and not cycle.head_sent:
+            cycle.keep_alive = False
+
+    def _read_proxy(self, data: bytes) -> bytes:
+        """Strip the PROXY v1/v2 header the connection starts with; its source is the client."""
+        buffer = self._proxy
+        assert buffer is not None
+        buffer += data
+        try:
+            header = parse_proxy_protocol(buffer)
+        except RequestRejected as exc:
+            self._refuse(exc)
+            return b""
+        if header is None:
+            if len(buffer) > _PROXY_MAX:
+                self._refuse(RequestRejected("PROXY header too long", reason="proxy_protocol"))
+            return b""
+        self._proxy = None
+        if header.source is not None:
+            self._client = header.source
+            self._trusted = self._limits.proxy_headers and self._shared.peers.trusts(
+                header.source[0]
+            )
+        else:
+            self._trusted = False
+        return bytes(buffer[header.consumed :])
+
+    # --- deadlines ----------------------------------------------------------------------------
+
+    def _set_deadline(self, kind: int, delay: float) -> None:
+        at = self._loop.time() + delay
+        self._deadline = at
+        self._deadline_kind = kind
+        timer = self._timer
+        if timer is None or at < self._timer_at:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(at, self._on_timer)
+            self._timer_at = at
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if not deadline:
+            return
+        if self._loop.time() < deadline:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+            self._timer_at = deadline
+            return
+        self._deadline = 0.0
+        kind = self._deadline_kind
+        if kind == _KEEPALIVE:
+            self._close()
+        elif kind == _WRITE:
+            self.transport.abort()
+        elif kind == _HEADER:
+            if self._state == _HEAD or self._proxy:
+                self._refuse(
+                    RequestRejected("request head timed out", status=408, reason="header_timeout")
+                )
+            elif self._cycle is None and not self._queue:
+                self._close()  # a connection that never sent a byte: no answer owed
+        elif kind == _BODY_WAIT and self._state == _BODY:
+            self._refuse(
+                RequestRejected("request body timed out", status=408, reason="body_timeout")
+            )
+
+    # --- closing ------------------------------------------------------------------------------
+
+    def _close(self) -> None:
+        """Close after what was written is flushed; a client that never reads is cut at write_timeout."""
+        if self.phase == "closing" and self.transport.is_closing():
+            return
+        self.phase = "closing"
+        self._state = _DEAD
+        transport = self.transport
+        if transport.get_write_buffer_size():
+            self._set_deadline(_WRITE, self._limits.write_timeout)
+        transport.close()
+
+    def shutdown(self) -> None:
+        """Graceful stop: close now if idle; otherwise after the response(s) in flight."""
+        self._keep_alive = False
+        for cycle in (self._cycle, *self._queue):
+            if cycle is not None and not cycle.head_sent:
+                cycle.keep_alive = False
+        if self._cycle is None and not self._queue and self._state != _HEAD:
+            if self._state == _BODY and self._reading is not None and not self._reading.complete:
+                return
+            self._close()
+
+    def abort(self) -> None:
+        """Immediate stop: drop the connection and cancel its apps."""
+        self._host.cancel()
+        self.transport.abort()

@@ -1,0 +1,271 @@
+"""Response bytes: status lines, the response head, chunked framing, the Server + Date block.
+
+Internal and pure: never touches a socket, never logs. The protocol asks `encode_head()` for the
+head of one response and gets back the bytes plus the framing decision (content length, chunked,
+keep-alive), so framing is testable without a transport.
+
+Work is done once, not per request (uvicorn's STATUS_LINE, its once-a-second Date): status lines
+are precomputed at import, the Server + Date lines are one `DefaultHeaders.block` refreshed once
+a second by the worker's tick, and header names the app sends are validated once per distinct
+name (a bounded cache). Invariant: nothing the app gives us reaches the wire unless it is a token
+name and a value free of CR, LF and NUL; a status outside 100-999 is refused (ResponseError ->
+500 before the response started, a closed connection after).
+"""
+
+from __future__ import annotations
+
+import http
+import re
+import time
+from collections.abc import Iterable
+from email.utils import formatdate
+from typing import Final
+
+__all__ = [
+    "CONTINUE",
+    "LAST_CHUNK",
+    "STATUS_LINE",
+    "DefaultHeaders",
+    "ResponseError",
+    "chunk",
+    "encode_head",
+    "encode_trailers",
+    "error_response",
+    "status_line",
+]
+
+
+class ResponseError(Exception):
+    """The app asked for a response we must not write (bad status, header, or body length)."""
+
+
+def _phrase(status: int) -> bytes:
+    try:
+        return http.HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
+
+
+# RFC 9112 section 4: status-line = HTTP-version SP status-code SP [ reason-phrase ] CRLF
+STATUS_LINE: Final[dict[int, bytes]] = {
+    code: b"HTTP/1.1 %d %s\r\n" % (code, _phrase(code)) for code in range(100, 1000)
+}
+CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+LAST_CHUNK: Final = b"0\r\n\r\n"
+
+
+def status_line(status: int) -> bytes:
+    line = STATUS_LINE.get(status) if type(status) is int else None
+    if line is None:
+        raise ResponseError(f"invalid status {status!r}: must be an int in 100-999")
+    return line
+
+
+class DefaultHeaders:
+    """The Server and Date lines every response carries, as one precomputed block.
+
+    `refresh(now)` is called by the worker once a second (not per request): RFC 9110 section
+    6.6.1 only needs second resolution. An empty server_header means no Server line at all.
+    """
+
+    __slots__ = ("_date", "_second", "block", "date_line", "lines", "server_line")
+
+    def __init__(self, server_header: str = "aioprefork", date_header: bool = True) -> None:
+        if any(c in server_header for c in "\r\n\x00"):
+            raise ValueError("server_header must not contain CR, LF or NUL")
+        self.server_line = b"server: %s\r\n" % server_header.encode() if server_header else b""
+        self._date = date_header
+        self._second = -1
+        self.date_line = b""
+        self.block = self.server_line
+        self.lines = 1 if self.server_line else 0
+        if date_header:
+            self.refresh(time.time())
+
+    def refresh(self, now: float) -> None:
+        second = int(now)
+        if not self._date or second == self._second:
+            return
+        self._second = second
+        self.date_line = b"date: %s\r\n" % formatdate(second, usegmt=True).encode("ascii")
+        self.block = self.server_line + self.date_line
+        self.lines = (1 if self.server_line else 0) + 1
+
+    def without(self, server: bool, date: bool) -> tuple[bytes, int]:
+        """The block less the lines the app set itself (its own Server or Date wins)."""
+        block = b"" if server else self.server_line
+        if not date:
+            block += self.date_line
+        return block, block.count(b"\n")
+
+
+# Header kinds the writer acts on; everything else passes through once validated.
+_PLAIN: Final = 0
+_CONTENT_LENGTH: Final = 1
+_TRANSFER_ENCODING: Final = 2
+_CONNECTION: Final = 3
+_SERVER: Final = 4
+_DATE: Final = 5
+_SPECIAL: Final = {
+    b"content-length": _CONTENT_LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"connection": _CONNECTION,
+    b"server": _SERVER,
+    b"date": _DATE,
+}
+_TOKEN_RE: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")  # RFC 9110 section 5.6.2
+_KINDS: dict[bytes, int] = {}  # raw name -> kind, for names already validated
+_KINDS_MAX: Final = 1024
+
+
+def _kind(name: bytes) -> int:
+    kind = _KINDS.get(name)
+    if kind is not None:
+        return kind
+    if type(name) is not bytes or _TOKEN_RE.match(name) is None:
+        raise ResponseError(f"invalid response header name {name!r}")
+    kind = _SPECIAL.get(name.lower(), _PLAIN)
+    if len(_KINDS) >= _KINDS_MAX:
+        _KINDS.clear()
+    _KINDS[name] = kind
+    return kind
+
+
+def encode_head(
+    status: int,
+    headers: Iterable[tuple[bytes, bytes]],
+    defaults: DefaultHeaders,
+    keep_alive: bool,
+    http11: bool = True,
+    head_request: bool = False,
+    body_length: int = -1,
+) -> tuple[bytes, int, bool, bool]:
+    """Encode one response head; returns (head, content_length or -1, chunked, keep_alive).
+
+    `body_length` >= 0 means the whole body is already known (one final body message): with no
+    Content-Length from the app we send that length instead of chunking. Framing follows RFC 9112
+    section 6: 1xx and 204 carry neither Content-Length nor Transfer-Encoding; 304 and HEAD keep
+    the app's Content-Length but never gain one; no length on HTTP/1.1 -> chunked, on HTTP/1.0 ->
+    close-delimited. The app's Connection and Transfer-Encoding are replaced by our own.
+    """
+    line = STATUS_LINE.get(status) if type(status) is int else None
+    if line is None:
+        status_line(status)  # raises
+    parts = [line]
+    lines = 1
+    content_length = -1
+    own_server = own_date = False
+    try:
+        for name, value in headers:
+            kind = _KINDS.get(name)
+            if kind is None:
+                kind = _kind(name)
+            if kind:
+                if kind == _CONTENT_LENGTH:
+                    if content_length >= 0 or not value.isdigit() or len(value) > 18:
+                        raise ResponseError(f"invalid content-length {value!r}")
+                    content_length = int(value)
+                    continue
+                if kind == _CONNECTION:
+                    if b"close" in [t.strip() for t in value.lower().split(b",")]:
+                        keep_alive = False
+                    continue
+                if kind == _TRANSFER_ENCODING:
+                    continue
+                if kind == _SERVER:
+                    own_server = True
+                else:
+                    own_date = True
+            parts += (name, b": ", value, b"\r\n")
+            lines += 1
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ResponseError):
+            raise
+        raise ResponseError(f"invalid response headers: {exc}") from None
+
+    chunked = False
+    if status < 200 or status == 204:
+        if status < 200:
+            keep_alive = False  # a client still waits for the final response after a 1xx
+        content_length = 0 if status == 204 else -1
+    elif status == 304 or head_request:
+        if content_length >= 0:
+            parts.append(b"content-length: %d\r\n" % content_length)
+            lines += 1
+    else:
+        if content_length < 0 and body_length >= 0:
+            content_length = body_length
+        if content_length >= 0:
+            parts.append(b"content-length: %d\r\n" % content_length)
+            lines += 1
+        elif http11:
+            chunked = True
+            parts.append(b"transfer-encoding: chunked\r\n")
+            lines += 1
+        else:
+            keep_alive = False  # HTTP/1.0 without a length: the close delimits the body
+    if not keep_alive:
+        parts.append(b"connection: close\r\n")
+        lines += 1
+    elif not http11:
+        parts.append(b"connection: keep-alive\r\n")
+        lines += 1
+    if own_server or own_date:
+        block, block_lines = defaults.without(own_server, own_date)
+        parts.append(block)
+        lines += block_lines + 1
+    else:
+        parts.append(defaults.block)
+        lines += defaults.lines + 1
+    parts.append(b"\r\n")
+    head = b"".join(parts)
+    # Each line we wrote holds exactly one CR and one LF: any other means a value carried one.
+    if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\x00" in head:
+        raise ResponseError("response header value contains CR, LF or NUL")
+    return head, content_length, chunked, keep_alive
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body (RFC 9112 section 7.1); never call it with empty data."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def encode_trailers(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The last chunk plus a trailer section (RFC 9112 section 7.1.2), validated like a head."""
+    parts = [b"0\r\n"]
+    lines = 2
+    try:
+        for name, value in headers:
+            if _KINDS.get(name) is None:
+                _kind(name)
+            parts += (name, b": ", value, b"\r\n")
+            lines += 1
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ResponseError):
+            raise
+        raise ResponseError(f"invalid trailers: {exc}") from None
+    parts.append(b"\r\n")
+    data = b"".join(parts)
+    if data.count(b"\n") != lines or data.count(b"\r") != lines or b"\x00" in data:
+        raise ResponseError("trailer value contains CR, LF or NUL")
+    return data
+
+
+_ERROR_HEADS: dict[int, bytes] = {}
+
+
+def error_response(status: int, defaults: DefaultHeaders) -> bytes:
+    """A complete small plain-text answer that closes the connection (rejections, 500, 503)."""
+    head = _ERROR_HEADS.get(status)
+    if head is None:
+        body = _phrase(status) or b"Error"
+        head = b"".join(
+            (
+                STATUS_LINE[status],
+                b"content-type: text/plain; charset=utf-8\r\n",
+                b"content-length: %d\r\n" % (len(body) + 1),
+                b"connection: close\r\n",
+            )
+        )
+        _ERROR_HEADS[status] = head
+    return b"%s%s\r\n%s\n" % (head, defaults.block, _phrase(status) or b"Error")

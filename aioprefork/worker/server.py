@@ -1,0 +1,255 @@
+"""WorkerServer: serve an ASGI app on already-listening sockets, on the running event loop.
+
+Internal. Independent of how the process started: a forked worker and the in-process
+`--workers 0` mode both build one, `await start()`, and later `shutdown()` or `abort()`.
+It never binds: the sockets come bound and listening from the master (SPEC section 1).
+
+The accept gate (SPEC section 5, Apache event's disable_listensocks): accept while fewer than
+`worker_connections` connections are open; at the limit first close the oldest idle keep-alive
+connection (nginx reusable connections), and if there is none stop accepting, so the kernel
+hands new connections to sibling workers; accept again once below the limit. uvloop cannot pause
+a Server, so accepting = a Server over a dup() of each listening socket, and pausing = closing
+those Servers (the original fds stay open, unpolled). EMFILE/ENFILE/ENOBUFS/ENOMEM at accept are
+absorbed by libuv (it sheds the connection and keeps listening); a listener that nevertheless
+stops serving is reopened by the one-second tick, which also refreshes the Date header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+from aioprefork.asgi.types import ASGIApp
+from aioprefork.config.model import HttpLimits
+from aioprefork.protocol.http import HttpProtocol, Shared
+from aioprefork.worker.stats import WorkerStats
+
+__all__ = ["WorkerServer"]
+
+log: Final = logging.getLogger("aioprefork.error")
+
+
+class WorkerServer:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: HttpLimits,
+        *,
+        sockets: Sequence[socket.socket],
+        worker_connections: int = 1000,
+        stats: WorkerStats | None = None,
+        state: dict[str, Any] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        on_accepting_change: Callable[[bool], None] | None = None,
+        backlog: int = 2048,
+    ) -> None:
+        self.app = app
+        self.limits = limits
+        self.stats = stats if stats is not None else WorkerStats()
+        self._sockets = list(sockets)
+        self._capacity = max(1, worker_connections)
+        self._state = state
+        self._ssl = ssl_context
+        self._on_accepting_change = on_accepting_change
+        self._backlog = backlog
+        self._servers: list[asyncio.AbstractServer] = []
+        self._connections: set[HttpProtocol] = set()
+        self._accepting = False
+        self._want_accepting = False
+        self._opening: asyncio.Task[None] | None = None
+        self._tick: asyncio.TimerHandle | None = None
+        self._stopping = False
+        self._empty: asyncio.Event | None = None
+        self._shared: Shared | None = None
+
+    # --- public -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start accepting on every listening socket (bound and listening already)."""
+        loop = asyncio.get_running_loop()
+        self._shared = Shared(
+            self.app,
+            self.limits,
+            self.stats,
+            loop,
+            state=self._state,
+            opened=self._opened,
+            closed=self._closed,
+        )
+        self._want_accepting = True
+        await self._open()
+        self._schedule_tick()
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
+
+    async def shutdown(self, deadline: float | None) -> None:
+        """Graceful: stop accepting, close idle connections, let in-flight requests finish.
+
+        Connections still open at `deadline` (time.time() based; None = no limit) are aborted.
+        Returns when no connection is left.
+        """
+        self._stopping = True
+        self._stop_accepting()
+        for conn in list(self._connections):
+            conn.shutdown()
+        empty = self._empty = asyncio.Event()
+        while self._connections:
+            timeout = None if deadline is None else deadline - time.time()
+            if timeout is not None and timeout <= 0:
+                self.abort()
+                break
+            try:
+                await asyncio.wait_for(empty.wait(), timeout)
+            except TimeoutError:
+                continue
+        while self._connections:  # aborted transports report connection_lost on the next turns
+            await asyncio.sleep(0.001)
+        self._cancel_tick()
+
+    def abort(self) -> None:
+        """Immediate: stop accepting and drop every connection now."""
+        self._stopping = True
+        self._stop_accepting()
+        for conn in list(self._connections):
+            conn.abort()
+        self._cancel_tick()
+
+    # --- connections --------------------------------------------------------------------------
+
+    def _factory(self) -> HttpProtocol:
+        assert self._shared is not None
+        return HttpProtocol(self._shared)
+
+    def _opened(self, conn: HttpProtocol) -> None:
+        self._connections.add(conn)
+        stats = self.stats
+        stats.connections.add(conn)
+        stats.accepted_total += 1
+        if self._stopping:
+            conn.shutdown()
+        elif len(self._connections) >= self._capacity and not self._reclaim():
+            self._pause()
+
+    def _closed(self, conn: HttpProtocol) -> None:
+        self._connections.discard(conn)
+        self.stats.connections.discard(conn)
+        if self._stopping:
+            if not self._connections and self._empty is not None:
+                self._empty.set()
+        elif not self._want_accepting and len(self._connections) < self._capacity:
+            self._resume()
+
+    def _reclaim(self) -> bool:
+        """At the limit: close the oldest idle keep-alive connection to make room."""
+        oldest: HttpProtocol | None = None
+        for conn in self._connections:
+            if conn.phase == "keepalive" and (
+                oldest is None or conn.idle_since < oldest.idle_since
+            ):
+                oldest = conn
+        if oldest is None:
+            return False
+        oldest.shutdown()
+        return True
+
+    # --- the accept gate ----------------------------------------------------------------------
+
+    def _pause(self) -> None:
+        self._want_accepting = False
+        self._close_servers()
+
+    def _resume(self) -> None:
+        self._want_accepting = True
+        if self._opening is None or self._opening.done():
+            self._opening = asyncio.ensure_future(self._open())
+
+    def _stop_accepting(self) -> None:
+        self._want_accepting = False
+        if self._opening is not None:
+            self._opening.cancel()
+            self._opening = None
+        self._close_servers()
+
+    def _close_servers(self) -> None:
+        servers, self._servers = self._servers, []
+        for server in servers:
+            server.close()
+        self._set_accepting(False)
+
+    async def _open(self) -> None:
+        loop = asyncio.get_running_loop()
+        servers: list[asyncio.AbstractServer] = []
+        try:
+            for sock in self._sockets:
+                dup = sock.dup()
+                server: asyncio.AbstractServer
+                try:
+                    if sock.family == socket.AF_UNIX:
+                        server = await loop.create_unix_server(
+                            self._factory, sock=dup, backlog=self._backlog, ssl=self._ssl
+                        )
+                    else:
+                        server = await loop.create_server(
+                            self._factory, sock=dup, backlog=self._backlog, ssl=self._ssl
+                        )
+                except BaseException:
+                    dup.close()
+                    raise
+                servers.append(server)
+        except BaseException:
+            for server in servers:
+                server.close()
+            raise
+        if not self._want_accepting or self._stopping:
+            for server in servers:
+                server.close()
+            return
+        self._close_servers()
+        self._servers = servers
+        self._set_accepting(True)
+
+    def _set_accepting(self, accepting: bool) -> None:
+        if accepting == self._accepting:
+            return
+        self._accepting = accepting
+        if self._on_accepting_change is not None:
+            try:
+                self._on_accepting_change(accepting)
+            except Exception:
+                log.exception("on_accepting_change callback failed")
+
+    # --- the one-second tick ------------------------------------------------------------------
+
+    def _schedule_tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = time.time()
+        self._tick = loop.call_later(1.0 - now % 1.0 + 0.0005, self._on_tick)
+
+    def _on_tick(self) -> None:
+        if self._shared is not None:
+            self._shared.defaults.refresh(time.time())
+        if (
+            self._want_accepting
+            and not self._stopping
+            and any(not server.is_serving() for server in self._servers)
+            and (self._opening is None or self._opening.done())
+        ):
+            log.warning("a listener stopped serving; reopening it")
+            self._opening = asyncio.ensure_future(self._open())
+        self._schedule_tick()
+
+    def _cancel_tick(self) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None

@@ -1,0 +1,370 @@
+"""Byte-level behaviour of HttpProtocol over real loopback sockets (RFC 9110/9112, ASGI 3)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import pytest
+from http_wire import Wire, exchange, status_of, strip_date, wait_for
+
+from examples.hello import app as hello
+
+GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Echo the body (collected with receive()) with a Content-Length."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def simple(status: int = 200, body: bytes = b"ok", headers: list[Any] | None = None) -> Any:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": headers or []})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+def test_hello_byte_exact(serve: Any) -> None:
+    server = serve(hello)
+    raw = exchange(server.port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert strip_date(raw) == (
+        b"HTTP/1.1 200 OK\r\n"
+        b"content-type: text/plain; charset=utf-8\r\n"
+        b"content-length: 13\r\n"
+        b"connection: close\r\n"
+        b"server: aioprefork\r\n"
+        b"date: X\r\n"
+        b"\r\n"
+        b"Hello, world!"
+    )
+
+
+def test_no_server_header_when_empty_and_no_date(serve: Any) -> None:
+    server = serve(hello, server_header="", date_header=False)
+    raw = exchange(server.port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert b"server:" not in raw and b"date:" not in raw
+
+
+def test_app_server_and_date_headers_win(serve: Any) -> None:
+    server = serve(simple(headers=[(b"Server", b"mine"), (b"Date", b"then")]))
+    with Wire(server.port) as wire:
+        wire.send(GET)
+        resp = wire.read_response()
+    assert resp.header(b"server") == b"mine" and resp.header(b"date") == b"then"
+    assert resp.raw.lower().count(b"server:") == 1 and resp.raw.lower().count(b"date:") == 1
+
+
+def test_keep_alive_and_computed_content_length(serve: Any) -> None:
+    server = serve(simple(body=b"abc"))
+    with Wire(server.port) as wire:
+        for _ in range(3):
+            wire.send(GET)
+            resp = wire.read_response()
+            assert resp.status == 200 and resp.body == b"abc"
+            assert resp.header(b"content-length") == b"3"
+            assert not resp.has(b"connection")
+    assert server.stats.requests_total == 3
+    assert server.stats.accepted_total == 1
+
+
+def test_pipelining_in_order_with_slow_first(serve: Any) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] == "/slow":
+            await asyncio.sleep(0.2)
+        body = scope["path"].encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    server = serve(app)
+    with Wire(server.port) as wire:
+        wire.send(
+            b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /b HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"POST /c HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nxyz"
+            b"GET /d HTTP/1.1\r\nHost: t\r\n\r\n"
+        )
+        bodies = [wire.read_response().body for _ in range(4)]
+    assert bodies == [b"/slow", b"/b", b"/c", b"/d"]
+
+
+def test_chunked_request_with_extensions_and_trailers(serve: Any) -> None:
+    server = serve(echo)
+    with Wire(server.port) as wire:
+        wire.send(
+            b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n"
+        )
+        resp = wire.read_response()
+    assert resp.body == b"hello world"
+
+
+def test_chunked_response_http11_and_close_delimited_http10(serve: Any) -> None:
+    server = serve(hello)
+    with Wire(server.port) as wire:
+        wire.send(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+        resp = wire.read_response()
+        assert resp.header(b"transfer-encoding") == b"chunked"
+        assert resp.body == b"".join(b"chunk %d\n" % i for i in range(10))
+    raw = exchange(server.port, b"GET /stream HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert raw.endswith(b"\r\n\r\n8\r\nchunk 0\n\r\n" + raw[-39:]) or raw.endswith(b"chunk 9\n\r\n0\r\n\r\n")
+    raw = exchange(server.port, b"GET /stream HTTP/1.0\r\n\r\n")
+    head, body = raw.split(b"\r\n\r\n", 1)
+    assert b"transfer-encoding" not in head and b"content-length" not in head
+    assert b"connection: close" in head
+    assert body == b"".join(b"chunk %d\n" % i for i in range(10))
+
+
+def test_http10_keep_alive(serve: Any) -> None:
+    server = serve(hello)
+    with Wire(server.port) as wire:
+        for _ in range(2):
+            wire.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            resp = wire.read_response()
+            assert resp.header(b"connection") == b"keep-alive"
+            assert resp.body == b"Hello, world!"
+        wire.send(b"GET / HTTP/1.0\r\n\r\n")
+        resp = wire.read_response()
+        assert resp.header(b"connection") == b"close"
+        assert wire.closed()
+
+
+def test_connection_close_from_client_and_from_app(serve: Any) -> None:
+    server = serve(simple(headers=[(b"connection", b"close")]))
+    with Wire(server.port) as wire:
+        wire.send(GET)
+        resp = wire.read_response()
+        assert resp.header(b"connection") == b"close"
+        assert wire.closed()
+    server2 = serve(hello)
+    with Wire(server2.port) as wire:
+        wire.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert wire.read_response().header(b"connection") == b"close"
+        assert wire.closed()
+
+
+def test_head_keeps_content_length_without_body(serve: Any) -> None:
+    server = serve(hello)
+    with Wire(server.port) as wire:
+        wire.send(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n")
+        resp = wire.read_response(head_request=True)
+        assert resp.header(b"content-length") == b"13"
+        wire.send(GET)  # the next response must start right after the head: no stray body
+        assert wire.read_response().body == b"Hello, world!"
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_no_body_statuses(serve: Any, status: int) -> None:
+    server = serve(simple(status=status, body=b""))
+    with Wire(server.port) as wire:
+        wire.send(GET + GET)
+        first = wire.read_response()
+        assert first.status == status
+        assert not first.has(b"transfer-encoding")
+        if status == 204:
+            assert not first.has(b"content-length")
+        assert wire.read_response().status == status
+
+
+def test_expect_continue_only_when_body_is_read(serve: Any) -> None:
+    server = serve(echo)
+    with Wire(server.port) as wire:
+        wire.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        assert wire.read_response().status == 100
+        wire.send(b"data")
+        assert wire.read_response().body == b"data"
+    server2 = serve(simple(status=401, body=b"no"))
+    with Wire(server2.port) as wire:
+        wire.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        resp = wire.read_response()
+        assert resp.status == 401 and resp.header(b"connection") == b"close"
+
+
+def test_absolute_form_target_authority_wins(serve: Any) -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope)
+        await simple()(scope, receive, send)
+
+    server = serve(app)
+    with Wire(server.port) as wire:
+        wire.send(b"GET http://example.com:8080/a%20b?x=1 HTTP/1.1\r\nHost: other\r\n\r\n")
+        assert wire.read_response().status == 200
+    scope = seen[0]
+    assert scope["path"] == "/a b" and scope["raw_path"] == b"/a%20b"
+    assert scope["query_string"] == b"x=1"
+    assert dict(scope["headers"])[b"host"] == b"example.com:8080"
+
+
+def test_scope_shape(serve: Any) -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope)
+        scope["state"]["touched"] = True
+        await simple()(scope, receive, send)
+
+    state = {"k": "v"}
+    server = serve(app, root_path="/api", server_kwargs={"state": state})
+    with Wire(server.port) as wire:
+        wire.send(b"GET /p%C3%A9/x?q=%20 HTTP/1.1\r\nHost: h\r\nX-One: 1\r\nx-TWO: 2\r\n\r\n")
+        wire.read_response()
+        client_port = wire.sock.getsockname()[1]
+    scope = seen[0]
+    assert scope["type"] == "http"
+    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.4"}
+    assert scope["http_version"] == "1.1"
+    assert scope["method"] == "GET"
+    assert scope["scheme"] == "http"
+    assert scope["path"] == "/api/pé/x"
+    assert scope["raw_path"] == b"/api/p%C3%A9/x"
+    assert scope["query_string"] == b"q=%20"
+    assert scope["root_path"] == "/api"
+    assert scope["headers"] == [(b"host", b"h"), (b"x-one", b"1"), (b"x-two", b"2")]
+    assert scope["client"] == ("127.0.0.1", client_port)
+    assert scope["server"] == ("127.0.0.1", server.port)
+    assert scope["state"] == {"k": "v", "touched": True} and state == {"k": "v"}
+    assert "http.response.trailers" in scope["extensions"]
+
+
+def test_response_trailers(serve: Any) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
+        await send({"type": "http.response.body", "body": b"abc", "more_body": False})
+        await send({"type": "http.response.trailers", "headers": [(b"x-sum", b"42")]})
+
+    server = serve(app)
+    with Wire(server.port) as wire:
+        wire.send(GET)
+        resp = wire.read_response()
+    assert resp.body == b"abc" and resp.trailers == [(b"x-sum", b"42")]
+
+
+def test_client_disconnect_gives_http_disconnect_and_send_raises(serve: Any) -> None:
+    events: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        events.append(await receive())  # the (empty) body
+        events.append(await receive())  # blocks until the client goes away
+        await asyncio.sleep(0.05)
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+        except OSError as exc:
+            events.append(type(exc).__name__)
+        events.append("finished")  # the task was not cancelled
+
+    server = serve(app)
+    wire = Wire(server.port)
+    wire.send(GET)
+    time.sleep(0.1)
+    wire.close()
+    wait_for(lambda: "finished" in events)
+    assert events[1] == {"type": "http.disconnect"}
+    assert events[2] == "ClientDisconnected"
+
+
+def test_app_exception_before_start_is_500_and_logged(
+    serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        raise ValueError("boom")
+
+    server = serve(app)
+    with caplog.at_level(logging.ERROR, logger="aioprefork.error"):
+        raw = exchange(server.port, GET)
+    assert status_of(raw) == 500 and b"connection: close" in raw
+    assert any(r.exc_info and "boom" in str(r.exc_info[1]) for r in caplog.records)
+
+
+def test_app_exception_after_start_closes(serve: Any) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        raise ValueError("late")
+
+    server = serve(app)
+    raw = exchange(server.port, GET)
+    assert status_of(raw) == 200 and raw.endswith(b"4\r\npart\r\n")  # truncated: no last chunk
+
+
+def test_app_returns_without_response_is_500(serve: Any) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        return None
+
+    server = serve(app)
+    assert status_of(exchange(server.port, GET)) == 500
+
+
+@pytest.mark.parametrize(
+    "headers, status",
+    [
+        ([(b"x-bad", b"a\r\nInjected: 1")], 200),
+        ([(b"x-bad", b"a\nb")], 200),
+        ([(b"x-bad", b"a\rb")], 200),
+        ([(b"x-bad", b"a\x00b")], 200),
+        ([(b"bad name", b"v")], 200),
+        ([(b"x-bad\r\n", b"v")], 200),
+        ([], 1000),
+        ([], 99),
+    ],
+)
+def test_invalid_response_is_500_and_never_written(
+    serve: Any, headers: list[Any], status: int
+) -> None:
+    server = serve(simple(status=status, headers=headers, body=b"body"))
+    raw = exchange(server.port, GET)
+    assert status_of(raw) == 500
+    assert b"Injected" not in raw and b"x-bad" not in raw and b"body" not in raw
+
+
+def test_body_longer_than_content_length(serve: Any) -> None:
+    server = serve(simple(headers=[(b"content-length", b"2")], body=b"toolong"))
+    raw = exchange(server.port, GET)
+    assert status_of(raw) == 500 and b"toolong" not in raw
+
+
+def test_body_shorter_than_content_length_closes(serve: Any) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"10")]})
+        await send({"type": "http.response.body", "body": b"abc", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    server = serve(app)
+    raw = exchange(server.port, GET)
+    assert status_of(raw) == 200 and raw.endswith(b"\r\n\r\nabc")
+
+
+def test_streaming_body_too_long_closes(serve: Any) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+        await send({"type": "http.response.body", "body": b"abc", "more_body": True})
+        await send({"type": "http.response.body", "body": b"def"})
+
+    server = serve(app)
+    raw = exchange(server.port, GET)
+    assert raw.endswith(b"\r\n\r\nabc")
+
+
+def test_stats_observed_per_response(serve: Any) -> None:
+    server = serve(hello)
+    with Wire(server.port) as wire:
+        wire.send(GET)
+        wire.read_response()
+        wire.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi")
+        wire.read_response()
+    wait_for(lambda: server.stats.requests_total == 2)
+    assert server.stats.requests == {("GET", 2): 1, ("POST", 2): 1}
+    assert server.stats.response_bytes_total == 15
