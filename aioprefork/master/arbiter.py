@@ -159,7 +159,8 @@ class Arbiter:
         except Exception:
             log.exception("master: internal error; stopping every worker")
             self.exit_code = EXIT_FAILURE
-            self.state = MasterState.HALTED
+            if self.state not in TERMINAL:
+                self.set_state(MasterTrigger.HALT)
         finally:
             await self._shutdown()
         return self.exit_code
