@@ -93,14 +93,18 @@ def read_proc(pid: int) -> ProcInfo | None:
     )
 
 
-def group(pgid: int) -> dict[int, ProcInfo]:
-    """Every live (non-zombie) process whose process group is `pgid`."""
+def group(pgid: int, zombies: bool = False) -> dict[int, ProcInfo]:
+    """Every process whose process group is `pgid`; zombies only if asked.
+
+    Samples for CPU accounting keep zombies: a worker that died and is not reaped yet still holds
+    its CPU time, which moves into its parent's cutime only once it is reaped.
+    """
     found: dict[int, ProcInfo] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         info = read_proc(int(entry))
-        if info is not None and info.pgid == pgid and info.state != "Z":
+        if info is not None and info.pgid == pgid and (zombies or info.state != "Z"):
             helper = any(name in _cmdline(info.pid) for name in NOT_WORKERS)
             found[info.pid] = dataclasses.replace(info, helper=helper)
     return found
@@ -119,10 +123,12 @@ def workers(procs: Mapping[int, ProcInfo]) -> tuple[int, ...]:
     """The serving processes of a group: its leaves (no child in the group), helpers excluded.
 
     A single-process server is its own only leaf; a master's workers are the leaves under it.
+    A process that is dead or dying (zombie, or already without memory) serves nothing.
     """
-    parents = {p.ppid for p in procs.values()}
-    leaves = [pid for pid in procs if pid not in parents]
-    serving = [pid for pid in leaves if not procs[pid].helper]
+    alive = {pid: p for pid, p in procs.items() if p.state not in "ZXx" and p.rss > 0}
+    parents = {p.ppid for p in alive.values()}
+    leaves = [pid for pid in alive if pid not in parents]
+    serving = [pid for pid in leaves if not alive[pid].helper]
     return tuple(sorted(serving or leaves))
 
 
@@ -135,6 +141,17 @@ class Usage:
     worker_rss: tuple[int, ...]  # bytes per serving process
     worker_cpu: tuple[float, ...]  # seconds per serving process
     processes: int
+
+
+def exited(before: Mapping[int, ProcInfo], later: Mapping[int, ProcInfo]) -> tuple[int, ...]:
+    """Processes of `before` that are gone, dead or dying in `later` (crashed, recycled, killed)."""
+    return tuple(
+        sorted(
+            pid
+            for pid in before
+            if pid not in later or later[pid].state in "ZXx" or later[pid].rss == 0
+        )
+    )
 
 
 def usage(before: Mapping[int, ProcInfo], after: Mapping[int, ProcInfo]) -> Usage:

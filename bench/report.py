@@ -39,6 +39,8 @@ class Measurement:
     worker_cpu: tuple[float, ...]  # seconds per serving process
     worker_requests: tuple[int, ...] | None = None  # from the scoreboard (aioprefork)
     startup_s: float = 0.0
+    exited: int = 0  # server processes that died during or just after the measured window
+    note: str = ""  # why the run deserves a second look (with the server log's tail)
 
     @property
     def cpu_us_per_request(self) -> float:
@@ -72,6 +74,7 @@ class Summary:
     rss_per_worker: int  # median over rounds of the mean worker RSS
     rss_per_worker_max: int
     errors: int  # summed over rounds
+    exited: int  # server processes that died, summed over rounds
     worker_cpu_share: tuple[float, ...]  # last round: each worker's share of worker CPU
     worker_rss: tuple[int, ...]  # last round: bytes per worker
     worker_requests: tuple[int, ...] | None  # last round with scoreboard counts
@@ -110,6 +113,7 @@ def summarize(runs: Sequence[Measurement]) -> list[Summary]:
                 ),
                 rss_per_worker_max=max((max(r.worker_rss, default=0) for r in group), default=0),
                 errors=sum(r.errors for r in group),
+                exited=sum(r.exited for r in group),
                 worker_cpu_share=tuple(c / worker_cpu for c in last.worker_cpu)
                 if worker_cpu
                 else (),
@@ -283,12 +287,17 @@ def _scaling(summaries: Sequence[Summary], labels: Mapping[str, str]) -> list[st
     return out
 
 
+def _indented(lines: str) -> str:
+    return lines.strip().replace("\n", "\n    ")
+
+
 def render(
     summaries: Sequence[Summary],
     failures: Sequence[Failure],
     meta: Mapping[str, Any],
     descriptions: Mapping[str, str],
     labels: Mapping[str, str],
+    runs: Sequence[Measurement] = (),
 ) -> str:
     """The whole report as Markdown."""
     out = [f"# aioprefork benchmark, {meta['timestamp']}", ""]
@@ -312,13 +321,18 @@ def render(
         out += ["## Issue 8 targets", "", "| goal | measured | met |", "|---|---|---|"]
         out += [f"| {t.goal} | {t.measured} | {'yes' if t.met else 'NO'} |" for t in goals]
         out.append("")
+    noted = [r for r in runs if r.note]
+    if noted:
+        out += ["## Warnings (measured, but look at these)", ""]
+        for r in noted:
+            where = f"round {r.round}, {r.server}, {r.scenario}, {r.workers} workers"
+            out.append(f"- {where}:\n    {_indented(r.note)}")
+        out.append("")
     if failures:
         out += ["## Failed runs", ""]
         for f in failures:
-            reason = f.reason.strip().replace("\n", "\n    ")
-            out.append(
-                f"- round {f.round}, {f.server}, {f.scenario}, {f.workers} workers:\n    {reason}"
-            )
+            where = f"round {f.round}, {f.server}, {f.scenario}, {f.workers} workers"
+            out.append(f"- {where}:\n    {_indented(f.reason)}")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 

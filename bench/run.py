@@ -51,6 +51,9 @@ SCALING_LEVELS: Final = "1,2,4,8"
 # Workers report their counters once a second (SPEC section 4): an idle pause this long before
 # reading the scoreboard makes it include every request sent so far.
 SCOREBOARD_SETTLE: Final = 1.2
+# A worker that dies because the load stopped (clients closing) does so within moments: look again
+# this long after wrk ends before calling the run clean.
+EXIT_SETTLE: Final = 0.3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -231,12 +234,18 @@ def measure(
         if opts.warmup > 0:
             load(opts, scenario, launch.port, opts.warmup)
         counts_before = read_scoreboard(server, launch)
-        before = procs.group(proc.pid)
+        before = procs.group(proc.pid, zombies=True)
         output = load(opts, scenario, launch.port, opts.duration)
-        after = procs.group(proc.pid)
+        after = procs.group(proc.pid, zombies=True)
         counts_after = read_scoreboard(server, launch)
         if proc.poll() is not None:
             raise procs.ServerFailed(f"died during the run:\n{procs.tail(log)}")
+        time.sleep(EXIT_SETTLE)
+        lost = procs.exited(before, procs.group(proc.pid, zombies=True))
+        note = ""
+        if lost:
+            note = f"{len(lost)} server process(es) exited during or just after the run:\n"
+            note += procs.tail(log, 6)
     finally:
         procs.stop(proc)
     result = wrk.parse(output)
@@ -257,6 +266,8 @@ def measure(
         worker_cpu=used.worker_cpu,
         worker_requests=scoreboard.delta(counts_before, counts_after),
         startup_s=startup,
+        exited=len(lost),
+        note=note,
     )
 
 
@@ -349,6 +360,8 @@ def run(opts: Options) -> int:
                                 break
                             continue
                         runs.append(m)
+                        if m.note:
+                            print(f"{tag}: WARNING {m.note.splitlines()[0]}", file=sys.stderr)
                         print(
                             f"{tag}: {m.rps:,.0f} req/s, p99 {m.p99_ms:.2f} ms, "
                             f"{m.cpu_us_per_request:.1f} us CPU/req, {m.errors} errors",
@@ -364,7 +377,7 @@ def run(opts: Options) -> int:
     commands = meta.pop("commands")
     labels = {s.name: s.label for s in servers.SERVERS.values()}
     descriptions = {s.name: s.description for s in scenarios.SCENARIOS}
-    text = report.render(summaries, failures, meta, descriptions, labels)
+    text = report.render(summaries, failures, meta, descriptions, labels, runs)
     text += "\n## Commands\n\n" + "\n".join(f"- {k}: `{v}`" for k, v in commands.items()) + "\n"
     opts.out_dir.mkdir(parents=True, exist_ok=True)
     md, js = opts.out_dir / f"{stamp}.md", opts.out_dir / f"{stamp}.json"

@@ -81,6 +81,20 @@ def test_core_lists_and_scoreboard_sources() -> None:
     assert scoreboard.delta({"0": 3, "1": 4}, {"0": 10, "1": 4}) == (7, 0)
 
 
+def test_worker_processes_and_exits_from_proc_samples() -> None:
+    def proc(pid: int, ppid: int, state: str = "S", rss: int = 1 << 20) -> object:
+        return procs.ProcInfo(pid=pid, ppid=ppid, pgid=1, state=state, cpu_ticks=0, rss=rss)
+
+    master, w1, w2 = proc(1, 0), proc(2, 1), proc(3, 1)
+    before = {1: master, 2: w1, 3: w2}
+    assert procs.workers(before) == (2, 3)
+    assert procs.workers({1: master}) == (1,)  # a single process serves itself
+    dying = {1: master, 2: proc(2, 1, rss=0), 3: w2, 4: proc(4, 1)}
+    assert procs.workers(dying) == (3, 4)
+    assert procs.exited(before, dying) == (2,)
+    assert procs.exited(before, {1: master, 3: proc(3, 1, state="Z")}) == (2, 3)
+
+
 def test_medians_ratios_and_targets() -> None:
     def run(server: str, rps: float, round_no: int) -> object:
         return report.Measurement(
