@@ -190,11 +190,9 @@ class WebSocketProtocol(asyncio.Protocol):
         # Still in the handshake: accept() sees _going_away and closes right after the 101.
 
     def abort(self) -> None:
+        """Close now. The app is not cancelled (as for HTTP): its receive() says disconnect."""
         self._transport.abort()
-        self.connection_lost(None)  # now, not on the next loop turn: the app must see it first
-        task = self._task
-        if task is not None and not task.done():
-            task.cancel()
+        self.connection_lost(None)  # now, not on the next loop turn
 
     # --- the opening handshake --------------------------------------------------------------
 
