@@ -52,7 +52,10 @@ log: Final = logging.getLogger("aioprefork.error")
 
 _enter_task: Final = _tasks._enter_task
 _leave_task: Final = _tasks._leave_task
-_BIG: Final = 16 * 1024  # above this, write head and body as two buffers instead of joining
+_BIG: Final = 16 * 1024
+_FILE_EVENTS: Final = frozenset(
+    {"http.response.pathsend", "http.response.zerocopysend"}
+)  # above this, write head and body as two buffers instead of joining
 
 
 class ClientDisconnected(OSError):
@@ -129,7 +132,7 @@ class RequestCycle:
 
     def feed_body(self, data: bytes) -> None:
         if self._pieces:
-            self._pieces.append(data)  # type: ignore[union-attr]
+            self._pieces.append(data)
         else:
             self._pieces = [data]
         self.buffered += len(data)
@@ -212,6 +215,10 @@ class RequestCycle:
                 status_line(status)  # raises ResponseError, naming the bad status
             self._head = (status, message.get("headers", ()), message.get("trailers", False))
             self.status = status
+        elif kind in _FILE_EVENTS:
+            if self._head is None or self.complete:
+                raise RuntimeError(f"unexpected ASGI message {kind!r} in this state")
+            await self._send_file(message)
         elif kind == "http.response.trailers":
             if not self._trailers or not self.head_sent or self.complete:
                 raise RuntimeError("unexpected http.response.trailers")
@@ -225,7 +232,49 @@ class RequestCycle:
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
 
-    def _send_head(self, body: bytes, more: bool) -> None:
+    async def _send_file(self, message: Message) -> None:
+        """http.response.pathsend / zerocopysend: the file goes out zero-copy (asgi/pathsend)."""
+        from aioprefork.asgi import pathsend
+
+        region = pathsend.open_region(message)
+        try:
+            more = region.more_body
+            if not self.head_sent:
+                self._send_head(b"", more, region.count, known=True)
+            owner = self._owner
+            if not region.count or not self._body_allowed():
+                pass
+            elif 0 <= self._length < self.sent + region.count:
+                self._fail()
+                raise ResponseError("file longer than the response's Content-Length")
+            elif self._chunked:
+                owner.transport.write(b"%x\r\n" % region.count)
+                self.sent += await pathsend.send_region(
+                    owner.transport, owner.flow, region, owner.write_timeout
+                )
+                owner.transport.write(b"\r\n")
+            else:
+                self.sent += await pathsend.send_region(
+                    owner.transport, owner.flow, region, owner.write_timeout
+                )
+        except (ClientDisconnected, pathsend.ShortFile):
+            self.disconnected = True
+            self._fail()
+            raise
+        finally:
+            region.close()
+        if not more:
+            self._finish()
+
+    def _body_allowed(self) -> bool:
+        return not (self.method == "HEAD" or self.status < 200 or self.status in (204, 304))
+
+    def _send_head(self, body: bytes, more: bool, length: int = -1, known: bool = False) -> None:
+        """Write the head (with `body` when it fits in the same write).
+
+        `length` >= 0 overrides len(body) as the body's size; `known`: that size is certain
+        (a file), so a HEAD response carries it too.
+        """
         assert self._head is not None
         status, headers, trailers = self._head
         keep_alive = self.keep_alive and not self.more_body  # else unread body bytes follow
@@ -237,8 +286,8 @@ class RequestCycle:
                 self._owner.defaults,
                 keep_alive,
                 self.http11,
-                head_request,
-                -1 if more or trailers else len(body),
+                head_request and not known,
+                -1 if more or trailers else (length if length >= 0 else len(body)),
             )
         except ResponseError:
             self._fail()
@@ -268,7 +317,7 @@ class RequestCycle:
             self.sent = len(body)
 
     def _send_body(self, body: bytes) -> None:
-        if self.method == "HEAD" or self.status < 200 or self.status in (204, 304):
+        if not self._body_allowed():
             return
         sent = self.sent + len(body)
         if 0 <= self._length < sent:
@@ -387,16 +436,21 @@ class AppHost:
         self._spare: set[asyncio.Task[None]] = set()
         self._closed = False
 
+    def start(self) -> None:
+        """Create the host task (at connection_made): it must be parked before it can host."""
+        if self._task is None:
+            self._task = self._loop.create_task(self._serve())
+
     def run(self, cycle: RequestCycle) -> None:
         """Start the app for `cycle`; returns when it finished or first suspended.
 
         Call it from a loop callback (data_received, call_soon), never from inside a task.
         """
         task = self._task
-        if task is None:
-            task = self._task = self._loop.create_task(self._serve())
-        if self._pending is not None:
-            self._spawn(cycle)  # the host still runs an earlier app
+        if task is None or self._wake is None or self._pending is not None:
+            # The host has not parked yet (a task cancelled before its first step could not
+            # hand the cancellation to the app), or still runs an earlier app.
+            self._spawn(cycle)
             return
         try:
             coro: Any = self._app(cycle.scope, cycle.receive, cycle.send)

@@ -23,9 +23,9 @@ import asyncio
 import logging
 import ssl
 import time
-from time import perf_counter
 from collections import deque
 from collections.abc import Callable
+from time import perf_counter
 from typing import Any, Final, cast
 from urllib.parse import unquote_to_bytes
 
@@ -58,6 +58,8 @@ _KEEPALIVE: Final = 1
 _HEADER: Final = 2
 _BODY_WAIT: Final = 3
 _WRITE: Final = 4
+_LINGER: Final = 5
+_LINGER_TIME: Final = 2.0  # seconds a refused client gets to read our answer before the close
 
 _ASGI: Final = {"version": "3.0", "spec_version": "2.4"}
 _METHODS: Final = {
@@ -66,6 +68,13 @@ _METHODS: Final = {
 }
 _PROXY_MAX: Final = 536  # a PROXY v2 header is at most 16 + 520 bytes (v1 at most 107)
 _TLS_VERSIONS: Final = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+
+
+def _wants_websocket(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name == b"upgrade" and value.strip().lower() == b"websocket":
+            return True
+    return False
 
 
 def _head_region(data: bytes, tail: bytes) -> int:
@@ -174,20 +183,27 @@ class HttpProtocol(asyncio.Protocol):
         "_deadline",
         "_deadline_kind",
         "_dispatching",
-        "flow",
+        "_extensions",
         "_forwarded",
         "_head_bytes",
         "_headers",
         "_host",
         "_keep_alive",
+        "_keepalive_timeout",
         "_limits",
         "_loop",
+        "_max_body",
+        "_max_field",
+        "_max_fields",
+        "_max_line",
+        "_max_requests",
         "_parser",
         "_pending_error",
         "_proxy",
         "_queue",
         "_reading",
         "_requests",
+        "_root_path",
         "_scheme",
         "_server",
         "_shared",
@@ -195,20 +211,14 @@ class HttpProtocol(asyncio.Protocol):
         "_tail",
         "_timer",
         "_timer_at",
-        "transport",
         "_trusted",
+        "_upgrade",
         "_url",
-        "_extensions",
-        "_keepalive_timeout",
-        "_max_body",
-        "_max_field",
-        "_max_fields",
-        "_max_line",
-        "_max_requests",
-        "_root_path",
         "defaults",
+        "flow",
         "idle_since",
         "phase",
+        "transport",
         "write_timeout",
     )
 
@@ -251,6 +261,7 @@ class HttpProtocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._proxy: bytearray | None = None
+        self._upgrade: dict[str, Any] | None = None  # the scope of a WebSocket upgrade request
         self.phase = "reading"
         self.idle_since = 0.0
 
@@ -279,11 +290,9 @@ class HttpProtocol(asyncio.Protocol):
             limits.proxy_headers or limits.proxy_protocol
         ) and self._shared.peers.trusts(peer_host)
         self._shared.opened(self)
+        self._host.start()
         self._set_deadline(_HEADER, limits.header_timeout)
         if limits.proxy_protocol:
-            if not self._trusted:
-                self._refuse(RequestRejected("untrusted PROXY peer", reason="proxy_protocol"))
-                return
             self._proxy = bytearray()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -329,7 +338,10 @@ class HttpProtocol(asyncio.Protocol):
                 return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
+        except httptools.HttpParserUpgrade as upgrade:
+            if self._upgrade is not None:
+                self._hand_off(data[upgrade.args[0] :])
+                return
             self._upgraded()
         except httptools.HttpParserError as exc:
             self._parse_error(exc)
@@ -398,6 +410,8 @@ class HttpProtocol(asyncio.Protocol):
                 query_string = url[query + 1 :]
         elif url == b"*" and method_b == b"OPTIONS":
             raw_path, query_string = url, b""
+        elif method_b == b"CONNECT":  # authority-form: tunnels are not served
+            raise RequestRejected("CONNECT is not supported", status=501, reason="method")
         else:
             raw_path, query_string, authority = self._absolute(url)
         framing = check_head(version, method_b, headers, authority, self._max_body)
@@ -434,13 +448,29 @@ class HttpProtocol(asyncio.Protocol):
             "raw_path": raw_path,
             "query_string": query_string,
             "headers": headers,
-            "extensions": {"http.response.trailers": {}, **self._extensions},
+            "extensions": {
+                "http.response.trailers": {},
+                "http.response.pathsend": {},
+                "http.response.zerocopysend": {},
+                **self._extensions,
+            },
         }
         state = self._shared.state
         if state is not None:
             scope["state"] = state.copy()
         self._requests += 1
         keep_alive = framing.keep_alive and self._keep_alive
+        if parser.should_upgrade():
+            if (
+                self._limits.websocket is not None
+                and method == "GET"
+                and self._cycle is None
+                and not self._queue
+                and _wants_websocket(headers)
+            ):
+                self._upgrade = scope  # handed off once the parser stops at the upgrade
+                return
+            keep_alive = False  # any other upgrade: answered as plain HTTP, then closed
         if self._requests == self._max_requests:
             keep_alive = False
         cycle = RequestCycle(
@@ -517,7 +547,7 @@ class HttpProtocol(asyncio.Protocol):
                 self._loop.call_soon(self._dispatch)
         elif self._pending_error:
             self.transport.write(error_response(self._pending_error, shared.defaults))
-            self._close()
+            self._linger()
         elif not self._keep_alive:
             self._close()
         elif self._state == _IDLE:
@@ -609,22 +639,53 @@ class HttpProtocol(asyncio.Protocol):
         self.flow.pause_reading()
         if self._cycle is None and not self._queue:
             self.transport.write(error_response(exc.status, self._shared.defaults))
-            self._close()
+            self._linger()
         else:
             self._pending_error = exc.status
 
     def _upgraded(self) -> None:
-        """An Upgrade request we do not switch for: answer it as plain HTTP, then close."""
+        """An Upgrade request we do not switch for: answered as plain HTTP, then closed."""
         self._state = _DEAD
         self._keep_alive = False
-        cycle = self._reading
-        if cycle is not None and not cycle.head_sent:
-            cycle.keep_alive = False
+
+    def _hand_off(self, buffered: bytes) -> None:
+        """Give the connection to the WebSocket protocol (protocol/websocket.py) for good."""
+        from aioprefork.protocol.websocket import upgrade_to_websocket
+
+        scope, self._upgrade = self._upgrade, None
+        assert scope is not None
+        self._state = _DEAD
+        self.phase = "upgraded"
+        self._deadline = 0.0
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._host.close()
+        shared = self._shared
+        shared.closed(self)  # the WebSocket protocol registers itself in stats.connections
+        try:
+            upgrade_to_websocket(
+                self.transport,
+                scope,
+                shared.app,
+                self._limits,
+                shared.stats,
+                self.defaults,
+                buffered,
+            )
+        except Exception:
+            log.exception("WebSocket upgrade failed")
+            self.transport.abort()
 
     def _read_proxy(self, data: bytes) -> bytes:
         """Strip the PROXY v1/v2 header the connection starts with; its source is the client."""
         buffer = self._proxy
         assert buffer is not None
+        if not self._trusted:
+            self._refuse(
+                RequestRejected("PROXY header from an untrusted peer", reason="proxy_protocol")
+            )
+            return b""
         buffer += data
         try:
             header = parse_proxy_protocol(buffer)
@@ -673,6 +734,8 @@ class HttpProtocol(asyncio.Protocol):
             self._close()
         elif kind == _WRITE:
             self.transport.abort()
+        elif kind == _LINGER:
+            self.transport.close()
         elif kind == _HEADER:
             if self._state == _HEAD or self._proxy:
                 self._refuse(
@@ -697,6 +760,23 @@ class HttpProtocol(asyncio.Protocol):
         if transport.get_write_buffer_size():
             self._set_deadline(_WRITE, self._limits.write_timeout)
         transport.close()
+
+    def _linger(self) -> None:
+        """Close after a refusal without resetting the answer away (Apache's lingering close).
+
+        Closing with unread input makes the kernel send RST, and a client may lose our answer
+        to it. So: send FIN after the answer, read and drop what the client still sends, and
+        close at its EOF or after _LINGER_TIME.
+        """
+        transport = self.transport
+        if self.phase == "closing" or not transport.can_write_eof():
+            self._close()
+            return
+        self.phase = "closing"
+        self._state = _DEAD
+        transport.write_eof()
+        self.flow.resume_reading()
+        self._set_deadline(_LINGER, min(_LINGER_TIME, self._limits.write_timeout))
 
     def shutdown(self) -> None:
         """Graceful stop: close now if idle; otherwise after the response(s) in flight."""

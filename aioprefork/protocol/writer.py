@@ -149,9 +149,7 @@ def encode_head(
     close-delimited. The app's Connection and Transfer-Encoding are replaced by our own.
     """
     line = STATUS_LINE.get(status) if type(status) is int else None
-    if line is None:
-        status_line(status)  # raises
-    parts = [line]
+    parts = [line if line is not None else status_line(status)]
     lines = 1
     content_length = -1
     own_server = own_date = False
@@ -218,7 +216,10 @@ def encode_head(
         parts.append(defaults.block)
         lines += defaults.lines + 1
     parts.append(b"\r\n")
-    head = b"".join(parts)
+    try:
+        head = b"".join(parts)
+    except TypeError:
+        raise ResponseError("response header values must be bytes") from None
     # Each line we wrote holds exactly one CR and one LF: any other means a value carried one.
     if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\x00" in head:
         raise ResponseError("response header value contains CR, LF or NUL")

@@ -17,6 +17,7 @@ stops serving is reopened by the one-second tick, which also refreshes the Date 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
@@ -32,6 +33,7 @@ from aioprefork.worker.stats import WorkerStats
 __all__ = ["WorkerServer"]
 
 log: Final = logging.getLogger("aioprefork.error")
+_POLL: Final = 0.1  # shutdown re-checks this often for connections that leave without a callback
 
 
 class WorkerServer:
@@ -91,7 +93,8 @@ class WorkerServer:
 
     @property
     def open_connections(self) -> int:
-        return len(self._connections)
+        """Every open connection, upgraded (WebSocket) ones included."""
+        return len(self.stats.connections)
 
     async def shutdown(self, deadline: float | None) -> None:
         """Graceful: stop accepting, close idle connections, let in-flight requests finish.
@@ -101,19 +104,20 @@ class WorkerServer:
         """
         self._stopping = True
         self._stop_accepting()
-        for conn in list(self._connections):
+        connections = self.stats.connections
+        for conn in list(connections):
             conn.shutdown()
         empty = self._empty = asyncio.Event()
-        while self._connections:
-            timeout = None if deadline is None else deadline - time.time()
-            if timeout is not None and timeout <= 0:
+        while connections:
+            timeout = _POLL if deadline is None else min(_POLL, deadline - time.time())
+            if timeout <= 0:
                 self.abort()
                 break
-            try:
+            empty.clear()
+            with contextlib.suppress(TimeoutError):
+                # upgraded connections leave stats.connections without telling us: poll too
                 await asyncio.wait_for(empty.wait(), timeout)
-            except TimeoutError:
-                continue
-        while self._connections:  # aborted transports report connection_lost on the next turns
+        while connections:  # aborted transports report connection_lost on the next turns
             await asyncio.sleep(0.001)
         self._cancel_tick()
 
@@ -121,7 +125,7 @@ class WorkerServer:
         """Immediate: stop accepting and drop every connection now."""
         self._stopping = True
         self._stop_accepting()
-        for conn in list(self._connections):
+        for conn in list(self.stats.connections):
             conn.abort()
         self._cancel_tick()
 
@@ -138,16 +142,16 @@ class WorkerServer:
         stats.accepted_total += 1
         if self._stopping:
             conn.shutdown()
-        elif len(self._connections) >= self._capacity and not self._reclaim():
+        elif len(stats.connections) >= self._capacity and not self._reclaim():
             self._pause()
 
     def _closed(self, conn: HttpProtocol) -> None:
         self._connections.discard(conn)
         self.stats.connections.discard(conn)
         if self._stopping:
-            if not self._connections and self._empty is not None:
+            if not self.stats.connections and self._empty is not None:
                 self._empty.set()
-        elif not self._want_accepting and len(self._connections) < self._capacity:
+        elif not self._want_accepting and len(self.stats.connections) < self._capacity:
             self._resume()
 
     def _reclaim(self) -> bool:
@@ -240,6 +244,12 @@ class WorkerServer:
         if self._shared is not None:
             self._shared.defaults.refresh(time.time())
         if (
+            not self._want_accepting
+            and not self._stopping
+            and len(self.stats.connections) < self._capacity
+        ):
+            self._resume()  # upgraded connections closed without telling us
+        elif (
             self._want_accepting
             and not self._stopping
             and any(not server.is_serving() for server in self._servers)

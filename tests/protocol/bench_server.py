@@ -17,8 +17,8 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from aioprefork.config.model import HttpLimits  # noqa: E402
-from aioprefork.worker.server import WorkerServer  # noqa: E402
+from aioprefork.config.model import HttpLimits
+from aioprefork.worker.server import WorkerServer
 
 
 async def main(port: int, target: str) -> None:

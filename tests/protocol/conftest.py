@@ -143,7 +143,9 @@ def serve() -> Iterator[Callable[..., ServerThread]]:
     """serve(app, **limits) -> a started ServerThread; `server_kwargs=` go to WorkerServer."""
     servers: list[ServerThread] = []
 
-    def start(app: Any, *, server_kwargs: dict[str, Any] | None = None, **limits: Any) -> ServerThread:
+    def start(
+        app: Any, *, server_kwargs: dict[str, Any] | None = None, **limits: Any
+    ) -> ServerThread:
         lifespan = bool(limits.pop("lifespan", False))
         unix_path = limits.pop("unix_path", None)
         config = dataclasses.replace(TEST_LIMITS, **limits)

@@ -62,7 +62,7 @@ class Wire:
     def _take(self, n: int) -> bytes:
         while len(self.buf) < n:
             if not self._fill():
-                raise ConnectionError("closed before %d bytes" % n)
+                raise ConnectionError(f"closed before {n} bytes")
         out, self.buf = self.buf[:n], self.buf[n:]
         return out
 
@@ -80,9 +80,7 @@ class Wire:
         head, self.buf = self.buf.split(b"\r\n\r\n", 1)
         lines = head.split(b"\r\n")
         status = int(lines[0].split(b" ")[1])
-        headers = [
-            (k.lower(), v.strip()) for k, v in (line.split(b":", 1) for line in lines[1:])
-        ]
+        headers = [(k.lower(), v.strip()) for k, v in (line.split(b":", 1) for line in lines[1:])]
         resp = Response(status, headers, b"", head + b"\r\n\r\n")
         if head_request or status < 200 or status in (204, 304):
             return resp

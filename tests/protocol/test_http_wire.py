@@ -24,7 +24,11 @@ async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if not message.get("more_body"):
             break
     await send(
-        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]}
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", b"%d" % len(body))],
+        }
     )
     await send({"type": "http.response.body", "body": body})
 
@@ -119,7 +123,9 @@ def test_chunked_response_http11_and_close_delimited_http10(serve: Any) -> None:
         assert resp.header(b"transfer-encoding") == b"chunked"
         assert resp.body == b"".join(b"chunk %d\n" % i for i in range(10))
     raw = exchange(server.port, b"GET /stream HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    assert raw.endswith(b"\r\n\r\n8\r\nchunk 0\n\r\n" + raw[-39:]) or raw.endswith(b"chunk 9\n\r\n0\r\n\r\n")
+    assert raw.endswith(b"\r\n\r\n8\r\nchunk 0\n\r\n" + raw[-39:]) or raw.endswith(
+        b"chunk 9\n\r\n0\r\n\r\n"
+    )
     raw = exchange(server.port, b"GET /stream HTTP/1.0\r\n\r\n")
     head, body = raw.split(b"\r\n\r\n", 1)
     assert b"transfer-encoding" not in head and b"content-length" not in head
@@ -181,13 +187,17 @@ def test_no_body_statuses(serve: Any, status: int) -> None:
 def test_expect_continue_only_when_body_is_read(serve: Any) -> None:
     server = serve(echo)
     with Wire(server.port) as wire:
-        wire.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        wire.send(
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+        )
         assert wire.read_response().status == 100
         wire.send(b"data")
         assert wire.read_response().body == b"data"
     server2 = serve(simple(status=401, body=b"no"))
     with Wire(server2.port) as wire:
-        wire.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        wire.send(
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+        )
         resp = wire.read_response()
         assert resp.status == 401 and resp.header(b"connection") == b"close"
 
@@ -338,7 +348,9 @@ def test_body_longer_than_content_length(serve: Any) -> None:
 
 def test_body_shorter_than_content_length_closes(serve: Any) -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"10")]})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"10")]}
+        )
         await send({"type": "http.response.body", "body": b"abc", "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
@@ -349,7 +361,9 @@ def test_body_shorter_than_content_length_closes(serve: Any) -> None:
 
 def test_streaming_body_too_long_closes(serve: Any) -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]}
+        )
         await send({"type": "http.response.body", "body": b"abc", "more_body": True})
         await send({"type": "http.response.body", "body": b"def"})
 

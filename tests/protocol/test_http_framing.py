@@ -1,0 +1,252 @@
+"""Pure tables for protocol/framing.py and protocol/writer.py: no sockets, no loop."""
+
+from __future__ import annotations
+
+import pytest
+
+from aioprefork.errors import BadHost, BodyTooLarge, RequestRejected, SmugglingAttempt
+from aioprefork.protocol.framing import (
+    NO_BODY_CLOSE,
+    NO_BODY_KEEP_ALIVE,
+    BodyFraming,
+    bare_line_ending,
+    check_head,
+    head_end,
+)
+from aioprefork.protocol.writer import (
+    STATUS_LINE,
+    DefaultHeaders,
+    ResponseError,
+    chunk,
+    encode_head,
+    encode_trailers,
+    error_response,
+)
+
+HOST = [(b"host", b"example.com")]
+
+
+@pytest.mark.parametrize(
+    "version, headers, expected",
+    [
+        ("1.1", HOST, NO_BODY_KEEP_ALIVE),
+        ("1.1", [*HOST, (b"connection", b"close")], NO_BODY_CLOSE),
+        ("1.1", [*HOST, (b"connection", b"Keep-Alive, Close")], NO_BODY_CLOSE),
+        ("1.0", [], NO_BODY_CLOSE),
+        ("1.0", [(b"connection", b"keep-alive")], NO_BODY_KEEP_ALIVE),
+        ("1.1", [*HOST, (b"content-length", b"5")], BodyFraming(5, True)),
+        ("1.1", [*HOST, (b"content-length", b" 5 ")], BodyFraming(5, True)),
+        ("1.1", [*HOST, (b"content-length", b"0")], NO_BODY_KEEP_ALIVE),
+        ("1.1", [*HOST, (b"transfer-encoding", b"Chunked")], BodyFraming(-1, True)),
+        (
+            "1.1",
+            [*HOST, (b"content-length", b"3"), (b"expect", b"100-Continue")],
+            BodyFraming(3, True, True),
+        ),
+        ("1.1", [*HOST, (b"expect", b"100-continue")], NO_BODY_KEEP_ALIVE),
+        ("1.1", [(b"host", b"[::1]:8080")], NO_BODY_KEEP_ALIVE),
+        ("1.1", [(b"host", b"")], NO_BODY_KEEP_ALIVE),
+    ],
+)
+def test_check_head_accepts(
+    version: str, headers: list[tuple[bytes, bytes]], expected: BodyFraming
+) -> None:
+    assert check_head(version, b"GET", headers) == expected
+
+
+@pytest.mark.parametrize(
+    "version, headers, error, status",
+    [
+        ("2.0", HOST, RequestRejected, 400),
+        ("0.9", HOST, RequestRejected, 400),
+        ("1.1", [], BadHost, 400),
+        ("1.1", [*HOST, *HOST], BadHost, 400),
+        ("1.1", [(b"host", b"a b")], BadHost, 400),
+        ("1.1", [(b"host", b"a@b")], BadHost, 400),
+        ("1.0", [*HOST, *HOST], BadHost, 400),
+        (
+            "1.1",
+            [*HOST, (b"content-length", b"1"), (b"transfer-encoding", b"chunked")],
+            SmugglingAttempt,
+            400,
+        ),
+        (
+            "1.1",
+            [*HOST, (b"content-length", b"1"), (b"content-length", b"1")],
+            SmugglingAttempt,
+            400,
+        ),
+        ("1.1", [*HOST, (b"content-length", b"1, 1")], SmugglingAttempt, 400),
+        ("1.1", [*HOST, (b"content-length", b"-1")], SmugglingAttempt, 400),
+        ("1.1", [*HOST, (b"content-length", b"1_0")], SmugglingAttempt, 400),
+        ("1.1", [*HOST, (b"content-length", "\uff11".encode())], SmugglingAttempt, 400),
+        ("1.1", [*HOST, (b"content-length", b"9" * 19)], SmugglingAttempt, 400),
+        ("1.1", [*HOST, (b"transfer-encoding", b"gzip")], SmugglingAttempt, 400),
+        ("1.1", [*HOST, (b"transfer-encoding", b"chunked, gzip")], SmugglingAttempt, 400),
+        ("1.1", [*HOST, (b"transfer-encoding", b"chunked, chunked")], SmugglingAttempt, 400),
+        ("1.1", [*HOST, (b"transfer-encoding", b"gzip, chunked")], RequestRejected, 501),
+        ("1.1", [*HOST, (b"transfer-encoding", b"")], SmugglingAttempt, 400),
+        ("1.0", [(b"transfer-encoding", b"chunked")], SmugglingAttempt, 400),
+        ("1.1", [*HOST, (b"expect", b"200-ok")], RequestRejected, 417),
+    ],
+)
+def test_check_head_refuses(
+    version: str, headers: list[tuple[bytes, bytes]], error: type[Exception], status: int
+) -> None:
+    with pytest.raises(error) as info:
+        check_head(version, b"POST", headers)
+    assert isinstance(info.value, RequestRejected) and info.value.status == status
+
+
+def test_check_head_body_limit_and_authority() -> None:
+    with pytest.raises(BodyTooLarge):
+        check_head("1.1", b"POST", [*HOST, (b"content-length", b"11")], None, 10)
+    assert check_head("1.1", b"POST", [*HOST, (b"content-length", b"10")], None, 10).length == 10
+    assert (
+        check_head("1.1", b"GET", [(b"host", b"not valid")], b"example.com") == NO_BODY_KEEP_ALIVE
+    )
+    with pytest.raises(BadHost):
+        check_head("1.1", b"GET", [(b"host", b"ok")], b"bad host")
+    with pytest.raises(RequestRejected) as info:
+        check_head("1.1", b"CONNECT", HOST)
+    assert info.value.status == 501
+
+
+@pytest.mark.parametrize(
+    "data, end, after_cr, bare",
+    [
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", None, False, False),
+        (b"GET / HTTP/1.1\nHost: a\r\n\r\n", None, False, True),
+        (b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", None, False, True),
+        (b"GET / HTTP/1.1\r", None, False, False),  # the LF may come in the next read
+        (b"\nHost: a\r\n\r\n", None, True, False),
+        (b"Host: a\r\n\r\n", None, True, True),
+        (b"GET / HTTP/1.1\r\n\r\nbody\nwith\rbare", 18, False, False),  # body is not scanned
+    ],
+)
+def test_bare_line_ending(data: bytes, end: int | None, after_cr: bool, bare: bool) -> None:
+    assert bare_line_ending(data, len(data) if end is None else end, after_cr) is bare
+
+
+def test_head_end() -> None:
+    assert head_end(b"GET / HTTP/1.1\r\n\r\nbody") == 18
+    assert head_end(b"GET / HTTP/1.1\r\n") == -1
+    assert head_end(b"\nbody", b"\r\n\r") == 1
+    assert head_end(b"\r\nbody", b"1\r\n") == 2
+
+
+DEFAULTS = DefaultHeaders("srv", date_header=False)
+
+
+@pytest.mark.parametrize(
+    "status, headers, kwargs, head, length, chunked, keep_alive",
+    [
+        (200, [(b"content-length", b"2")], {}, b"content-length: 2\r\n", 2, False, True),
+        (200, [], {"body_length": 5}, b"content-length: 5\r\n", 5, False, True),
+        (200, [], {}, b"transfer-encoding: chunked\r\n", -1, True, True),
+        (
+            200,
+            [(b"transfer-encoding", b"chunked")],
+            {},
+            b"transfer-encoding: chunked\r\n",
+            -1,
+            True,
+            True,
+        ),
+        (200, [], {"http11": False}, b"connection: close\r\n", -1, False, False),
+        (
+            200,
+            [(b"content-length", b"1")],
+            {"http11": False},
+            b"content-length: 1\r\nconnection: keep-alive\r\n",
+            1,
+            False,
+            True,
+        ),
+        (
+            200,
+            [(b"Connection", b"close"), (b"content-length", b"1")],
+            {},
+            b"content-length: 1\r\nconnection: close\r\n",
+            1,
+            False,
+            False,
+        ),
+        (204, [(b"content-length", b"9")], {}, b"", 0, False, True),
+        (304, [(b"content-length", b"9")], {}, b"content-length: 9\r\n", 9, False, True),
+        (304, [], {"body_length": 0}, b"", -1, False, True),
+        (200, [], {"head_request": True, "body_length": 0}, b"", -1, False, True),
+        (103, [(b"link", b"</a>")], {}, b"link: </a>\r\nconnection: close\r\n", -1, False, False),
+    ],
+)
+def test_encode_head(
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    kwargs: dict[str, object],
+    head: bytes,
+    length: int,
+    chunked: bool,
+    keep_alive: bool,
+) -> None:
+    kwargs = {"keep_alive": True, **kwargs}
+    out = encode_head(status, headers, DEFAULTS, **kwargs)  # type: ignore[arg-type]
+    assert out == (STATUS_LINE[status] + head + b"server: srv\r\n\r\n", length, chunked, keep_alive)
+
+
+@pytest.mark.parametrize(
+    "status, headers",
+    [
+        (99, []),
+        (1000, []),
+        ("200", []),
+        (200, [(b"x", b"a\r\nb: c")]),
+        (200, [(b"x", b"a\nb")]),
+        (200, [(b"x", b"a\rb")]),
+        (200, [(b"x", b"a\x00b")]),
+        (200, [(b"x y", b"v")]),
+        (200, [(b"x:", b"v")]),
+        (200, [(b"", b"v")]),
+        (200, [("x", b"v")]),
+        (200, [(b"x", "v")]),
+        (200, [(b"content-length", b"abc")]),
+        (200, [(b"content-length", b"1"), (b"content-length", b"1")]),
+    ],
+)
+def test_encode_head_refuses(status: object, headers: list[tuple[object, object]]) -> None:
+    with pytest.raises(ResponseError):
+        encode_head(status, headers, DEFAULTS, True)  # type: ignore[arg-type]
+
+
+def test_app_server_and_date_override_defaults() -> None:
+    defaults = DefaultHeaders("srv", date_header=True)
+    head, *_ = encode_head(200, [(b"Server", b"mine"), (b"content-length", b"0")], defaults, True)
+    assert head.count(b"erver: ") == 1 and b"date: " in head
+
+
+def test_default_headers_date_refresh_once_a_second() -> None:
+    defaults = DefaultHeaders("", date_header=True)
+    defaults.refresh(0)
+    assert defaults.block == b"date: Thu, 01 Jan 1970 00:00:00 GMT\r\n"
+    first = defaults.block
+    defaults.refresh(0.9)
+    assert defaults.block is first
+    defaults.refresh(86400)
+    assert defaults.block == b"date: Fri, 02 Jan 1970 00:00:00 GMT\r\n"
+    assert DefaultHeaders("", date_header=False).block == b""
+    with pytest.raises(ValueError):
+        DefaultHeaders("a\r\nb")
+
+
+def test_chunks_trailers_and_error_responses() -> None:
+    assert chunk(b"hello") == b"5\r\nhello\r\n"
+    assert chunk(b"x" * 255) == b"ff\r\n" + b"x" * 255 + b"\r\n"
+    assert encode_trailers([(b"x-sum", b"1")]) == b"0\r\nx-sum: 1\r\n\r\n"
+    with pytest.raises(ResponseError):
+        encode_trailers([(b"x-sum", b"1\r\nx: 2")])
+    raw = error_response(431, DEFAULTS)
+    assert raw == (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+        b"content-type: text/plain; charset=utf-8\r\ncontent-length: 32\r\n"
+        b"connection: close\r\nserver: srv\r\n\r\nRequest Header Fields Too Large\n"
+    )
+    assert STATUS_LINE[599] == b"HTTP/1.1 599 \r\n"

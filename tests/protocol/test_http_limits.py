@@ -1,0 +1,236 @@
+"""Limits, timeouts and back-pressure (HttpLimits), over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import Any
+
+from http_wire import Wire, exchange, status_of, wait_for
+from test_http_wire import echo, simple
+
+from examples.hello import app as hello
+
+GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+def test_request_line_too_long_is_414(serve: Any) -> None:
+    server = serve(hello, limit_request_line=100)
+    raw = exchange(server.port, b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert status_of(raw) == 414
+    assert server.stats.rejected == {"uri_too_long": 1}
+
+
+def test_too_many_headers_is_431(serve: Any) -> None:
+    server = serve(hello, limit_request_fields=5)
+    headers = b"".join(b"X-%d: v\r\n" % i for i in range(5))
+    raw = exchange(server.port, b"GET / HTTP/1.1\r\nHost: t\r\n" + headers + b"\r\n")
+    assert status_of(raw) == 431
+    ok = exchange(server.port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert status_of(ok) == 200
+
+
+def test_header_field_too_large_is_431(serve: Any) -> None:
+    server = serve(hello, limit_request_field_size=100)
+    raw = exchange(server.port, b"GET / HTTP/1.1\r\nHost: t\r\nX: " + b"v" * 200 + b"\r\n\r\n")
+    assert status_of(raw) == 431
+
+
+def test_unterminated_head_is_cut_at_the_head_limit(serve: Any) -> None:
+    server = serve(
+        hello, limit_request_line=64, limit_request_fields=2, limit_request_field_size=64
+    )
+    with Wire(server.port) as wire:
+        wire.send(b"GET / HTTP/1.1\r\nHost: t\r\nX: ")
+        for _ in range(10):
+            try:
+                wire.send(b"a" * 100)
+            except OSError:
+                break
+            time.sleep(0.01)
+        raw = wire.read_all()
+    assert status_of(raw) == 431
+
+
+def test_content_length_above_limit_is_413_before_the_body(serve: Any) -> None:
+    server = serve(echo, limit_request_body=10)
+    raw = exchange(server.port, b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n")
+    assert status_of(raw) == 413
+
+
+def test_chunked_body_above_limit_is_413_as_it_streams(serve: Any) -> None:
+    events: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            events.append(message["type"])
+            if message["type"] == "http.disconnect" or not message.get("more_body"):
+                break
+
+    server = serve(app, limit_request_body=10)
+    with Wire(server.port) as wire:
+        wire.send(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        time.sleep(0.05)
+        wire.send(b"6\r\n world\r\n0\r\n\r\n")
+        raw = wire.read_all()
+    assert status_of(raw) == 413
+    wait_for(lambda: "http.disconnect" in events)
+
+
+def test_slowloris_is_cut_at_header_timeout(serve: Any) -> None:
+    server = serve(hello, header_timeout=0.5)
+    request = b"GET / HTTP/1.1\r\nHost: t\r\n" + b"X-Slow: " + b"a" * 100 + b"\r\n\r\n"
+    started = time.monotonic()
+    with Wire(server.port) as wire:
+        raw = b""
+        for i in range(len(request)):
+            try:
+                wire.send(request[i : i + 1])
+            except OSError:
+                break
+            if wire.closed(0.1):
+                break
+        raw = wire.buf
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.0
+    assert status_of(raw) == 408
+    assert server.stats.rejected == {"header_timeout": 1}
+
+
+def test_idle_fresh_connection_closed_at_header_timeout_without_answer(serve: Any) -> None:
+    server = serve(hello, header_timeout=0.3)
+    with Wire(server.port) as wire:
+        assert wire.closed(3.0)
+        assert wire.buf == b""
+
+
+def test_body_timeout_between_pieces(serve: Any) -> None:
+    events: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            events.append(message["type"])
+            if message["type"] == "http.disconnect" or not message.get("more_body"):
+                return
+
+    server = serve(app, body_timeout=0.3)
+    with Wire(server.port) as wire:
+        wire.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        raw = wire.read_all()
+    assert status_of(raw) == 408
+    wait_for(lambda: events[-1:] == ["http.disconnect"])
+
+
+def test_keepalive_timeout_closes_idle_connection(serve: Any) -> None:
+    server = serve(hello, keepalive_timeout=0.3)
+    with Wire(server.port) as wire:
+        wire.send(GET)
+        assert wire.read_response().status == 200
+        started = time.monotonic()
+        assert wire.closed(3.0)
+        assert 0.2 < time.monotonic() - started < 2.0
+
+
+def test_max_keepalive_requests(serve: Any) -> None:
+    server = serve(hello, max_keepalive_requests=2)
+    with Wire(server.port) as wire:
+        wire.send(GET)
+        assert not wire.read_response().has(b"connection")
+        wire.send(GET)
+        assert wire.read_response().header(b"connection") == b"close"
+        assert wire.closed()
+
+
+def test_write_timeout_for_a_client_that_never_reads(serve: Any) -> None:
+    outcome: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        chunk = b"x" * 65536
+        try:
+            for _ in range(2000):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except OSError as exc:
+            outcome.append(type(exc).__name__)
+            raise
+
+    server = serve(app, write_timeout=0.5)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    try:
+        sock.sendall(GET)
+        wait_for(lambda: bool(outcome), timeout=10)
+        assert outcome == ["WriteTimeout"]
+        wait_for(lambda: server.server.open_connections == 0)
+    finally:
+        sock.close()
+
+
+def test_upload_pauses_reading_until_the_app_reads(serve: Any) -> None:
+    gate = asyncio.Event()
+    got: list[int] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await gate.wait()
+        total = 0
+        while True:
+            message = await receive()
+            total += len(message["body"])
+            if not message["more_body"]:
+                break
+        got.append(total)
+        await simple(body=b"%d" % total)(scope, receive, send)
+
+    server = serve(app, high_water=16384)
+    size = 4 * 1024 * 1024
+    with Wire(server.port, timeout=10) as wire:
+        wire.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % size)
+        wire.sock.setblocking(False)
+        sent = 0
+        try:
+            while sent < size:
+                sent += wire.sock.send(b"z" * min(65536, size - sent))
+        except BlockingIOError:
+            pass
+        assert sent < size  # the server stopped reading: the client's writes back up
+
+        def paused() -> Any:
+            return [(c.phase, c.flow.read_paused) for c in server.server.stats.connections]
+
+        wait_for(lambda: server.call(paused) == [("active", True)])
+        server.call(gate.set)
+        wire.sock.setblocking(True)
+        wire.sock.sendall(b"z" * (size - sent))
+        assert wire.read_response().body == b"%d" % size
+    assert got == [size]
+
+
+def test_pipelined_request_pauses_reading_while_the_first_runs(serve: Any) -> None:
+    gate = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] == "/wait":
+            await gate.wait()
+        await simple(body=scope["path"].encode())(scope, receive, send)
+
+    server = serve(app)
+    with Wire(server.port) as wire:
+        wire.send(b"GET /wait HTTP/1.1\r\nHost: t\r\n\r\nGET /next HTTP/1.1\r\nHost: t\r\n\r\n")
+
+        def paused() -> bool:
+            conns = list(server.server.stats.connections)
+            return bool(conns) and bool(conns[0].flow.read_paused)
+
+        wait_for(lambda: server.call(paused))
+        server.call(gate.set)
+        assert wire.read_response().body == b"/wait"
+        assert wire.read_response().body == b"/next"
+
+        def resumed() -> bool:
+            return not next(iter(server.server.stats.connections)).flow.read_paused
+
+        wait_for(lambda: server.call(resumed))
