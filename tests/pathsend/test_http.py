@@ -1,0 +1,115 @@
+"""pathsend / zerocopysend through the worker server: in-process (uvloop, real sockets) and as a
+real `aioprefork serve` process whose descriptors we count in /proc after a client drops mid-file.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from protocol.conftest import ServerThread, serve
+from websocket.process import spawn, wait_until
+
+from . import apps
+
+__all__ = ["serve"]  # the HTTP core's in-process server fixture
+
+SIZE = 4 * 1024 * 1024 + 3
+
+
+@pytest.fixture(scope="module")
+def payload(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, bytes]]:
+    data = os.urandom(SIZE)
+    path = tmp_path_factory.mktemp("files") / "payload.bin"
+    path.write_bytes(data)
+    old = os.environ.get("AIOPREFORK_TEST_FILE")
+    os.environ["AIOPREFORK_TEST_FILE"] = str(path)
+    yield path, data
+    if old is None:
+        del os.environ["AIOPREFORK_TEST_FILE"]
+    else:
+        os.environ["AIOPREFORK_TEST_FILE"] = old
+
+
+Serve = Callable[..., ServerThread]
+
+
+def test_extensions_are_advertised(serve: Serve) -> None:
+    server = serve(apps.app)
+    body = httpx.get(server.url + "/extensions", timeout=5).text.split(",")
+    assert {"http.response.pathsend", "http.response.zerocopysend"} <= set(body)
+
+
+@pytest.mark.parametrize("query", ["", "?own-length"])
+def test_pathsend_sets_content_length(
+    serve: Serve, payload: tuple[Path, bytes], query: str
+) -> None:
+    _, data = payload
+    server = serve(apps.app)
+    with httpx.Client(timeout=10) as client:
+        response = client.get(server.url + "/pathsend" + query)
+        assert response.headers["content-length"] == str(SIZE)
+        assert "transfer-encoding" not in response.headers
+        assert response.content == data
+        head = client.head(server.url + "/pathsend")  # same connection: keep-alive survives
+        assert head.headers["content-length"] == str(SIZE)
+        assert head.content == b""
+    assert server.stats.requests_total == 2
+    assert server.stats.response_bytes_total >= SIZE
+
+
+def test_zerocopysend_ranges_chunked(serve: Serve, payload: tuple[Path, bytes]) -> None:
+    _, data = payload
+    server = serve(apps.app)
+    response = httpx.get(server.url + "/zerocopy", timeout=5)
+    assert response.headers["transfer-encoding"] == "chunked"
+    assert response.content == data[10:110] + data[1000:1050] + b"END"
+
+
+def test_starlette_file_response_uses_pathsend(serve: Serve, payload: tuple[Path, bytes]) -> None:
+    _, data = payload
+    server = serve(apps.app)
+    response = httpx.get(server.url + "/starlette", timeout=10)
+    assert response.status_code == 200
+    assert response.content == data
+
+
+def test_missing_file_is_a_500(serve: Serve) -> None:
+    server = serve(apps.app)
+    assert httpx.get(server.url + "/missing", timeout=5).status_code == 500
+
+
+def test_client_drop_mid_file_returns_fds_to_baseline(
+    payload: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    path, _ = payload
+    env = {"AIOPREFORK_TEST_FILE": str(path)}
+    with spawn("pathsend.apps:app", "--app-dir", "tests", workdir=tmp_path, env=env) as served:
+        url = f"http://127.0.0.1:{served.port}"
+        assert httpx.get(url + "/pathsend", timeout=10).content[:1]  # warm up: lazy loop fds
+        wait_until(lambda: served.open_fds() == served.open_fds())
+        baseline = served.open_fds()
+        for _ in range(3):
+            _drop_mid_file(served.port)
+        wait_until(lambda: served.open_fds() == baseline, timeout=10)
+        assert httpx.get(url + "/pathsend", timeout=10).content == path.read_bytes()
+        wait_until(lambda: served.open_fds() == baseline, timeout=10)
+        assert served.stop() == 0  # and nothing hangs the graceful stop
+
+
+def _drop_mid_file(port: int) -> None:
+    """Ask for the file, read a little of it, then reset the connection with data unread."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(b"GET /pathsend HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = 0
+        while received < 64 * 1024:
+            chunk: Any = sock.recv(16384)
+            assert chunk
+            received += len(chunk)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
