@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from aioprefork.protocol.framing import bare_line_ending, check_head, head_end
 from aioprefork.protocol.proxy import TrustedPeers, parse_proxy_protocol, resolve_forwarded
 from aioprefork.protocol.writer import DefaultHeaders, error_response
 from aioprefork.worker.stats import WorkerStats
+from aioprefork.worker.tls import tls_extension
 
 __all__ = ["HttpProtocol", "Shared"]
 
@@ -67,7 +67,12 @@ _METHODS: Final = {
     for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")
 }
 _PROXY_MAX: Final = 536  # a PROXY v2 header is at most 16 + 520 bytes (v1 at most 107)
-_TLS_VERSIONS: Final = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+# What every http scope advertises; the inner dicts are shared (they are empty by the spec).
+_EXTENSIONS: Final[dict[str, dict[object, object]]] = {
+    "http.response.trailers": {},
+    "http.response.pathsend": {},
+    "http.response.zerocopysend": {},
+}
 
 
 def _wants_websocket(headers: list[tuple[bytes, bytes]]) -> bool:
@@ -159,18 +164,8 @@ def _parser_reason(exc: httptools.HttpParserError) -> str:
 
 
 def _tls_extension(transport: asyncio.BaseTransport) -> dict[object, object] | None:
-    obj = transport.get_extra_info("ssl_object")
-    if obj is None:
-        return None
-    der = obj.getpeercert(binary_form=True)
-    return {
-        "server_cert": None,
-        "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
-        "client_cert_name": None,
-        "client_cert_error": None,
-        "tls_version": _TLS_VERSIONS.get(obj.version() or ""),
-        "cipher_suite": None,
-    }
+    ssl_object = transport.get_extra_info("ssl_object")
+    return None if ssl_object is None else tls_extension(ssl_object)
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -236,7 +231,7 @@ class HttpProtocol(asyncio.Protocol):
         self._max_requests = limits.max_keepalive_requests
         self._keepalive_timeout = limits.keepalive_timeout
         self._root_path = limits.root_path
-        self._extensions: dict[str, dict[object, object]] = {}
+        self._extensions: dict[str, dict[Any, Any]] = dict(_EXTENSIONS)
         self._parser = httptools.HttpRequestParser(self)
         _strict(self._parser)
         self._host = AppHost(shared.app, shared.loop)
@@ -283,7 +278,7 @@ class HttpProtocol(asyncio.Protocol):
             peer_host = None
         tls = _tls_extension(transport)
         if tls is not None:
-            self._extensions = {"tls": tls}
+            self._extensions["tls"] = tls
         self._scheme = "https" if tls is not None else "http"
         limits = self._limits
         self._trusted = (
@@ -448,12 +443,7 @@ class HttpProtocol(asyncio.Protocol):
             "raw_path": raw_path,
             "query_string": query_string,
             "headers": headers,
-            "extensions": {
-                "http.response.trailers": {},
-                "http.response.pathsend": {},
-                "http.response.zerocopysend": {},
-                **self._extensions,
-            },
+            "extensions": self._extensions.copy(),
         }
         state = self._shared.state
         if state is not None:

@@ -131,6 +131,20 @@ def _kind(name: bytes) -> int:
     return kind
 
 
+_LENGTHS: dict[bytes, tuple[int, bytes]] = {}  # Content-Length value -> (int, its line)
+_LENGTHS_MAX: Final = 1024
+
+
+def _length(value: bytes) -> tuple[int, bytes]:
+    if type(value) is not bytes or not value.isdigit() or not value.isascii() or len(value) > 18:
+        raise ResponseError(f"invalid content-length {value!r}")
+    result = int(value), b"content-length: %d\r\n" % int(value)
+    if len(_LENGTHS) >= _LENGTHS_MAX:
+        _LENGTHS.clear()
+    _LENGTHS[value] = result
+    return result
+
+
 def encode_head(
     status: int,
     headers: Iterable[tuple[bytes, bytes]],
@@ -152,6 +166,7 @@ def encode_head(
     parts = [line if line is not None else status_line(status)]
     lines = 1
     content_length = -1
+    length_line = b""
     own_server = own_date = False
     try:
         for name, value in headers:
@@ -160,9 +175,12 @@ def encode_head(
                 kind = _kind(name)
             if kind:
                 if kind == _CONTENT_LENGTH:
-                    if content_length >= 0 or not value.isdigit() or len(value) > 18:
-                        raise ResponseError(f"invalid content-length {value!r}")
-                    content_length = int(value)
+                    if content_length >= 0:
+                        raise ResponseError("more than one content-length")
+                    cached = _LENGTHS.get(value)
+                    if cached is None:
+                        cached = _length(value)
+                    content_length, length_line = cached
                     continue
                 if kind == _CONNECTION:
                     if b"close" in [t.strip() for t in value.lower().split(b",")]:
@@ -188,12 +206,14 @@ def encode_head(
         content_length = 0 if status == 204 else -1
     elif status == 304 or head_request:
         if content_length >= 0:
-            parts.append(b"content-length: %d\r\n" % content_length)
+            parts.append(length_line)
             lines += 1
     else:
-        if content_length < 0 and body_length >= 0:
-            content_length = body_length
         if content_length >= 0:
+            parts.append(length_line)
+            lines += 1
+        elif body_length >= 0:
+            content_length = body_length
             parts.append(b"content-length: %d\r\n" % content_length)
             lines += 1
         elif http11:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from http_wire import Wire, exchange, status_of, wait_for
+from http_wire import TEST_LIMITS, ServerThread, Wire, exchange, status_of, wait_for
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
 H = b"Host: t\r\n"
@@ -171,8 +171,6 @@ async def recorder_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 @pytest.fixture(scope="module")
 def corpus_server() -> Any:
-    from conftest import TEST_LIMITS, ServerThread
-
     recorder_app.paths = []  # type: ignore[attr-defined]
     server = ServerThread(recorder_app, TEST_LIMITS).start()
     yield server

@@ -7,8 +7,7 @@ import socket
 import time
 from typing import Any
 
-from http_wire import Wire, exchange, status_of, wait_for
-from test_http_wire import echo, simple
+from http_wire import Wire, echo, exchange, simple, status_of, wait_for
 
 from examples.hello import app as hello
 

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from http_wire import Wire, exchange, status_of, wait_for
-from test_http_wire import simple
+from http_wire import Wire, exchange, simple, status_of, wait_for
 
 from examples.hello import app as hello
 

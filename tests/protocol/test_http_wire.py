@@ -8,37 +8,11 @@ import time
 from typing import Any
 
 import pytest
-from http_wire import Wire, exchange, status_of, strip_date, wait_for
+from http_wire import Wire, echo, exchange, simple, status_of, strip_date, wait_for
 
 from examples.hello import app as hello
 
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
-
-
-async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Echo the body (collected with receive()) with a Content-Length."""
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-length", b"%d" % len(body))],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-def simple(status: int = 200, body: bytes = b"ok", headers: list[Any] | None = None) -> Any:
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": status, "headers": headers or []})
-        await send({"type": "http.response.body", "body": body})
-
-    return app
 
 
 def test_hello_byte_exact(serve: Any) -> None:
