@@ -198,8 +198,9 @@ class WebSocketSession:
                 await self._conn.drain()
             elif kind == "websocket.close":
                 self.state = CLOSED
+                code, reason = _code(message), _reason(message)
                 if self._disconnect is None:
-                    self._conn.close(_code(message), message.get("reason") or "")
+                    self._conn.close(code, reason)
             else:
                 raise RuntimeError(f"unexpected ASGI message {kind!r} after websocket.accept")
         elif state == CONNECTING:
@@ -285,6 +286,14 @@ def _payload(message: Message) -> str | bytes:
     if not isinstance(text, str):
         raise TypeError("websocket.send needs 'bytes' or 'text'")
     return text
+
+
+def _reason(message: Message) -> str:
+    reason = message.get("reason") or ""
+    if not isinstance(reason, str) or len(reason.encode()) > 123:
+        # RFC 6455 section 5.5: a control frame carries at most 125 bytes, 2 of them the code
+        raise ValueError("websocket.close reason must be a str of at most 123 UTF-8 bytes")
+    return reason
 
 
 def _code(message: Message) -> int:

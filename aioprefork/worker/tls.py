@@ -93,7 +93,7 @@ def make_ssl_context(config: Config) -> ServerContext | None:
     return context
 
 
-def tls_extension(ssl_object: ssl.SSLObject) -> dict[str, Any]:
+def tls_extension(ssl_object: ssl.SSLObject) -> dict[object, object]:
     """The ASGI `tls` scope extension for one established TLS connection.
 
     client_cert_error is always None: a certificate that fails verification fails the

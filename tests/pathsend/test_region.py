@@ -52,7 +52,7 @@ class _Sender(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        self.flow = FlowControl(transport, asyncio.get_running_loop())
+        self.flow = FlowControl(self.transport, asyncio.get_running_loop())
         self.task = asyncio.get_running_loop().create_task(self.send())
 
     def pause_writing(self) -> None:

@@ -72,7 +72,7 @@ async def _handshake(
 ) -> tuple[dict[str, Any] | None, str | None]:
     """One real TLS connection; returns (the server side's tls extension, the ALPN chosen)."""
     loop = asyncio.get_running_loop()
-    seen: asyncio.Future[dict[str, Any]] = loop.create_future()
+    seen: asyncio.Future[Any] = loop.create_future()
 
     class Probe(asyncio.Protocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -8,6 +8,7 @@ Every case must come out OK, NON-STRICT or INFORMATIONAL (kosoku's `passed`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import kosoku
 import pytest
@@ -24,7 +25,7 @@ FAST_CASES = [
 ]  # fmt: skip
 
 
-def _verdicts(results: list[kosoku.CaseResult]) -> list[str]:
+def _verdicts(results: list[Any]) -> list[str]:  # kosoku.CaseResult
     return [
         f"{r.case_id}: {r.behavior.value}/{r.behavior_close.value} {r.result} {r.result_close}"
         for r in results

@@ -206,7 +206,7 @@ async def test_slow_app_pauses_reading(serve: Serve) -> None:
 
 def _ws_reading_paused(server: ServerThread) -> bool:
     (conn,) = server.stats.connections
-    return bool(conn._flow.read_paused)  # type: ignore[attr-defined]
+    return bool(conn._flow.read_paused)
 
 
 async def test_ping_and_pong_timeout(serve: Serve) -> None:
@@ -233,7 +233,7 @@ async def test_graceful_stop_closes_1001_after_in_flight(serve: Serve) -> None:
         await _wait_for(lambda: server.stats.phases()["upgraded"] == 1)
         stop = asyncio.get_running_loop().run_in_executor(
             None,
-            lambda: server.call(lambda: server.server.shutdown(time.time() + 5), 10),  # type: ignore[union-attr]
+            lambda: server.call(lambda: server.server.shutdown(time.time() + 5), 10),
         )
         assert await ws.recv() == "in flight"
         with pytest.raises(ConnectionClosed):
@@ -247,7 +247,7 @@ async def test_abort_drops_at_once(serve: Serve) -> None:
     server = serve(apps.app)
     async with connect(_ws(server, "/talk")) as ws:
         assert await ws.recv() == "in flight"
-        server.call(lambda: server.server.abort())  # type: ignore[union-attr]
+        server.call(lambda: server.server.abort())
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 5)
         assert ws.close_code == 1006
