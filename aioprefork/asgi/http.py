@@ -14,10 +14,12 @@ The 500/close policy, in one place (`app_done`, `_fail`):
   Starlette and others turn into their own ClientDisconnect. It is never logged as an error.
 
 `AppHost` runs each request's app coroutine eagerly, inside data_received, and only hands it to
-a task when it actually suspends: a hello-world request costs no task, no loop iteration. The
-task is one long-lived task per connection, so asyncio.current_task() is a real Task during the
-eager step too (anyio cancel scopes, asyncio.timeout), and each request runs in its own copy of
-the contextvars context, like a task of its own.
+a task when it actually suspends: a hello-world request costs no task and no loop iteration.
+That task is one long-lived task per connection, so asyncio.current_task() is a real Task
+during the eager step too (anyio cancel scopes, asyncio.timeout, FastAPI's threadpool), and
+each request runs in its own copy of the contextvars context, as a task of its own would. A
+request that arrives while the host is busy (an app still running after its response, or the
+host not parked yet on a brand-new connection) gets an ordinary task instead.
 """
 
 from __future__ import annotations

@@ -11,9 +11,12 @@ order; one runs at a time and the next starts when its predecessor's response is
 One timer per connection holds the current deadline (header, body, keep-alive, or write while
 closing); moving a deadline later costs an attribute store, not a timer re-arm.
 
+A GET with `Upgrade: websocket` (when ws is on) is handed to protocol/websocket.py for good;
+any other upgrade is answered as plain HTTP and the connection closed.
+
 Invariants: a refused request gets its status, `Connection: close`, and the connection closes
-after the responses before it; nothing after a refused head is ever parsed, so no smuggled
-request reaches the app. Every connection is in `stats.connections` from connection_made to
+after the responses before it (a lingering close: FIN first, so a reset cannot eat the answer);
+nothing after a refused head is ever parsed, so no smuggled request reaches the app. Every connection is in `stats.connections` from connection_made to
 connection_lost, with `phase` one of worker/stats.PHASES.
 """
 
@@ -315,6 +318,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.flow.resume_writing()
+        if self._cycle is None and self._queue:
+            self._loop.call_soon(self._dispatch)
 
     def data_received(self, data: bytes) -> None:
         if self._state == _DEAD:
@@ -531,7 +536,10 @@ class HttpProtocol(asyncio.Protocol):
         if cycle is self._cycle:
             self._cycle = None
         if not cycle.keep_alive or (self._state == _DEAD and not self._pending_error):
-            self._close()
+            if self._state == _BODY:
+                self._linger()  # the client may still be sending the body we did not read
+            else:
+                self._close()
         elif self._queue:
             if not self._dispatching:
                 self._loop.call_soon(self._dispatch)
@@ -581,7 +589,13 @@ class HttpProtocol(asyncio.Protocol):
         self._dispatching = True
         queue = self._queue
         try:
-            while self._cycle is None and queue and self.phase != "closing":
+            # A client that does not read our answers gets no new ones (bounded buffering).
+            while (
+                self._cycle is None
+                and queue
+                and not self.flow.write_paused
+                and self.phase != "closing"
+            ):
                 cycle = self._cycle = queue.popleft()
                 self.phase = "active"
                 self._host.run(cycle)

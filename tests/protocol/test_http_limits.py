@@ -233,3 +233,46 @@ def test_pipelined_request_pauses_reading_while_the_first_runs(serve: Any) -> No
             return not next(iter(server.server.stats.connections)).flow.read_paused
 
         wait_for(lambda: server.call(resumed))
+
+
+def test_early_response_to_an_unread_upload_reaches_the_client(serve: Any) -> None:
+    server = serve(simple(status=413, body=b"too big"))
+    with Wire(server.port) as wire:
+        wire.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n")
+        wire.send(b"x" * 200_000)
+        resp = wire.read_response()
+        assert resp.status == 413 and resp.header(b"connection") == b"close"
+        try:
+            wire.send(b"x" * 200_000)  # still sending: drained, not reset, until the close
+        except OSError:
+            pass
+        assert wire.closed()
+
+
+def test_pipelining_client_that_never_reads_is_not_answered_without_bound(serve: Any) -> None:
+    big = b"y" * 256 * 1024
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await simple(body=big)(scope, receive, send)
+
+    server = serve(app)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    try:
+        sock.setblocking(False)
+        request = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+        for _ in range(200):
+            try:
+                sock.send(request * 10)
+            except BlockingIOError:
+                break
+        time.sleep(0.5)
+        answered = server.stats.requests_total
+        assert answered < 60  # the rest wait, unparsed, until the client reads
+        sizes = server.call(
+            lambda: [c.transport.get_write_buffer_size() for c in server.server.stats.connections]
+        )
+        assert max(sizes) < 4 * len(big)
+    finally:
+        sock.close()
