@@ -7,17 +7,25 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${CACHE:-$(cd "$HERE/../.." && pwd)/build/deploy-cache}
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$HERE/containers.conf}
-mkdir -p "$CACHE/storage" "$CACHE/run"
+# Runtime state (runroot, tmpdir) belongs on a tmpfs; here it may be on disk, so drop it when the
+# machine has rebooted since it was written (what a tmpfs would have done).
+boot_id=$(cat /proc/sys/kernel/random/boot_id)
+if [ "$(cat "$CACHE/run/.boot_id" 2>/dev/null)" != "$boot_id" ]; then
+    rm -rf "$CACHE/run" "$CACHE/tmp"
+    mkdir -p "$CACHE/run" && echo "$boot_id" > "$CACHE/run/.boot_id"
+fi
+mkdir -p "$CACHE/storage" "$CACHE/run" "$CACHE/tmp"
 driver=${STORAGE_DRIVER:-}
 if [ -z "$driver" ]; then
     if [ -f "$CACHE/storage/.driver" ]; then
         driver=$(cat "$CACHE/storage/.driver")
-    elif podman --root "$CACHE/storage" --runroot "$CACHE/run" --storage-driver overlay \
-            info >/dev/null 2>&1; then
+    elif podman --root "$CACHE/storage" --runroot "$CACHE/run" --tmpdir "$CACHE/tmp" \
+            --storage-driver overlay info >/dev/null 2>&1; then
         driver=overlay
     else
         driver=vfs
     fi
     echo "$driver" > "$CACHE/storage/.driver"
 fi
-exec podman --root "$CACHE/storage" --runroot "$CACHE/run" --storage-driver "$driver" "$@"
+exec podman --root "$CACHE/storage" --runroot "$CACHE/run" --tmpdir "$CACHE/tmp" \
+    --storage-driver "$driver" "$@"
