@@ -208,8 +208,10 @@ class WebSocketSession:
                 raise ClientDisconnected("websocket closed before the handshake completed")
             if kind == "websocket.accept":
                 subprotocol = message.get("subprotocol")
-                if subprotocol is not None and not isinstance(subprotocol, str):
-                    raise TypeError("websocket.accept subprotocol must be a str or None")
+                if subprotocol is not None and (
+                    not isinstance(subprotocol, str) or _TOKEN.match(subprotocol.encode()) is None
+                ):
+                    raise ValueError(f"invalid websocket.accept subprotocol {subprotocol!r}")
                 headers = check_headers(message.get("headers") or ())
                 self.state = ACCEPTED
                 self._conn.accept(subprotocol, headers)

@@ -221,6 +221,8 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         self._handshake = handshake
         self._response = response
+        if not self._transport.is_reading():  # whatever the HTTP side paused is ours to resume
+            self._transport.resume_reading()
         self._task = self._loop.create_task(self.session.run(app))
 
     def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
