@@ -128,6 +128,5 @@ class ReopenLogs:
 Message = Ready | Status | Retire | Fatal | GracefulStop | Stop | ReopenLogs
 
 MESSAGE_TYPES: Final[dict[MsgType, type[Message]]] = {
-    cls.TYPE: cls
-    for cls in (Ready, Status, Retire, Fatal, GracefulStop, Stop, ReopenLogs)
+    cls.TYPE: cls for cls in (Ready, Status, Retire, Fatal, GracefulStop, Stop, ReopenLogs)
 }

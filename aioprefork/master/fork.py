@@ -49,8 +49,7 @@ _RESET: Final = (
     signal.SIGTTIN,
     signal.SIGTTOU,
     signal.SIGCHLD,
-    signal.SIGPIPE,
-)
+)  # SIGPIPE stays ignored (Python's default): a client gone mid-write must not kill a worker
 
 
 class WorkerMain(Protocol):

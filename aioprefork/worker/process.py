@@ -60,6 +60,7 @@ def main(
     """Serve as worker `slot` of generation `gen`; returns the process exit code."""
     faulthandler.enable(all_threads=True)  # SIGABRT on heartbeat timeout dumps every stack
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # a vanished client is an EPIPE, not a death
     for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(sig, signal.SIG_IGN)  # master-only meanings; TTIN/TTOU would stop us
     worker = Worker(slot, gen, channel, listeners, config)
@@ -142,6 +143,7 @@ class Worker:
             HttpLimits.from_config(config),
             sockets=self._listeners,
             worker_connections=config.worker_connections,
+            backlog=config.backlog,
             stats=self._stats,
             state=lifespan.state,
             ssl_context=make_ssl_context(config),

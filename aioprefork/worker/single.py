@@ -44,6 +44,7 @@ async def _serve(config: Config, listeners: list[Listener]) -> int:
         HttpLimits.from_config(config),
         sockets=[listener.sock for listener in listeners],
         worker_connections=config.worker_connections,
+        backlog=config.backlog,
         state=lifespan.state,
         ssl_context=make_ssl_context(config),
     )
