@@ -62,7 +62,7 @@ _HEADER: Final = 2
 _BODY_WAIT: Final = 3
 _WRITE: Final = 4
 _LINGER: Final = 5
-_FIRST_REQUEST_GRACE: Final = 1.0  # seconds a fresh connection gets at graceful stop
+_FIRST_REQUEST_GRACE: Final = 1.0  # seconds an idle connection gets at graceful stop
 _LINGER_TIME: Final = 2.0  # seconds a refused client gets to read our answer before the close
 
 _ASGI: Final = {"version": "3.0", "spec_version": "2.4"}
@@ -792,10 +792,10 @@ class HttpProtocol(asyncio.Protocol):
         if self._cycle is None and not self._queue and self._state != _HEAD:
             if self._state == _BODY and self._reading is not None and not self._reading.complete:
                 return
-            if self._state == _IDLE and not self._requests:
-                # Just accepted: its first request may already be on the wire, and closing a
-                # socket with unread data resets it. Give it a moment to arrive (then it is
-                # served with Connection: close), else close.
+            if self._state == _IDLE:
+                # Idle (just accepted, or keep-alive between requests): its next request may
+                # already be on the wire, and closing a socket with unread data resets it. Give
+                # it a moment to arrive (then it is served with Connection: close), else close.
                 self._set_deadline(_KEEPALIVE, _FIRST_REQUEST_GRACE)
                 return
             self._close()
