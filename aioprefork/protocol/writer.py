@@ -68,7 +68,7 @@ class DefaultHeaders:
     6.6.1 only needs second resolution. An empty server_header means no Server line at all.
     """
 
-    __slots__ = ("_date", "_second", "block", "date_line", "lines", "server_line")
+    __slots__ = ("_date", "_second", "block", "date_line", "server_line")
 
     def __init__(self, server_header: str = "aioprefork", date_header: bool = True) -> None:
         if any(c in server_header for c in "\r\n\x00"):
@@ -78,7 +78,6 @@ class DefaultHeaders:
         self._second = -1
         self.date_line = b""
         self.block = self.server_line
-        self.lines = 1 if self.server_line else 0
         if date_header:
             self.refresh(time.time())
 
@@ -89,14 +88,10 @@ class DefaultHeaders:
         self._second = second
         self.date_line = b"date: %s\r\n" % formatdate(second, usegmt=True).encode("ascii")
         self.block = self.server_line + self.date_line
-        self.lines = (1 if self.server_line else 0) + 1
 
-    def without(self, server: bool, date: bool) -> tuple[bytes, int]:
+    def without(self, server: bool, date: bool) -> bytes:
         """The block less the lines the app set itself (its own Server or Date wins)."""
-        block = b"" if server else self.server_line
-        if not date:
-            block += self.date_line
-        return block, block.count(b"\n")
+        return (b"" if server else self.server_line) + (b"" if date else self.date_line)
 
 
 # Header kinds the writer acts on; everything else passes through once validated.
@@ -145,6 +140,59 @@ def _length(value: bytes) -> tuple[int, bytes]:
     return result
 
 
+# What an app's (status, *headers) encodes to, before the parts that vary per response:
+# (status line + validated app headers, content_length or -1, its line, app said close,
+#  app set Server, app set Date). Apps send the same few heads again and again, so a hit skips
+# the per-header validation; a miss costs one tuple hash. Bounded: cleared when full.
+_AppHead = tuple[bytes, int, bytes, bool, bool, bool]
+_HEADS: dict[tuple[object, ...], _AppHead] = {}
+_HEADS_MAX: Final = 512
+
+
+def _app_head(status: int, headers: Iterable[tuple[bytes, bytes]]) -> _AppHead:
+    """Validate and encode the status line and the app's headers (the cacheable part)."""
+    parts = [status_line(status)]
+    lines = 1
+    content_length = -1
+    length_line = b""
+    close = own_server = own_date = False
+    try:
+        for name, value in headers:
+            kind = _KINDS.get(name)
+            if kind is None:
+                kind = _kind(name)
+            if kind:
+                if kind == _CONTENT_LENGTH:
+                    if content_length >= 0:
+                        raise ResponseError("more than one content-length")
+                    cached = _LENGTHS.get(value)
+                    if cached is None:
+                        cached = _length(value)
+                    content_length, length_line = cached
+                    continue
+                if kind == _CONNECTION:
+                    if b"close" in [t.strip() for t in value.lower().split(b",")]:
+                        close = True
+                    continue
+                if kind == _TRANSFER_ENCODING:
+                    continue
+                if kind == _SERVER:
+                    own_server = True
+                else:
+                    own_date = True
+            parts += (name, b": ", value, b"\r\n")
+            lines += 1
+        prefix = b"".join(parts)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ResponseError):
+            raise
+        raise ResponseError(f"invalid response headers: {exc}") from None
+    # Each line holds exactly one CR and one LF: any other means a value carried one.
+    if prefix.count(b"\n") != lines or prefix.count(b"\r") != lines or b"\x00" in prefix:
+        raise ResponseError("response header value contains CR, LF or NUL")
+    return prefix, content_length, length_line, close, own_server, own_date
+
+
 def encode_head(
     status: int,
     headers: Iterable[tuple[bytes, bytes]],
@@ -162,88 +210,48 @@ def encode_head(
     the app's Content-Length but never gain one; no length on HTTP/1.1 -> chunked, on HTTP/1.0 ->
     close-delimited. The app's Connection and Transfer-Encoding are replaced by our own.
     """
-    line = STATUS_LINE.get(status) if type(status) is int else None
-    parts = [line if line is not None else status_line(status)]
-    lines = 1
-    content_length = -1
-    length_line = b""
-    own_server = own_date = False
+    if type(status) is not int:
+        status_line(status)  # raises ResponseError, naming the bad status
     try:
-        for name, value in headers:
-            kind = _KINDS.get(name)
-            if kind is None:
-                kind = _kind(name)
-            if kind:
-                if kind == _CONTENT_LENGTH:
-                    if content_length >= 0:
-                        raise ResponseError("more than one content-length")
-                    cached = _LENGTHS.get(value)
-                    if cached is None:
-                        cached = _length(value)
-                    content_length, length_line = cached
-                    continue
-                if kind == _CONNECTION:
-                    if b"close" in [t.strip() for t in value.lower().split(b",")]:
-                        keep_alive = False
-                    continue
-                if kind == _TRANSFER_ENCODING:
-                    continue
-                if kind == _SERVER:
-                    own_server = True
-                else:
-                    own_date = True
-            parts += (name, b": ", value, b"\r\n")
-            lines += 1
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, ResponseError):
-            raise
-        raise ResponseError(f"invalid response headers: {exc}") from None
-
+        key = (status, *headers)
+    except TypeError:
+        raise ResponseError("invalid response headers: not an iterable of pairs") from None
+    try:
+        app = _HEADS.get(key)
+    except TypeError:  # unhashable pieces (list pairs, bytearray values): no caching
+        app = _app_head(status, key[1:])  # type: ignore[arg-type]
+    else:
+        if app is None:
+            app = _app_head(status, key[1:])  # type: ignore[arg-type]
+            if len(_HEADS) >= _HEADS_MAX:
+                _HEADS.clear()
+            _HEADS[key] = app
+    head, content_length, length_line, close, own_server, own_date = app
+    if close:
+        keep_alive = False
     chunked = False
     if status < 200 or status == 204:
         if status < 200:
             keep_alive = False  # a client still waits for the final response after a 1xx
         content_length = 0 if status == 204 else -1
+    elif content_length >= 0:
+        head += length_line  # 304 and HEAD keep the app's Content-Length too
     elif status == 304 or head_request:
-        if content_length >= 0:
-            parts.append(length_line)
-            lines += 1
+        pass
+    elif body_length >= 0:
+        content_length = body_length
+        head += b"content-length: %d\r\n" % content_length
+    elif http11:
+        chunked = True
+        head += b"transfer-encoding: chunked\r\n"
     else:
-        if content_length >= 0:
-            parts.append(length_line)
-            lines += 1
-        elif body_length >= 0:
-            content_length = body_length
-            parts.append(b"content-length: %d\r\n" % content_length)
-            lines += 1
-        elif http11:
-            chunked = True
-            parts.append(b"transfer-encoding: chunked\r\n")
-            lines += 1
-        else:
-            keep_alive = False  # HTTP/1.0 without a length: the close delimits the body
+        keep_alive = False  # HTTP/1.0 without a length: the close delimits the body
     if not keep_alive:
-        parts.append(b"connection: close\r\n")
-        lines += 1
+        head += b"connection: close\r\n"
     elif not http11:
-        parts.append(b"connection: keep-alive\r\n")
-        lines += 1
-    if own_server or own_date:
-        block, block_lines = defaults.without(own_server, own_date)
-        parts.append(block)
-        lines += block_lines + 1
-    else:
-        parts.append(defaults.block)
-        lines += defaults.lines + 1
-    parts.append(b"\r\n")
-    try:
-        head = b"".join(parts)
-    except TypeError:
-        raise ResponseError("response header values must be bytes") from None
-    # Each line we wrote holds exactly one CR and one LF: any other means a value carried one.
-    if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\x00" in head:
-        raise ResponseError("response header value contains CR, LF or NUL")
-    return head, content_length, chunked, keep_alive
+        head += b"connection: keep-alive\r\n"
+    block = defaults.without(own_server, own_date) if own_server or own_date else defaults.block
+    return head + block + b"\r\n", content_length, chunked, keep_alive
 
 
 def chunk(data: bytes) -> bytes:

@@ -189,8 +189,37 @@ def test_encode_head(
     keep_alive: bool,
 ) -> None:
     kwargs = {"keep_alive": True, **kwargs}
-    out = encode_head(status, headers, DEFAULTS, **kwargs)  # type: ignore[arg-type]
-    assert out == (STATUS_LINE[status] + head + b"server: srv\r\n\r\n", length, chunked, keep_alive)
+    expected = (STATUS_LINE[status] + head + b"server: srv\r\n\r\n", length, chunked, keep_alive)
+    for _ in range(2):  # the second time from the head cache
+        assert encode_head(status, headers, DEFAULTS, **kwargs) == expected  # type: ignore[arg-type]
+
+
+def test_encode_head_cache_keeps_per_response_parts() -> None:
+    """A cached app head still gets this response's Date, framing and connection lines."""
+    defaults = DefaultHeaders("", date_header=True)
+    defaults.refresh(0)
+    headers = [(b"content-type", b"text/plain")]
+    first, *_ = encode_head(200, headers, defaults, True, body_length=3)
+    defaults.refresh(86400)
+    again = encode_head(200, list(headers), defaults, False, http11=True, body_length=7)
+    assert first.endswith(b"content-length: 3\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n")
+    assert again[0] == (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 7\r\n"
+        b"connection: close\r\ndate: Fri, 02 Jan 1970 00:00:00 GMT\r\n\r\n"
+    )
+    # Unhashable pairs and values are encoded the same, just not cached.
+    unhashable = encode_head(
+        200, [[b"content-type", bytearray(b"text/plain")]], defaults, False, body_length=7
+    )  # type: ignore[list-item]
+    assert unhashable == again
+    # A refused head is never cached, and an equal-hashing non-int status is still refused.
+    for _ in range(2):
+        with pytest.raises(ResponseError):
+            encode_head(200, [(b"x", b"a\r\nb")], defaults, True)
+    with pytest.raises(ResponseError):
+        encode_head(200.0, headers, defaults, True)  # type: ignore[arg-type]
+    with pytest.raises(ResponseError):
+        encode_head(200, 5, defaults, True)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
