@@ -1,7 +1,7 @@
 """`aioprefork ctl`: the administrator's client of a running master (apachectl -k, with progress).
 
-Every command finds the master the way `serve` was told (--config, --pid-file, --ctl-socket,
---bind/--host/--port, the AIOPREFORK_* environment), sends one request on the control socket and
+Every command finds the master (cli/locate.py) the way `serve` was told (--config, --pid-file,
+--ctl-socket, --bind/--host/--port, AIOPREFORK_*), sends one request on the control socket and
 prints the progress frames as they arrive, then the outcome. When the socket is absent it falls
 back to the pid file and the signal of `SIGNAL_FOR` (master/signals.py), and says so.
 
@@ -18,22 +18,17 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Annotated, Any, Final, NoReturn
 
 import typer
 
+from aioprefork.cli.locate import Target, alive, fail, live_pid, not_running, quiet_pid, with_target
 from aioprefork.cli.render import render_status, snapshot_from_json
 from aioprefork.config import units
-from aioprefork.config.load import load
-from aioprefork.config.model import Config
 from aioprefork.control import protocol
-from aioprefork.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ProtocolViolation, UserError
-from aioprefork.master.daemon import ctl_socket_path
+from aioprefork.errors import EXIT_OK, ProtocolViolation
 from aioprefork.master.signals import SIGNAL_FOR, Command
 
-EXIT_NOT_RUNNING: Final = EXIT_FAILURE  # 1, as `apachectl status` / LSB "program is not running"
-EXIT_REFUSED: Final = EXIT_USAGE  # 2
 EXIT_INTERRUPTED: Final = 130
 STATUS_TIMEOUT: Final = 10.0  # a status reply is immediate; a master this slow is in trouble
 GONE_WAIT: Final = 10.0  # after a stop succeeded, wait this long for the master to disappear
@@ -45,88 +40,6 @@ ctl_app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-
-# --- how to find the master (the same options `serve` was given) -------------------------------
-PANEL: Final = "Finding the master"
-ConfigOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="TOML configuration file the server was started with (env AIOPREFORK_CONFIG)",
-        rich_help_panel=PANEL,
-    ),
-]
-PidFileOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--pid-file",
-        help="the master's pid file (env AIOPREFORK_PID_FILE)",
-        rich_help_panel=PANEL,
-    ),
-]
-CtlSocketOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--ctl-socket",
-        help="control socket path (default: <pid file>.ctl, else /tmp/aioprefork-<port>.ctl)"
-        " (env AIOPREFORK_CTL_SOCKET)",
-        rich_help_panel=PANEL,
-    ),
-]
-BindOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--bind",
-        "-b",
-        help="the server's listen address (its first TCP port names the default socket)"
-        " (env AIOPREFORK_BIND)",
-        rich_help_panel=PANEL,
-    ),
-]
-HostOpt = Annotated[
-    str | None,
-    typer.Option("--host", help="the server's --host (env AIOPREFORK_HOST)", rich_help_panel=PANEL),
-]
-PortOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--port", "-p", help="the server's --port (env AIOPREFORK_PORT)", rich_help_panel=PANEL
-    ),
-]
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where the master should be: its control socket and pid file, and the config they came from."""
-
-    socket_path: str
-    pid_file: str
-    config: Config
-
-
-def fail(message: str, code: int = EXIT_REFUSED) -> NoReturn:
-    typer.echo(f"aioprefork ctl: {' '.join(message.split())}", err=True)
-    raise typer.Exit(code)
-
-
-def locate(
-    config: str | None,
-    pid_file: str | None,
-    ctl_socket: str | None,
-    bind: list[str] | None,
-    host: str | None,
-    port: str | None,
-) -> Target:
-    given: dict[str, Any] = {"pid_file": pid_file, "ctl_socket": ctl_socket, "host": host}
-    given["port"] = port
-    if bind:
-        given["bind"] = [part for item in bind for part in item.split(",") if part.strip()]
-    try:
-        cfg = load(given, config_file=config).config
-    except UserError as exc:
-        fail(str(exc))
-    return Target(ctl_socket_path(cfg), cfg.pid_file, cfg)
 
 
 # --- the control socket --------------------------------------------------------------------------
@@ -185,34 +98,7 @@ def exchange(
                     return
 
 
-# --- the pid file and signals (apachectl -k) -----------------------------------------------------
-def read_pid(path: str) -> int | None:
-    try:
-        text = open(path, encoding="ascii").read().strip()  # noqa: SIM115 - tiny file
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        fail(f"cannot read pid file {path}: {getattr(exc, 'strerror', None) or exc}")
-    if not text.isdigit() or int(text) <= 1:
-        fail(f"pid file {path} does not hold a pid: {text[:20]!r}")
-    return int(text)
-
-
-def alive(pid: int) -> bool:
-    """Whether `pid` is a live process (a zombie, exited but not yet reaped, counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
+# --- the signal fallback (apachectl -k) ----------------------------------------------------------
 def wait_until(predicate: Callable[[], bool], seconds: float | None) -> bool:
     deadline = None if seconds is None else time.monotonic() + seconds
     while not predicate():
@@ -220,25 +106,6 @@ def wait_until(predicate: Callable[[], bool], seconds: float | None) -> bool:
             return False
         time.sleep(0.05)
     return True
-
-
-def not_running(target: Target, why: str) -> NoReturn:
-    fail(
-        f"not running (no control socket at {target.socket_path}; {why})",
-        EXIT_NOT_RUNNING,
-    )
-
-
-def live_pid(target: Target) -> int:
-    """The master's pid from the pid file, or exit 1 saying why there is none."""
-    if not target.pid_file:
-        not_running(target, "no pid file configured")
-    pid = read_pid(target.pid_file)
-    if pid is None:
-        not_running(target, f"no pid file at {target.pid_file}")
-    if not alive(pid):
-        not_running(target, f"stale pid file {target.pid_file}: pid {pid} is gone")
-    return pid
 
 
 SIGNAL_MEANING: Final[Mapping[Command, str]] = {
@@ -331,15 +198,6 @@ def run_command(
     raise typer.Exit(EXIT_OK)
 
 
-def quiet_pid(target: Target) -> int | None:
-    """The pid in the pid file, if there is a readable one (no complaints: only for waiting)."""
-    try:
-        text = open(target.pid_file, encoding="ascii").read().strip() if target.pid_file else ""  # noqa: SIM115
-    except (OSError, UnicodeDecodeError):
-        return None
-    return int(text) if text.isdigit() and int(text) > 1 else None
-
-
 def fetch_snapshot(target: Target) -> dict[str, Any] | None:
     """The master's status snapshot (None when no socket answers)."""
     sock = connect(target.socket_path)
@@ -368,14 +226,17 @@ def show(snapshot: Mapping[str, Any], as_json: bool) -> str:
         fail(f"cannot render the master's status: {exc}")
 
 
-def reply_timeout(cfg: Config) -> float:
-    """Longest silence between progress frames of a pool change: a boot plus a drain, and slack."""
-    return cfg.boot_timeout + cfg.graceful_timeout + 30.0
+def change_pool(target: Target, request: Mapping[str, Any], fallback: Command | None) -> NoReturn:
+    """Run a pool change; the longest silence between its progress frames is a boot plus a drain."""
+    cfg = target.config
+    run_command(target, request, fallback, timeout=cfg.boot_timeout + cfg.graceful_timeout + 30.0)
 
 
 # --- the commands --------------------------------------------------------------------------------
 @ctl_app.command()
+@with_target
 def status(
+    target: Target,
     seconds: Annotated[
         float | None,
         typer.Argument(metavar="SECONDS", help="refresh interval of --watch (default 2)", min=0.1),
@@ -388,15 +249,8 @@ def status(
         int | None,
         typer.Option("--count", "-n", help="with --watch: stop after N refreshes", min=1),
     ] = None,
-    config: ConfigOpt = None,
-    pid_file: PidFileOpt = None,
-    ctl_socket: CtlSocketOpt = None,
-    bind: BindOpt = None,
-    host: HostOpt = None,
-    port: PortOpt = None,
 ) -> None:
     """Show the scoreboard (mod_status): summary, one row per worker slot, the letter line."""
-    target = locate(config, pid_file, ctl_socket, bind, host, port)
     if watch or seconds is not None:
         _watch(target, as_json, seconds if seconds is not None else 2.0, count)
     snapshot = fetch_snapshot(target)
@@ -434,37 +288,23 @@ def _watch(target: Target, as_json: bool, interval: float, count: int | None) ->
 
 
 @ctl_app.command()
-def graceful(
-    config: ConfigOpt = None,
-    pid_file: PidFileOpt = None,
-    ctl_socket: CtlSocketOpt = None,
-    bind: BindOpt = None,
-    host: HostOpt = None,
-    port: PortOpt = None,
-) -> None:
+@with_target
+def graceful(target: Target) -> None:
     """Graceful restart (USR1): new generation first, then drain the old; rolls back on failure."""
-    target = locate(config, pid_file, ctl_socket, bind, host, port)
-    request = protocol.request("graceful")
-    run_command(target, request, Command.GRACEFUL, timeout=reply_timeout(target.config))
+    change_pool(target, protocol.request("graceful"), Command.GRACEFUL)
 
 
 @ctl_app.command()
-def restart(
-    config: ConfigOpt = None,
-    pid_file: PidFileOpt = None,
-    ctl_socket: CtlSocketOpt = None,
-    bind: BindOpt = None,
-    host: HostOpt = None,
-    port: PortOpt = None,
-) -> None:
+@with_target
+def restart(target: Target) -> None:
     """Restart (HUP): re-read the config, stop every worker now, start a new generation."""
-    target = locate(config, pid_file, ctl_socket, bind, host, port)
-    request = protocol.request("restart")
-    run_command(target, request, Command.RESTART, timeout=reply_timeout(target.config))
+    change_pool(target, protocol.request("restart"), Command.RESTART)
 
 
 @ctl_app.command()
+@with_target
 def stop(
+    target: Target,
     now: Annotated[
         bool, typer.Option("--now", help="abort in-flight requests (QUIT) instead of draining")
     ] = False,
@@ -477,15 +317,8 @@ def stop(
             help="drain for at most this long (e.g. 10s); default: the server's graceful_timeout",
         ),
     ] = None,
-    config: ConfigOpt = None,
-    pid_file: PidFileOpt = None,
-    ctl_socket: CtlSocketOpt = None,
-    bind: BindOpt = None,
-    host: HostOpt = None,
-    port: PortOpt = None,
 ) -> None:
     """Stop (TERM): close the listeners, let workers finish in-flight requests, then exit."""
-    target = locate(config, pid_file, ctl_socket, bind, host, port)
     seconds = None
     if timeout is not None:
         try:
@@ -505,55 +338,34 @@ def stop(
 
 
 @ctl_app.command("graceful-stop")
-def graceful_stop(
-    config: ConfigOpt = None,
-    pid_file: PidFileOpt = None,
-    ctl_socket: CtlSocketOpt = None,
-    bind: BindOpt = None,
-    host: HostOpt = None,
-    port: PortOpt = None,
-) -> None:
+@with_target
+def graceful_stop(target: Target) -> None:
     """Graceful stop (WINCH): like stop, but in-flight requests may take as long as they need."""
-    target = locate(config, pid_file, ctl_socket, bind, host, port)
     request = protocol.request("graceful-stop")
     run_command(target, request, Command.GRACEFUL_STOP, timeout=None, stops=True)
 
 
 @ctl_app.command(context_settings={"ignore_unknown_options": True})
+@with_target
 def scale(
+    target: Target,
     n: Annotated[
         str,
         typer.Argument(
             metavar="N|+1|-1", help="set min_workers to N, or raise/lower it by one (TTIN/TTOU)"
         ),
     ],
-    config: ConfigOpt = None,
-    pid_file: PidFileOpt = None,
-    ctl_socket: CtlSocketOpt = None,
-    bind: BindOpt = None,
-    host: HostOpt = None,
-    port: PortOpt = None,
 ) -> None:
     """Change the floor of active workers (min_workers), clamped to max_workers."""
-    target = locate(config, pid_file, ctl_socket, bind, host, port)
     try:
         request = protocol.request("scale", n=n)
     except ProtocolViolation:
         fail(f"scale: expected a worker count, +1 or -1, not {n!r}")
-    fallback = {"+1": Command.SCALE_UP, "-1": Command.SCALE_DOWN}.get(n)
-    run_command(target, request, fallback, timeout=reply_timeout(target.config))
+    change_pool(target, request, {"+1": Command.SCALE_UP, "-1": Command.SCALE_DOWN}.get(n))
 
 
 @ctl_app.command("reopen-logs")
-def reopen_logs(
-    config: ConfigOpt = None,
-    pid_file: PidFileOpt = None,
-    ctl_socket: CtlSocketOpt = None,
-    bind: BindOpt = None,
-    host: HostOpt = None,
-    port: PortOpt = None,
-) -> None:
+@with_target
+def reopen_logs(target: Target) -> None:
     """Reopen the log files in the master and every worker (after logrotate moved them)."""
-    target = locate(config, pid_file, ctl_socket, bind, host, port)
-    request = protocol.request("reopen-logs")
-    run_command(target, request, Command.REOPEN_LOGS, timeout=reply_timeout(target.config))
+    change_pool(target, protocol.request("reopen-logs"), Command.REOPEN_LOGS)
