@@ -7,6 +7,12 @@ SIGNALS[sig])`), and `ctl` requests enqueue a Job that streams progress back. Wo
 `on_message` from the pool's channel readers; exits reach `on_exit` after reaping. Restarts run
 as a task (master/restart.py), so reaping, heartbeats and `ctl status` go on meanwhile.
 
+This module is the loop and the state it ties together; the parts live beside it:
+master/orders.py (Job, the ctl request -> order translation), master/commands.py (what each
+order does), master/services.py (control socket, metrics listener, app-metrics directory),
+master/maintenance.py (plan), master/exits.py (exit causes, crash back-off), master/pool.py
+(fork, signal, reap).
+
 Invariants: the arbiter decides, master/pool.py acts (fork, signal, reap); a generation that
 cannot boot never becomes a respawn loop (at start: HALTED, exit 3; on a graceful restart: rolled
 back); a crashed worker is replaced at once, then with back-off (master/exits.py); the master
@@ -19,65 +25,31 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import math
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
 from aioprefork import __version__
-from aioprefork.channel.messages import Fatal, Message, Ready, ReopenLogs, Retire
+from aioprefork.channel.messages import Fatal, Message, Ready, Retire
 from aioprefork.config.load import Loaded
 from aioprefork.config.model import Config, PoolPolicy
 from aioprefork.errors import EXIT_BOOT, EXIT_FAILURE, EXIT_OK, UserError
-from aioprefork.logs import reopen_log_files
-from aioprefork.master import daemon, exits, fork, maintenance, restart
+from aioprefork.master import commands, daemon, exits, fork, maintenance, orders
 from aioprefork.master.listeners import Listener, bind_all, close_all
+from aioprefork.master.orders import REAP, WAKE, Order
+from aioprefork.master.orders import Job as Job  # re-exported: master/restart.py's type
 from aioprefork.master.pool import WorkerPool
 from aioprefork.master.scoreboard import Scoreboard, Slot
-from aioprefork.master.signals import SIGNALS, Command
+from aioprefork.master.services import Services
+from aioprefork.master.signals import SIGNALS
 from aioprefork.master.snapshot import Snapshot
 from aioprefork.master.states import TERMINAL, MasterState, MasterTrigger, SlotState, advance
 
 log = logging.getLogger("aioprefork.error")
 
 TICK: Final = 1.0  # maintenance interval (Apache: once a second)
-REAP: Final = "reap"  # queue marker from the SIGCHLD handler
-WAKE: Final = "wake"  # queue marker: a worker changed state, check progress now
-CTL_WORDS: Final = {
-    "graceful": Command.GRACEFUL,
-    "restart": Command.RESTART,
-    "graceful-stop": Command.GRACEFUL_STOP,
-    "reopen-logs": Command.REOPEN_LOGS,
-}
-
-
-@dataclass(eq=False)
-class Job:
-    """One order in flight: progress lines, then exactly one final reply (read by `ctl`; for a
-    signal nobody reads them, and the log has them)."""
-
-    command: Command
-    args: Mapping[str, Any] = field(default_factory=dict)
-    replies: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
-    done: bool = False
-
-    def progress(self, text: str) -> None:
-        log.info("%s", text)
-        if not self.done:
-            self.replies.put_nowait({"progress": text})
-
-    def finish(self, ok: bool, text: str) -> None:
-        (log.info if ok else log.error)("%s", text)
-        if not self.done:
-            self.done = True
-            reply = {"ok": True, "result": text} if ok else {"ok": False, "error": text}
-            self.replies.put_nowait(reply)
-
-
-Order = Command | Job | str
 
 
 def run_master(loaded: Loaded, reload: Callable[[], Loaded]) -> int:
@@ -127,13 +99,11 @@ class Arbiter:
         self._last_gen = 0
         self._inbox: asyncio.Queue[Order] = asyncio.Queue()
         self._successor: dict[Slot, Slot] = {}  # replacement -> the recycled worker it replaces
-        self._restart: asyncio.Task[None] | None = None
+        self.restart_task: asyncio.Task[None] | None = None  # a running master/restart.py
+        self.tick_now = False  # run maintenance this cycle, not at the next tick
         self._change = asyncio.Event()
-        self._tick_now = False
         self._last_fatal = ""
-        self._control: Any = None
-        self._metrics: Any = None
-        self._appmetrics = False
+        self.services = Services()
 
     # -- the cycle -------------------------------------------------------------------------------
 
@@ -143,12 +113,12 @@ class Arbiter:
             await self._boot()
             next_tick = loop.time() + TICK
             while self.state not in TERMINAL:
-                orders = await self._wait(next_tick - loop.time())
+                batch = await self._wait(next_tick - loop.time())
                 self.pool.reap()
-                for order in orders:
-                    self._obey(order)
-                if self._tick_now or loop.time() >= next_tick:
-                    self._tick_now = False
+                for order in batch:
+                    commands.obey(self, order)
+                if self.tick_now or loop.time() >= next_tick:
+                    self.tick_now = False
                     self._maintain()
                     if loop.time() >= next_tick:
                         next_tick = max(next_tick + TICK, loop.time())
@@ -167,14 +137,14 @@ class Arbiter:
 
     async def _wait(self, delay: float) -> list[Order]:
         """Everything queued, after waiting up to `delay` seconds for the first order."""
-        orders: list[Order] = []
+        batch: list[Order] = []
         if self._inbox.empty() and delay > 0:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
-                    orders.append(await self._inbox.get())
+                    batch.append(await self._inbox.get())
         while not self._inbox.empty():
-            orders.append(self._inbox.get_nowait())
-        return orders
+            batch.append(self._inbox.get_nowait())
+        return batch
 
     async def _boot(self) -> None:
         """BOOTING: signals, pid file, control socket, metrics, privileges; then fork."""
@@ -189,8 +159,7 @@ class Arbiter:
         if config.pid_file:
             daemon.write_pid_file(config.pid_file)
         owner = daemon.resolve_owner(config.user, config.group)
-        await self._open_control(owner)
-        await self._open_metrics(owner)
+        await self.services.open(config, owner, self.control, self.snapshot)
         fork.preload()
         daemon.drop_privileges(config.user, config.group)
         self.set_state(MasterTrigger.BOUND)
@@ -202,124 +171,13 @@ class Arbiter:
         for _ in range(count):
             self.pool.spawn(1, config, "start")
 
-    async def _open_control(self, owner: tuple[int, int] | None) -> None:
-        from aioprefork.control.server import open_control_server
-
-        path = daemon.ctl_socket_path(self.config)
-        try:
-            self._control = await open_control_server(path, self.control, owner=owner)
-        except UserError as exc:
-            if self.config.ctl_socket or self.config.pid_file:
-                raise  # asked for explicitly: a BOOTING failure
-            log.warning("no control socket (%s); signals still work", exc)
-
-    async def _open_metrics(self, owner: tuple[int, int] | None) -> None:
-        from aioprefork.metrics import appmetrics
-
-        directory = appmetrics.prepare()
-        self._appmetrics = True
-        if owner is not None and os.geteuid() == 0:
-            os.chown(directory, *owner)  # workers write their app metrics there as --user
-        if self.config.metrics:
-            from aioprefork.metrics.http import open_metrics_server
-
-            self._metrics = await open_metrics_server(
-                self.config.metrics_bind, self.snapshot, registry_extra=appmetrics.collector()
-            )
-
     async def _shutdown(self) -> None:
         """Leave nothing behind: kill and reap our children, close the master-only sockets."""
-        if self._restart is not None and not self._restart.done():
-            self._restart.cancel()
+        self.cancel_restart()
         await self.pool.close()
-        for server in (self._control, self._metrics):
-            if server is not None:
-                with contextlib.suppress(Exception):
-                    await server.close()
-        if self._appmetrics:
-            from aioprefork.metrics import appmetrics
-
-            appmetrics.cleanup()
+        await self.services.close()
         daemon.remove_pid_file(self.config.pid_file)
         log.info("master exiting (%s, code %d)", self.state.value, self.exit_code)
-
-    # -- orders ----------------------------------------------------------------------------------
-
-    def _obey(self, order: Order) -> None:
-        if isinstance(order, str):
-            return  # REAP, WAKE: reaping and progress checks run every cycle anyway
-        if isinstance(order, Command):
-            log.info("received %s", order.value)
-            order = Job(order, done=True)  # a signal: nobody reads the replies
-        handlers: dict[Command, Callable[[Job], None]] = {
-            Command.STOP: self._order_stop,
-            Command.STOP_NOW: lambda job: self._stop(job, immediate=True),
-            Command.GRACEFUL_STOP: lambda job: self._stop(job, timeout=math.inf),
-            Command.RESTART: self._order_restart,
-            Command.GRACEFUL: self._order_restart,
-            Command.SCALE_UP: self._order_scale,
-            Command.SCALE_DOWN: self._order_scale,
-            Command.REOPEN_LOGS: self._order_reopen_logs,
-        }
-        handlers[order.command](order)
-
-    def _order_stop(self, job: Job) -> None:
-        if self.state is MasterState.STOPPING:  # a second TERM/INT: stop now
-            return self._stop(job, immediate=True)
-        self._stop(job, immediate=bool(job.args.get("now")), timeout=job.args.get("timeout"))
-
-    def _stop(self, job: Job, *, immediate: bool = False, timeout: float | None = None) -> None:
-        if self.state is MasterState.STOPPING and not immediate:
-            return job.finish(True, "already stopping")
-        if self._restart is not None and not self._restart.done():
-            self._restart.cancel()
-        if self.state is not MasterState.STOPPING:
-            self.set_state(MasterTrigger.STOP)
-            close_all([lsn for lsn in self.listeners if lsn.sock.fileno() != -1])
-        grace = self.config.graceful_timeout if timeout is None else timeout
-        deadline = time.time() + grace
-        for slot in list(self.scoreboard):
-            if immediate:
-                self.pool.stop_now(slot, "shutdown")
-            else:
-                self.pool.stop_gracefully(slot, "shutdown", deadline)
-        how = (
-            "now" if immediate else "with no timeout" if math.isinf(grace) else f"within {grace:g}s"
-        )
-        job.finish(True, f"stopping {len(self.scoreboard)} workers {how}")
-
-    def _order_restart(self, job: Job) -> None:
-        kind = "graceful" if job.command is Command.GRACEFUL else "restart"
-        if self._restart is not None and not self._restart.done():
-            return job.finish(False, f"cannot {kind}: a restart is already in progress")
-        if self.state is not MasterState.RUNNING:
-            return job.finish(False, f"cannot {kind} while {self.state.value}")
-        self.set_state(MasterTrigger.RESTART)
-        steps = restart.graceful if kind == "graceful" else restart.hard_restart
-        self._restart = asyncio.ensure_future(self._restarting(steps(self, job), job))
-
-    async def _restarting(self, steps: Coroutine[Any, Any, None], job: Job) -> None:
-        try:
-            await steps
-        except asyncio.CancelledError:
-            job.finish(False, "interrupted: the server is stopping")
-            raise
-
-    def _order_scale(self, job: Job) -> None:
-        sb = self.scoreboard
-        before = sb.min_workers
-        n = str(job.args.get("n", "+1" if job.command is Command.SCALE_UP else "-1"))
-        target = before + int(n) if n[0] in "+-" else int(n)
-        sb.min_workers = max(1, min(target, self.policy.max_workers))
-        self._tick_now = True
-        log.info("min_workers %d -> %d", before, sb.min_workers)
-        job.finish(True, f"min_workers {sb.min_workers} (was {before})")
-
-    def _order_reopen_logs(self, job: Job) -> None:
-        reopen_log_files()
-        for slot in list(self.scoreboard):
-            self.pool.send(slot, ReopenLogs())
-        job.finish(True, f"logs reopened by the master and {len(self.scoreboard)} workers")
 
     # -- maintenance -----------------------------------------------------------------------------
 
@@ -422,10 +280,7 @@ class Arbiter:
         healthy_for = slot.healthy_for(sb.clock())
         self._successor.pop(slot, None)
         sb.remove(slot, cause.value)
-        if self._appmetrics:
-            from aioprefork.metrics import appmetrics
-
-            appmetrics.mark_dead(slot.pid)
+        self.services.worker_exited(slot.pid)
         where, how = f"worker {slot.index} (pid {slot.pid}, gen {slot.gen})", exits.describe(status)
         if cause in (exits.ExitCause.STOPPED, exits.ExitCause.RETIRED):
             log.info("%s exited (%s, %s)", where, slot.retiring or cause.value, how)
@@ -458,20 +313,27 @@ class Arbiter:
             log.warning(
                 "%d crashes in a row: next replacement in %.0fs", self._crashes.consecutive, delay
             )
-        self._tick_now = True
+        self.tick_now = True
 
     def _notify(self) -> None:
         self._change.set()
         self._change = asyncio.Event()
         self._inbox.put_nowait(WAKE)
 
-    # -- what master/restart.py uses -------------------------------------------------------------
+    # -- what master/commands.py and master/restart.py use -------------------------------------------------------------
 
     async def changed(self, timeout: float) -> None:
         """Wait until a worker becomes READY, fails or exits (or `timeout` passes)."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(0.0, timeout)):
                 await self._change.wait()
+
+    def restarting(self) -> bool:
+        return self.restart_task is not None and not self.restart_task.done()
+
+    def cancel_restart(self) -> None:
+        if self.restart_task is not None and not self.restart_task.done():
+            self.restart_task.cancel()
 
     def set_state(self, trigger: MasterTrigger) -> None:
         self.state = advance(self.state, trigger)
@@ -516,29 +378,6 @@ class Arbiter:
 
     # -- the control socket ----------------------------------------------------------------------
 
-    async def control(self, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """The `ctl` handler: status at once; pool changes stream progress, then one final reply."""
-        cmd = request.get("cmd")
-        if cmd == "status":
-            yield {"ok": True, "snapshot": self.snapshot().to_json()}
-            return
-        if cmd == "stop":
-            command = Command.STOP_NOW if request.get("now") else Command.STOP
-        elif cmd == "scale":
-            n = str(request.get("n", ""))
-            if not n.lstrip("+-").isdigit():
-                yield {"ok": False, "error": f"scale: bad n {n!r}: expected +1, -1 or a count"}
-                return
-            command = Command.SCALE_DOWN if n.startswith("-") else Command.SCALE_UP
-        elif isinstance(cmd, str) and cmd in CTL_WORDS:
-            command = CTL_WORDS[cmd]
-        else:
-            yield {"ok": False, "error": f"unknown command {cmd!r}"}
-            return
-        job = Job(command, args=dict(request))
-        self._inbox.put_nowait(job)
-        while True:
-            reply = await job.replies.get()
-            yield reply
-            if "ok" in reply:
-                return
+    def control(self, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """The `ctl` handler (master/orders.py): status at once; other orders join the queue."""
+        return orders.answer(request, self._inbox.put_nowait, self.snapshot)
