@@ -11,8 +11,7 @@ guessed at, so no second, smuggled request can reach the app (RFC 9112 sections 
 * HTTP/1.1 needs exactly one valid Host (section 3.2); an absolute-form target's authority wins.
 * Only HTTP/1.0 and HTTP/1.1 are served (llhttp also accepts 0.9 and 2.0 request lines).
 
-`bare_line_ending()` is the raw pre-scan: llhttp can be lenient about bare CR / bare LF, so the
-protocol checks each head's bytes once as they arrive (C-speed `count`, no copy).
+Bare CR / bare LF are refused by llhttp itself in strict mode (protocol/http.py `_strict`).
 """
 
 from __future__ import annotations
@@ -24,12 +23,7 @@ from typing import Final
 
 from aioprefork.errors import BadHost, BodyTooLarge, RequestRejected, SmugglingAttempt
 
-__all__ = [
-    "BodyFraming",
-    "bare_line_ending",
-    "check_head",
-    "head_end",
-]
+__all__ = ["BodyFraming", "check_head"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,36 +165,3 @@ def check_head(
     if expect_continue:
         return BodyFraming(0, keep_alive, False)  # nothing to continue to
     return NO_BODY_KEEP_ALIVE if keep_alive else NO_BODY_CLOSE
-
-
-def head_end(data: bytes, tail: bytes = b"") -> int:
-    """Index in `data` just past the blank line ending a request head, or -1 if not in it.
-
-    `tail` is up to the last 3 bytes of the previous piece of the same head, so a CRLFCRLF split
-    across two reads is still found.
-    """
-    if tail:
-        joined = tail + data[:3]
-        index = joined.find(b"\r\n\r\n")
-        if index >= 0:
-            return index + 4 - len(tail)
-    index = data.find(b"\r\n\r\n")
-    return index + 4 if index >= 0 else -1
-
-
-def bare_line_ending(data: bytes, end: int, after_cr: bool = False) -> bool:
-    """Whether data[:end] holds a CR not followed by LF or an LF not preceded by CR.
-
-    `after_cr`: the previous piece of this head ended in CR. A CR as the very last byte of the
-    piece is not judged here (its LF may be in the next piece); the caller passes after_cr then.
-    RFC 9112 section 2.2 allows a server to accept bare LF; we do not (request smuggling).
-    """
-    start = 0
-    if after_cr:
-        if data[:1] != b"\n":
-            return bool(data)
-        start = 1
-    if end > start and data[end - 1] == 13:
-        end -= 1
-    crlf = data.count(b"\r\n", start, end)
-    return data.count(b"\r", start, end) != crlf or data.count(b"\n", start, end) != crlf

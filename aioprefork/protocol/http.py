@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -39,7 +40,7 @@ from aioprefork.config.model import HttpLimits
 from aioprefork.errors import BodyTooLarge, HeadersTooLarge, RequestLineTooLong, RequestRejected
 from aioprefork.protocol.accesslog import AccessLogger
 from aioprefork.protocol.flow import FlowControl
-from aioprefork.protocol.framing import bare_line_ending, check_head, head_end
+from aioprefork.protocol.framing import check_head
 from aioprefork.protocol.proxy import TrustedPeers, parse_proxy_protocol, resolve_forwarded
 from aioprefork.protocol.writer import DefaultHeaders, error_response
 from aioprefork.worker.stats import WorkerStats
@@ -70,6 +71,9 @@ _METHODS: Final = {
     m.encode(): m
     for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")
 }
+# llhttp's messages for a CR without LF or an LF without CR ("Missing expected CR after header
+# value", "Expected LF after headers", "Expected CRLF after version", ...).
+_LINE_ENDING: Final = re.compile(r"\b(?:cr|lf|crlf)\b")
 _PROXY_MAX: Final = 536  # a PROXY v2 header is at most 16 + 520 bytes (v1 at most 107)
 # What every http scope advertises; the inner dicts are shared (they are empty by the spec).
 _EXTENSIONS: Final[dict[str, dict[object, object]]] = {
@@ -84,11 +88,6 @@ def _wants_websocket(headers: list[tuple[bytes, bytes]]) -> bool:
         if name == b"upgrade" and value.strip().lower() == b"websocket":
             return True
     return False
-
-
-def _head_region(data: bytes, tail: bytes) -> int:
-    end = head_end(data, tail)
-    return end if end >= 0 else len(data)
 
 
 class Shared:
@@ -137,21 +136,24 @@ class Shared:
 
 
 def _strict(parser: httptools.HttpRequestParser) -> None:
-    """Turn every llhttp leniency off explicitly, whatever the build's defaults."""
-    set_leniencies = getattr(parser, "set_dangerous_leniencies", None)
-    if set_leniencies is not None:
-        set_leniencies(
-            lenient_headers=False,
-            lenient_chunked_length=False,
-            lenient_keep_alive=False,
-            lenient_transfer_encoding=False,
-            lenient_version=False,
-            lenient_data_after_close=False,
-            lenient_optional_lf_after_cr=False,
-            lenient_optional_cr_before_lf=False,
-            lenient_optional_crlf_after_chunk=False,
-            lenient_spaces_after_chunk_size=False,
-        )
+    """Turn every llhttp leniency off explicitly, whatever the build's defaults.
+
+    Strict llhttp (>= 9, httptools >= 0.6.4) refuses bare CR and bare LF anywhere in a head or in
+    chunk framing (RFC 9112 section 2.2 allows accepting a bare LF; we do not: smuggling), so no
+    pre-scan of the raw bytes is needed.
+    """
+    parser.set_dangerous_leniencies(
+        lenient_headers=False,
+        lenient_chunked_length=False,
+        lenient_keep_alive=False,
+        lenient_transfer_encoding=False,
+        lenient_version=False,
+        lenient_data_after_close=False,
+        lenient_optional_lf_after_cr=False,
+        lenient_optional_cr_before_lf=False,
+        lenient_optional_crlf_after_chunk=False,
+        lenient_spaces_after_chunk_size=False,
+    )
 
 
 def _parser_reason(exc: httptools.HttpParserError) -> str:
@@ -160,6 +162,8 @@ def _parser_reason(exc: httptools.HttpParserError) -> str:
     if isinstance(exc, httptools.HttpParserInvalidURLError):
         return "target"
     text = str(exc).lower()
+    if _LINE_ENDING.search(text):
+        return "line_ending"
     if "version" in text:
         return "version"
     if "chunk" in text or "content-length" in text or "transfer-encoding" in text:
@@ -174,7 +178,6 @@ def _tls_extension(transport: asyncio.BaseTransport) -> dict[object, object] | N
 
 class HttpProtocol(asyncio.Protocol):
     __slots__ = (
-        "_after_cr",
         "_body_bytes",
         "_chunked",
         "_client",
@@ -207,7 +210,6 @@ class HttpProtocol(asyncio.Protocol):
         "_server",
         "_shared",
         "_state",
-        "_tail",
         "_timer",
         "_timer_at",
         "_trusted",
@@ -253,8 +255,6 @@ class HttpProtocol(asyncio.Protocol):
         self._head_bytes = 0
         self._body_bytes = 0
         self._chunked = False
-        self._tail = b""
-        self._after_cr = False
         self._deadline = 0.0
         self._deadline_kind = _NONE
         self._timer: asyncio.TimerHandle | None = None
@@ -329,14 +329,6 @@ class HttpProtocol(asyncio.Protocol):
             data = self._read_proxy(data)
             if not data:
                 return
-        if self._state != _BODY:
-            # Raw pre-scan for bare CR / bare LF (C-speed counts; exact scan only on a mismatch).
-            crlf = data.count(b"\r\n")
-            if (
-                self._after_cr or data.count(b"\r") != crlf or data.count(b"\n") != crlf
-            ) and bare_line_ending(data, _head_region(data, self._tail), self._after_cr):
-                self._refuse(RequestRejected("bare CR or LF in request head", reason="line_ending"))
-                return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -347,16 +339,11 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._parse_error(exc)
         if self._state == _HEAD:
-            self._tail = data[-3:]
-            self._after_cr = data[-1] == 13
             self._head_bytes += len(data)
             if self._head_bytes > self._shared.max_head:
                 self._refuse(HeadersTooLarge("request head too large"))
             elif self._deadline_kind != _HEADER or not self._deadline:
                 self._set_deadline(_HEADER, self._limits.header_timeout)
-        elif self._tail:
-            self._tail = b""
-            self._after_cr = False
         if self._cycle is None and self._queue:
             self._dispatch()
 

@@ -9,9 +9,7 @@ from aioprefork.protocol.framing import (
     NO_BODY_CLOSE,
     NO_BODY_KEEP_ALIVE,
     BodyFraming,
-    bare_line_ending,
     check_head,
-    head_end,
 )
 from aioprefork.protocol.writer import (
     STATUS_LINE,
@@ -110,29 +108,6 @@ def test_check_head_body_limit_and_authority() -> None:
     with pytest.raises(RequestRejected) as info:
         check_head("1.1", b"CONNECT", HOST)
     assert info.value.status == 501
-
-
-@pytest.mark.parametrize(
-    "data, end, after_cr, bare",
-    [
-        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", None, False, False),
-        (b"GET / HTTP/1.1\nHost: a\r\n\r\n", None, False, True),
-        (b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", None, False, True),
-        (b"GET / HTTP/1.1\r", None, False, False),  # the LF may come in the next read
-        (b"\nHost: a\r\n\r\n", None, True, False),
-        (b"Host: a\r\n\r\n", None, True, True),
-        (b"GET / HTTP/1.1\r\n\r\nbody\nwith\rbare", 18, False, False),  # body is not scanned
-    ],
-)
-def test_bare_line_ending(data: bytes, end: int | None, after_cr: bool, bare: bool) -> None:
-    assert bare_line_ending(data, len(data) if end is None else end, after_cr) is bare
-
-
-def test_head_end() -> None:
-    assert head_end(b"GET / HTTP/1.1\r\n\r\nbody") == 18
-    assert head_end(b"GET / HTTP/1.1\r\n") == -1
-    assert head_end(b"\nbody", b"\r\n\r") == 1
-    assert head_end(b"\r\nbody", b"1\r\n") == 2
 
 
 DEFAULTS = DefaultHeaders("srv", date_header=False)

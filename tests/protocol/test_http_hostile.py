@@ -126,7 +126,7 @@ CORPUS: list[tuple[str, bytes, int, str | None]] = [
         "chunk-bare-lf",
         b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n3\nabc\n0\n\n",
         400,
-        None,
+        "line_ending",
     ),
     # header syntax
     ("obs-fold-sp", b"GET / HTTP/1.1\r\n" + H + b"X: a\r\n b\r\n\r\n", 400, None),
@@ -137,10 +137,10 @@ CORPUS: list[tuple[str, bytes, int, str | None]] = [
     ("ctl-in-value", b"GET / HTTP/1.1\r\n" + H + b"X: a\x01b\r\n\r\n", 400, None),
     ("nul-in-name", b"GET / HTTP/1.1\r\n" + H + b"X\x00Y: a\r\n\r\n", 400, None),
     ("empty-name", b"GET / HTTP/1.1\r\n" + H + b": a\r\n\r\n", 400, None),
-    ("bare-lf-everywhere", b"GET / HTTP/1.1\n" + b"Host: t\n\n", 400, None),
-    ("bare-lf-in-headers", b"GET / HTTP/1.1\r\nHost: t\nX: y\r\n\r\n", 400, None),
-    ("bare-cr-in-headers", b"GET / HTTP/1.1\r\nHost: t\rX: y\r\n\r\n", 400, None),
-    ("bare-cr-request-line", b"GET / HTTP/1.1\rHost: t\r\n\r\n", 400, None),
+    ("bare-lf-everywhere", b"GET / HTTP/1.1\n" + b"Host: t\n\n", 400, "line_ending"),
+    ("bare-lf-in-headers", b"GET / HTTP/1.1\r\nHost: t\nX: y\r\n\r\n", 400, "line_ending"),
+    ("bare-cr-in-headers", b"GET / HTTP/1.1\r\nHost: t\rX: y\r\n\r\n", 400, "line_ending"),
+    ("bare-cr-request-line", b"GET / HTTP/1.1\rHost: t\r\n\r\n", 400, "line_ending"),
     # request line
     ("bad-method-token", b"G(T / HTTP/1.1\r\n" + H + b"\r\n", 400, "method"),
     ("version-2.0", b"GET / HTTP/2.0\r\n" + H + b"\r\n", 400, "version"),
@@ -230,7 +230,7 @@ def test_leading_empty_line_is_ignored(corpus_server: Any) -> None:
 
 
 def test_head_split_byte_by_byte_with_crlf_boundaries(corpus_server: Any) -> None:
-    """The pre-scan must not take a CRLF split across reads for a bare CR or LF."""
+    """A CRLF split across reads is not a bare CR or LF."""
     request = b"GET /split HTTP/1.1\r\nHost: t\r\nX-A: 1\r\nConnection: close\r\n\r\n"
     with Wire(corpus_server.port) as wire:
         for i in range(len(request)):
