@@ -124,3 +124,56 @@ def test_app_cancelling_its_own_task_during_the_eager_step(serve: Any) -> None:
         wire.send(GET)
         assert wire.read_response().status == 200
     assert outcome == ["cancelled", "cancelled"]
+
+
+def test_held_output_goes_out_as_soon_as_the_app_waits(serve: Any) -> None:
+    """Writes of one step are held (corked), never past the step: a stream is not delayed."""
+    gates = [asyncio.Event(), asyncio.Event()]
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] == "/warm":
+            await simple()(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        await gates[0].wait()  # the eager step ends here
+        await send({"type": "http.response.body", "body": b"second", "more_body": True})
+        await gates[1].wait()  # a step on the host task ends here
+        await send({"type": "http.response.body", "body": b"last"})
+
+    server = serve(app)
+    with Wire(server.port, timeout=3) as wire:
+        # (a connection's first request may run on a task of its own: warm the host up)
+        wire.send(b"GET /warm HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert wire.read_response().status == 200
+        wire.send(GET)
+        wire._line()
+        while b"first\r\n" not in wire.buf:
+            assert wire._fill()
+        server.call(gates[0].set)
+        while b"second\r\n" not in wire.buf:
+            assert wire._fill()
+        server.call(gates[1].set)
+        while b"last\r\n0\r\n\r\n" not in wire.buf:
+            assert wire._fill()
+
+
+def test_a_big_stream_in_one_step_is_flushed_in_bounded_pieces(serve: Any) -> None:
+    """4 MiB sent in one step without a real wait: held bytes go out every 64 KiB and the
+    transport's back-pressure still applies, so the client reads it all, in order."""
+    piece = bytes(range(256)) * 256  # 64 KiB
+    pieces = 64
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for i in range(pieces):
+            await send(
+                {"type": "http.response.body", "body": piece[i:] + piece[:i], "more_body": True}
+            )
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    server = serve(app)
+    with Wire(server.port) as wire:
+        wire.send(GET)
+        body = wire.read_response().body
+    assert body == b"".join(piece[i:] + piece[:i] for i in range(pieces))
