@@ -43,14 +43,12 @@ class WorkerStats:
         "duration_sum",
         "rejected",
         "requests",
-        "requests_total",
         "response_bytes_total",
     )
 
     def __init__(self) -> None:
         self.connections: set[Connection] = set()
         self.accepted_total = 0
-        self.requests_total = 0
         self.response_bytes_total = 0
         self.requests: dict[tuple[str, int], int] = {}  # (method, status // 100) -> count
         self.rejected: dict[str, int] = {}
@@ -59,12 +57,17 @@ class WorkerStats:
 
     def observe(self, method: str, status: int, duration: float, response_bytes: int) -> None:
         """One finished response."""
-        self.requests_total += 1
         self.response_bytes_total += response_bytes
         key = (method if method in KNOWN_METHODS else "OTHER", status // 100)
-        self.requests[key] = self.requests.get(key, 0) + 1
+        requests = self.requests
+        requests[key] = requests.get(key, 0) + 1
         self.duration_buckets[bisect_left(DURATION_BUCKETS, duration)] += 1
         self.duration_sum += duration
+
+    @property
+    def requests_total(self) -> int:
+        """Responses finished (read once a second, so summed then rather than counted per request)."""
+        return sum(self.requests.values())
 
     def reject(self, reason: str) -> None:
         """One refused request (hostile input or limit), labelled by RequestRejected.reason."""
