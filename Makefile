@@ -3,8 +3,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The request hot path compiled with mypyc (setup.py's HOT_PATH), in a copy of the package that is
+# put first on PYTHONPATH: the editable install stays pure Python, so no stale C extension ever
+# shadows a source file being edited.
+COMPILED := build/compiled
+COMPILED_STAMP := $(COMPILED)/.built
 
-.PHONY: run test lint types unit system-deps bench clean
+.PHONY: run test lint types unit compiled system-deps bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +31,14 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy podman buildah runc netavark mmdebstrap systemd; \
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy podman buildah runc netavark mmdebstrap systemd; fi; }
 
+$(COMPILED_STAMP): $(STAMP) setup.py $(shell find aioprefork -name '*.py')
+	rm -rf $(COMPILED) && mkdir -p $(COMPILED)
+	cp -r aioprefork $(COMPILED)/ && find $(COMPILED) -name __pycache__ -prune -exec rm -rf {} +
+	cd $(COMPILED) && AIOPREFORK_MYPYC=1 $(abspath $(PY)) $(abspath setup.py) -q build_ext --inplace
+	touch $@
+
+compiled: $(COMPILED_STAMP)
+
 run: $(STAMP)
 	$(VENV)/bin/aioprefork serve examples.hello:app --host 127.0.0.1 --port 8000
 
@@ -39,10 +52,13 @@ types: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -q tests
 
-test: $(STAMP) system-deps lint types
+test: $(STAMP) system-deps lint types $(COMPILED_STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
+	@# the same request-path tests against the mypyc build (what a wheel built with AIOPREFORK_MYPYC=1 runs)
+	AIOPREFORK_EXPECT_COMPILED=1 PYTHONPATH=$(COMPILED) $(PY) -m pytest -q -p no:cacheprovider \
+	  tests/protocol tests/pathsend tests/websocket tests/tls
 
-bench: $(STAMP) system-deps
+bench: $(STAMP) system-deps $(COMPILED_STAMP)
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/run.py
 

@@ -65,6 +65,14 @@ class ProtocolViolation(AiopreforkError):
     """A control-channel peer sent a frame that does not decode."""
 
 
+class ClientDisconnected(OSError):
+    """send() after the client went away (ASGI spec 2.4: a server-specific OSError)."""
+
+
+class WriteTimeout(ConnectionError):
+    """The client did not read what we sent within write_timeout."""
+
+
 class RequestRejected(AiopreforkError):
     """A client request we refuse: answered with `status`, then the connection is closed."""
 

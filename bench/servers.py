@@ -5,7 +5,10 @@ group and the port. Every server serves the same app (examples/hello.py) on 127.
 access log off and its fastest documented single-process options, because the comparison is
 per core:
 
-* aioprefork: AIOPREFORK_SERVE below (the one place to change how it is started). `--workers N`
+* aioprefork: AIOPREFORK_SERVE below (the one place to change how it is started), with its hot
+  path compiled by mypyc (`make compiled` builds build/compiled/, put first on PYTHONPATH), as a
+  wheel built with AIOPREFORK_MYPYC=1 ships it; `aioprefork-py` is the same server in pure
+  Python (the editable install), to show what the compilation buys. `--workers N`
   with N >= 1 is the full product, master + N workers with the scoreboard on; the pool is held at
   N (min = max = N) so maintenance neither grows nor shrinks it mid-run. `aioprefork-w0` is the
   in-process debug mode (`--workers 0`), single-worker runs only.
@@ -27,6 +30,7 @@ from typing import Final
 
 BIN: Final = Path(sys.executable).parent  # the venv's bin/ (not resolved: it holds the scripts)
 HERE: Final = Path(__file__).resolve().parent
+COMPILED: Final = HERE.parent / "build" / "compiled"  # `make compiled`: the mypyc-built hot path
 APP: Final = "examples.hello:app"
 
 # How aioprefork is started. {workers} = 0 serves in-process (no master); N >= 1 forks N workers.
@@ -72,6 +76,12 @@ SERVERS: Final[dict[str, Server]] = {
             scoreboard=True,
         ),
         Server(
+            name="aioprefork-py",
+            label="aioprefork (pure Python)",
+            executable=str(BIN / "aioprefork"),
+            scoreboard=True,
+        ),
+        Server(
             name="aioprefork-w0",
             label="aioprefork --workers 0",
             executable=str(BIN / "aioprefork"),
@@ -83,14 +93,19 @@ SERVERS: Final[dict[str, Server]] = {
         Server(name="raw", label="raw ceiling", executable=str(HERE / "raw_server.py")),
     )
 }
-DEFAULT_SINGLE: Final = ("aioprefork", "uvicorn", "granian", "raw")
+DEFAULT_SINGLE: Final = ("aioprefork", "aioprefork-py", "uvicorn", "granian", "raw")
 DEFAULT_MULTI: Final = ("aioprefork", "uvicorn", "gunicorn", "granian", "raw")
+
+
+def compiled_available() -> bool:
+    """Whether build/compiled holds the mypyc-built hot path (`make compiled`)."""
+    return any(COMPILED.glob("aioprefork/protocol/http.*.so"))
 
 
 def command(server: Server, launch: Launch) -> list[str]:
     """The argv that starts `server` as described by `launch` (no taskset prefix)."""
     host, port, n = launch.host, str(launch.port), launch.workers
-    if server.name in ("aioprefork", "aioprefork-w0"):
+    if server.name in ("aioprefork", "aioprefork-py", "aioprefork-w0"):
         workers = 0 if server.name == "aioprefork-w0" else n
         fields = {
             "bin": str(BIN),
@@ -101,7 +116,10 @@ def command(server: Server, launch: Launch) -> list[str]:
             "ctl_socket": launch.ctl_socket,
         }
         template = AIOPREFORK_SERVE + (AIOPREFORK_POOL if workers >= 1 else ())
-        return [part.format(**fields) for part in template]
+        argv = [part.format(**fields) for part in template]
+        if server.name != "aioprefork-py" and compiled_available():
+            argv = ["env", f"PYTHONPATH={COMPILED}", *argv]
+        return argv
     if server.name == "uvicorn":
         argv = [str(BIN / "uvicorn"), APP, "--host", host, "--port", port]
         argv += ["--loop", "uvloop", "--http", "httptools", "--no-access-log"]
@@ -139,6 +157,8 @@ def select(names: str, workers: int) -> tuple[tuple[Server, ...], list[str]]:
         if server.single_only and workers > 1:
             notes.append(f"{name} skipped: it serves in-process, one worker only")
             continue
+        if name in ("aioprefork", "aioprefork-w0") and not compiled_available():
+            notes.append(f"{name} runs pure Python: {COMPILED} is missing (make compiled)")
         if not Path(server.executable).exists():
             notes.append(
                 f"{name} skipped: {server.executable} not installed (make bench installs it)"

@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Generator
 from typing import Any, Final, Protocol
 
 from aioprefork.asgi.types import ASGIApp, Message, Scope
+from aioprefork.errors import ClientDisconnected
 from aioprefork.protocol.flow import FlowControl
 from aioprefork.protocol.framing import BodyFraming
 from aioprefork.protocol.writer import (
@@ -48,7 +49,7 @@ from aioprefork.protocol.writer import (
     status_line,
 )
 
-__all__ = ["AppHost", "ClientDisconnected", "Owner", "RequestCycle"]
+__all__ = ["AppHost", "Owner", "RequestCycle"]
 
 log: Final = logging.getLogger("aioprefork.error")
 
@@ -57,10 +58,6 @@ _leave_task: Final = _tasks._leave_task
 _BIG: Final = 16 * 1024  # above this, a body is written as its own buffer, never joined
 _CORK_LIMIT: Final = 64 * 1024  # held bytes that go out at once, even mid-step
 _FILE_EVENTS: Final = frozenset({"http.response.pathsend", "http.response.zerocopysend"})
-
-
-class ClientDisconnected(OSError):
-    """send() after the client went away (ASGI spec 2.4: a server-specific OSError)."""
 
 
 class Owner(Protocol):

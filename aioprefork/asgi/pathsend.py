@@ -29,9 +29,9 @@ from typing import Any, Final
 
 import aiofiles
 
-from aioprefork.asgi.http import ClientDisconnected
 from aioprefork.asgi.types import Message
-from aioprefork.protocol.flow import FlowControl, WriteTimeout
+from aioprefork.errors import ClientDisconnected, WriteTimeout
+from aioprefork.protocol.flow import FlowControl
 
 __all__ = [
     "EXTENSIONS",

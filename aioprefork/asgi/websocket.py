@@ -28,8 +28,8 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, Final, Protocol
 
-from aioprefork.asgi.http import ClientDisconnected
 from aioprefork.asgi.types import ASGIApp, Message, Scope
+from aioprefork.errors import ClientDisconnected
 
 __all__ = ["WebSocketConnection", "WebSocketSession", "check_headers", "websocket_scope"]
 

@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 from typing import Final
 
-__all__ = ["FlowControl", "WriteTimeout"]
+from aioprefork.errors import WriteTimeout
 
-
-class WriteTimeout(ConnectionError):
-    """The client did not read what we sent within write_timeout."""
+__all__ = ["FlowControl"]
 
 
 _CLOSED: Final = "connection closed"

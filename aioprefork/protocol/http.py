@@ -480,7 +480,8 @@ class HttpProtocol(asyncio.Protocol):
             raise RequestRejected("invalid request target", reason="target") from None
         if not parsed.schema or not parsed.host:
             raise RequestRejected("invalid request target", reason="target")
-        authority = parsed.host if parsed.port is None else b"%s:%d" % (parsed.host, parsed.port)
+        port: int | None = parsed.port  # (None when absent, whatever the stub says)
+        authority = parsed.host if port is None else b"%s:%d" % (parsed.host, port)
         return parsed.path or b"/", parsed.query or b"", authority
 
     def on_body(self, body: bytes) -> None:

@@ -40,11 +40,11 @@ from websockets.http11 import Request, Response
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
-from aioprefork.asgi.http import ClientDisconnected
 from aioprefork.asgi.types import ASGIApp, Scope
 from aioprefork.asgi.websocket import WebSocketSession, websocket_scope
 from aioprefork.config.model import HttpLimits, WsLimits
-from aioprefork.protocol.flow import FlowControl, WriteTimeout
+from aioprefork.errors import ClientDisconnected, WriteTimeout
+from aioprefork.protocol.flow import FlowControl
 from aioprefork.protocol.writer import (
     LAST_CHUNK,
     DefaultHeaders,

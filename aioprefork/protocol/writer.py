@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Iterable
 from email.utils import formatdate
-from typing import Final
+from typing import Any, Final
 
 __all__ = [
     "CONTINUE",
@@ -149,8 +149,12 @@ _HEADS: dict[tuple[object, ...], _AppHead] = {}
 _HEADS_MAX: Final = 512
 
 
-def _app_head(status: int, headers: Iterable[tuple[bytes, bytes]]) -> _AppHead:
-    """Validate and encode the status line and the app's headers (the cacheable part)."""
+def _app_head(status: int, headers: Iterable[Any]) -> _AppHead:
+    """Validate and encode the status line and the app's headers (the cacheable part).
+
+    `headers` is typed loosely on purpose: ASGI allows [name, value] lists too, and anything
+    else must become a ResponseError here, not a TypeError (also when compiled with mypyc).
+    """
     parts = [status_line(status)]
     lines = 1
     content_length = -1
@@ -211,7 +215,7 @@ def encode_head(
     close-delimited. The app's Connection and Transfer-Encoding are replaced by our own.
     """
     if type(status) is not int:
-        status_line(status)  # raises ResponseError, naming the bad status
+        raise ResponseError(f"invalid status {status!r}: must be an int in 100-999")
     try:
         key = (status, *headers)
     except TypeError:
@@ -219,10 +223,10 @@ def encode_head(
     try:
         app = _HEADS.get(key)
     except TypeError:  # unhashable pieces (list pairs, bytearray values): no caching
-        app = _app_head(status, key[1:])  # type: ignore[arg-type]
+        app = _app_head(status, key[1:])
     else:
         if app is None:
-            app = _app_head(status, key[1:])  # type: ignore[arg-type]
+            app = _app_head(status, key[1:])
             if len(_HEADS) >= _HEADS_MAX:
                 _HEADS.clear()
             _HEADS[key] = app
@@ -259,7 +263,7 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(data), data)
 
 
-def encode_trailers(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+def encode_trailers(headers: Iterable[Any]) -> bytes:
     """The last chunk plus a trailer section (RFC 9112 section 7.1.2), validated like a head."""
     parts = [b"0\r\n"]
     lines = 2

@@ -16,8 +16,8 @@ from typing import Any, cast
 import pytest
 import uvloop
 
-from aioprefork.asgi.http import ClientDisconnected
 from aioprefork.asgi.pathsend import FileRegion, ShortFile, open_region, send_region
+from aioprefork.errors import ClientDisconnected
 from aioprefork.protocol.flow import FlowControl
 
 SIZE = 8 * 1024 * 1024  # well past the loopback socket buffers: sendfile must wait and resume
