@@ -34,7 +34,8 @@ from urllib.parse import unquote_to_bytes
 
 import httptools
 
-from aioprefork.asgi.http import AppHost, RequestCycle
+from aioprefork.asgi.host import AppHost
+from aioprefork.asgi.http import RequestCycle
 from aioprefork.asgi.types import ASGIApp
 from aioprefork.config.model import HttpLimits
 from aioprefork.errors import BodyTooLarge, HeadersTooLarge, RequestLineTooLong, RequestRejected
@@ -475,13 +476,14 @@ class HttpProtocol(asyncio.Protocol):
     def _absolute(self, url: bytes) -> tuple[bytes, bytes, bytes]:
         """Split an absolute-form target (RFC 9112 section 3.2.2); its authority wins."""
         try:
-            parsed = httptools.parse_url(url)
+            # Any: its stub types port as int, but it is None when absent (and mypyc checks).
+            parsed: Any = httptools.parse_url(url)
         except httptools.HttpParserInvalidURLError:
             raise RequestRejected("invalid request target", reason="target") from None
         if not parsed.schema or not parsed.host:
             raise RequestRejected("invalid request target", reason="target")
-        port: int | None = parsed.port  # (None when absent, whatever the stub says)
-        authority = parsed.host if port is None else b"%s:%d" % (parsed.host, port)
+        host: bytes = parsed.host
+        authority = host if parsed.port is None else b"%s:%d" % (host, parsed.port)
         return parsed.path or b"/", parsed.query or b"", authority
 
     def on_body(self, body: bytes) -> None:

@@ -198,7 +198,7 @@ def _app_head(status: int, headers: Iterable[Any]) -> _AppHead:
 
 
 def encode_head(
-    status: int,
+    status: object,  # checked here: an app's status may be anything (and mypyc checks types)
     headers: Iterable[tuple[bytes, bytes]],
     defaults: DefaultHeaders,
     keep_alive: bool,

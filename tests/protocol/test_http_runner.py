@@ -1,4 +1,4 @@
-"""The eager app runner (asgi/http.AppHost): task semantics apps rely on, without a task per request."""
+"""The eager app runner (asgi/host.AppHost): task semantics apps rely on, without a task per request."""
 
 from __future__ import annotations
 

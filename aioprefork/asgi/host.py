@@ -1,0 +1,192 @@
+"""Runs a connection's ASGI apps cheaply: eagerly inside data_received, on a task only once they wait.
+
+Internal. `AppHost` runs each request's app coroutine eagerly, inside data_received, and only hands
+it to a task when it actually suspends: a hello-world request costs no task and no loop
+iteration. That task is one long-lived task per connection, so asyncio.current_task() is a real
+Task during the eager step too (anyio cancel scopes, asyncio.timeout, FastAPI's threadpool), and
+each request runs in its own copy of the contextvars context, as a task of its own would. A
+request that arrives while the host is busy (an app still running after its response, or the
+host not parked yet on a brand-new connection) gets an ordinary task instead.
+
+Each synchronous step of an app runs with its cycle's output corked (asgi/http.RequestCycle).
+
+Deliberately NOT compiled with mypyc (setup.py HOT_PATH): a coroutine's end is a StopIteration,
+which compiled code pays for with a traceback object per request; interpreted code does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import types
+from asyncio import tasks as _tasks
+from collections.abc import Awaitable, Generator
+from typing import Any, Final
+
+from aioprefork.asgi.http import RequestCycle
+from aioprefork.asgi.types import ASGIApp
+
+__all__ = ["AppHost"]
+
+_enter_task: Final = _tasks._enter_task
+_leave_task: Final = _tasks._leave_task
+
+
+async def _await(awaitable: Awaitable[None]) -> None:
+    await awaitable
+
+
+@types.coroutine
+def _drive(
+    coro: Any,
+    ctx: contextvars.Context,
+    yielded: Any,
+    exc: BaseException | None,
+    cycle: RequestCycle,
+) -> Generator[Any, None, None]:
+    """Continue a coroutine that suspended outside any task, in its own context.
+
+    Runs inside the host task: each step of `coro` runs under `ctx` with `cycle`'s output
+    corked, whatever the coroutine yields (a future, or None for sleep(0)) is yielded to the
+    task, and anything thrown into the task (a cancellation) is thrown into `coro`.
+    """
+    while True:
+        if exc is None:
+            try:
+                yield yielded
+            except BaseException as error:
+                exc = error
+        cycle.corked = True
+        try:
+            if exc is None:
+                yielded = ctx.run(coro.send, None)
+            else:
+                pending, exc = exc, None
+                yielded = ctx.run(coro.throw, pending)
+        except StopIteration:
+            return
+        finally:
+            cycle.uncork()
+
+
+class AppHost:
+    """Runs one connection's apps: eagerly first, then on one long-lived task when they wait.
+
+    Requests on a connection run one after another, so one task can host them all. When a new
+    request arrives while the host still runs an earlier app (background work after its
+    response), the new one gets an ordinary task of its own.
+    """
+
+    __slots__ = ("_app", "_closed", "_loop", "_pending", "_spare", "_task", "_wake")
+
+    def __init__(self, app: ASGIApp, loop: asyncio.AbstractEventLoop) -> None:
+        self._app = app
+        self._loop = loop
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._pending: tuple[Any, contextvars.Context, Any, RequestCycle] | None = None
+        self._spare: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def start(self) -> None:
+        """Create the host task (at connection_made): it must be parked before it can host."""
+        if self._task is None:
+            self._task = self._loop.create_task(self._serve())
+
+    def run(self, cycle: RequestCycle) -> None:
+        """Start the app for `cycle`; returns when it finished or first suspended.
+
+        Call it from a loop callback (data_received, call_soon), never from inside a task.
+        """
+        task = self._task
+        if task is None or self._wake is None or self._pending is not None:
+            # The host has not parked yet (a task cancelled before its first step could not
+            # hand the cancellation to the app), or still runs an earlier app.
+            self._spawn(cycle)
+            return
+        try:
+            coro: Any = self._app(cycle.scope, cycle.receive, cycle.send)
+            if type(coro) is not types.CoroutineType:
+                coro = _await(coro)
+        except Exception as exc:
+            cycle.app_done(exc)
+            return
+        ctx = contextvars.copy_context()
+        _enter_task(self._loop, task)
+        cycle.corked = True
+        try:
+            yielded = ctx.run(coro.send, None)
+        except StopIteration:
+            cycle.app_done(None)
+            return
+        except BaseException as exc:
+            cycle.app_done(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        finally:
+            cycle.uncork()
+            _leave_task(self._loop, task)
+        self._pending = (coro, ctx, yielded, cycle)
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def _serve(self) -> None:
+        while not self._closed:
+            pending = self._pending
+            exc: BaseException | None = None
+            if pending is None:
+                wake = self._wake = self._loop.create_future()
+                try:
+                    await wake
+                except asyncio.CancelledError as cancelled:
+                    if self._pending is None:
+                        return
+                    exc = cancelled  # the app cancelled its own (host) task: deliver it
+                finally:
+                    self._wake = None
+                pending = self._pending
+                if pending is None:
+                    continue
+            coro, ctx, yielded, cycle = pending
+            try:
+                await _drive(coro, ctx, yielded, exc, cycle)
+            except BaseException as error:
+                self._pending = None
+                cycle.app_done(error)
+                if not isinstance(error, Exception):
+                    return
+            else:
+                self._pending = None
+                cycle.app_done(None)
+
+    def _spawn(self, cycle: RequestCycle) -> None:
+        task = self._loop.create_task(self._run_task(cycle), context=contextvars.copy_context())
+        self._spare.add(task)
+        task.add_done_callback(self._spare.discard)
+
+    async def _run_task(self, cycle: RequestCycle) -> None:
+        try:
+            await self._app(cycle.scope, cycle.receive, cycle.send)
+        except BaseException as exc:
+            cycle.app_done(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            cycle.app_done(None)
+
+    def close(self) -> None:
+        """The connection is gone: let running apps finish, then let the host task end."""
+        self._closed = True
+        wake = self._wake
+        if wake is not None and not wake.done() and self._pending is None:
+            wake.cancel()
+
+    def cancel(self) -> None:
+        """Immediate stop: cancel every app still running for this connection."""
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+        for task in list(self._spare):
+            task.cancel()
