@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from aioprefork.errors import BadHost, BodyTooLarge, RequestRejected, SmugglingAttempt
 
 __all__ = ["BodyFraming", "check_head"]
 
 
-@dataclass(frozen=True, slots=True)
-class BodyFraming:
-    """How the request body is delimited, and what the head asks of the connection."""
+class BodyFraming(NamedTuple):
+    """How the request body is delimited, and what the head asks of the connection.
+
+    A NamedTuple, not a frozen dataclass: one is made per request with a body, and a frozen
+    dataclass's __init__ (object.__setattr__ per field) costs several times more.
+    """
 
     length: int  # body bytes announced by Content-Length; 0 = no body; -1 = chunked
     keep_alive: bool  # the client allows another request on this connection
