@@ -6,7 +6,11 @@ through that one id. Nothing here ever signals a pid it did not start: `stop()` 
 group it created, and reaps the leader last, so the group id cannot be recycled meanwhile.
 
 CPU time and RSS come from /proc/<pid>/stat (utime + stime + cutime + cstime, and rss pages) of
-every process in the group, so a multi-worker server is measured whole, master included.
+every process in the group, so a multi-worker server is measured whole, master included. A sample
+taken with `memory=True` also reads /proc/<pid>/smaps_rollup for PSS and USS: RSS counts a page
+shared copy-on-write with the master fully in every process that maps it, PSS splits it among
+them and USS counts only the pages no other process maps. smaps_rollup walks the page tables, so
+it is read only after the measured window, never during it.
 """
 
 from __future__ import annotations
@@ -68,6 +72,8 @@ class ProcInfo:
     cpu_ticks: int  # utime + stime + cutime + cstime (reaped children count in their parent)
     rss: int  # bytes
     helper: bool = False  # a known non-serving helper (see NOT_WORKERS); set by group()
+    pss: int = 0  # bytes, shared pages split among their sharers; 0 when not read or gone
+    uss: int = 0  # bytes, Private_Clean + Private_Dirty; 0 when not read or gone
 
 
 def read_proc(pid: int) -> ProcInfo | None:
@@ -93,11 +99,33 @@ def read_proc(pid: int) -> ProcInfo | None:
     )
 
 
-def group(pgid: int, zombies: bool = False) -> dict[int, ProcInfo]:
-    """Every process whose process group is `pgid`; zombies only if asked.
+def parse_smaps_rollup(text: str) -> tuple[int, int]:
+    """/proc/<pid>/smaps_rollup text -> (PSS, USS) in bytes; a missing field counts as 0."""
+    kib: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        fields = value.split()
+        if fields and fields[0].isdigit():
+            kib[name.strip()] = int(fields[0])
+    uss = kib.get("Private_Clean", 0) + kib.get("Private_Dirty", 0)
+    return kib.get("Pss", 0) * 1024, uss * 1024
+
+
+def read_memory(pid: int) -> tuple[int, int]:
+    """(PSS, USS) bytes of a process; (0, 0) if it is gone, a zombie, or not ours to read."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text(errors="replace")
+    except OSError:  # FileNotFound/ProcessLookup (gone, zombie), Permission (not our child)
+        return 0, 0
+    return parse_smaps_rollup(text)
+
+
+def group(pgid: int, zombies: bool = False, memory: bool = False) -> dict[int, ProcInfo]:
+    """Every process whose process group is `pgid`; zombies only if asked; PSS/USS if `memory`.
 
     Samples for CPU accounting keep zombies: a worker that died and is not reaped yet still holds
-    its CPU time, which moves into its parent's cutime only once it is reaped.
+    its CPU time, which moves into its parent's cutime only once it is reaped. Memory is read in a
+    second pass, after every process's stat, so the CPU sample stays one quick sweep.
     """
     found: dict[int, ProcInfo] = {}
     for entry in os.listdir("/proc"):
@@ -107,6 +135,10 @@ def group(pgid: int, zombies: bool = False) -> dict[int, ProcInfo]:
         if info is not None and info.pgid == pgid and (zombies or info.state != "Z"):
             helper = any(name in _cmdline(info.pid) for name in NOT_WORKERS)
             found[info.pid] = dataclasses.replace(info, helper=helper)
+    if memory:
+        for pid, info in found.items():
+            pss, uss = read_memory(pid)
+            found[pid] = dataclasses.replace(info, pss=pss, uss=uss)
     return found
 
 
@@ -138,7 +170,10 @@ class Usage:
 
     cpu_seconds: float  # whole group
     rss_total: int  # bytes, whole group, at the second sample
+    pss_total: int  # bytes, whole group, at the second sample (0 if it read no memory)
     worker_rss: tuple[int, ...]  # bytes per serving process
+    worker_pss: tuple[int, ...]  # bytes per serving process (0 where unread or gone)
+    worker_uss: tuple[int, ...]  # bytes per serving process (0 where unread or gone)
     worker_cpu: tuple[float, ...]  # seconds per serving process
     processes: int
 
@@ -155,7 +190,10 @@ def exited(before: Mapping[int, ProcInfo], later: Mapping[int, ProcInfo]) -> tup
 
 
 def usage(before: Mapping[int, ProcInfo], after: Mapping[int, ProcInfo]) -> Usage:
-    """CPU and memory between two `group()` samples (a process new in `after` counts from 0)."""
+    """CPU and memory between two `group()` samples (a process new in `after` counts from 0).
+
+    Memory is that of `after`: take it with `group(..., memory=True)` for PSS and USS.
+    """
     delta = {
         pid: (info.cpu_ticks - (before[pid].cpu_ticks if pid in before else 0)) / CLK_TCK
         for pid, info in after.items()
@@ -165,7 +203,10 @@ def usage(before: Mapping[int, ProcInfo], after: Mapping[int, ProcInfo]) -> Usag
     return Usage(
         cpu_seconds=max(0.0, sum(delta.values()) - gone),
         rss_total=sum(info.rss for info in after.values()),
+        pss_total=sum(info.pss for info in after.values()),
         worker_rss=tuple(after[pid].rss for pid in serving),
+        worker_pss=tuple(after[pid].pss for pid in serving),
+        worker_uss=tuple(after[pid].uss for pid in serving),
         worker_cpu=tuple(delta[pid] for pid in serving),
         processes=len(after),
     )

@@ -4,6 +4,12 @@ Pure: nothing here runs a process or reads the clock. `summarize()` turns the ru
 into one median row per (workers, scenario, server); `render()` prints those as Markdown tables
 with req/s ratios to uvicorn and granian and the distance to the raw ceiling; `targets()` checks
 the issue-8 goals on whatever was measured (a goal whose inputs were not measured is left out).
+
+Memory is reported three ways: RSS (the issue's literal target), PSS and USS. A forked worker
+shares the master's pages copy-on-write, and RSS counts each of them fully in every process, so a
+prefork worker looks as big as its master; PSS splits shared pages among their sharers (the group's
+PSS total is what it really occupies) and USS is what one more worker adds. A PSS or USS of 0 means
+"not read" (smaps_rollup missing or the process gone) and shows as "-", never as a win.
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ class Measurement:
     rss_total: int  # bytes, whole process group, after the window
     worker_rss: tuple[int, ...]  # bytes per serving process
     worker_cpu: tuple[float, ...]  # seconds per serving process
+    pss_total: int = 0  # bytes, whole process group, after the window; 0 = not read
+    worker_pss: tuple[int, ...] = ()  # bytes per serving process; 0 = not read
+    worker_uss: tuple[int, ...] = ()  # bytes per serving process; 0 = not read
     worker_requests: tuple[int, ...] | None = None  # from the scoreboard (aioprefork)
     startup_s: float = 0.0
     exited: int = 0  # server processes that died during or just after the measured window
@@ -78,11 +87,26 @@ class Summary:
     worker_cpu_share: tuple[float, ...]  # last round: each worker's share of worker CPU
     worker_rss: tuple[int, ...]  # last round: bytes per worker
     worker_requests: tuple[int, ...] | None  # last round with scoreboard counts
+    pss_total: int = 0  # median over rounds that read it; 0 = never read
+    pss_per_worker: int = 0  # median over rounds of the mean worker PSS; 0 = never read
+    uss_per_worker: int = 0  # median over rounds of the mean worker USS; 0 = never read
+    worker_pss: tuple[int, ...] = ()  # last round: bytes per worker
 
 
 def _median(values: Iterable[float]) -> float:
     data = list(values)
     return statistics.median(data) if data else 0.0
+
+
+def _known_mean(values: Sequence[int]) -> float | None:
+    """Mean of the values that were read (> 0); None if none was: a process that vanished
+    between its stat and its smaps_rollup must not pull the mean towards 0."""
+    known = [v for v in values if v > 0]
+    return statistics.fmean(known) if known else None
+
+
+def _median_known(values: Iterable[float | None]) -> int:
+    return int(_median(v for v in values if v is not None and v > 0))
 
 
 def summarize(runs: Sequence[Measurement]) -> list[Summary]:
@@ -119,6 +143,10 @@ def summarize(runs: Sequence[Measurement]) -> list[Summary]:
                 else (),
                 worker_rss=last.worker_rss,
                 worker_requests=counted[-1] if counted else None,
+                pss_total=_median_known(r.pss_total for r in group),
+                pss_per_worker=_median_known(_known_mean(r.worker_pss) for r in group),
+                uss_per_worker=_median_known(_known_mean(r.worker_uss) for r in group),
+                worker_pss=last.worker_pss,
             )
         )
     return summaries
@@ -190,6 +218,14 @@ def targets(summaries: Sequence[Summary]) -> list[Target]:
                     met=ours.rss_per_worker <= uvicorn.rss_per_worker,
                 )
             )
+        if uvicorn is not None and ours.pss_per_worker and uvicorn.pss_per_worker:
+            found.append(
+                Target(
+                    goal=f"{scenario}: PSS per worker <= uvicorn's",
+                    measured=f"{ours.pss_per_worker / MIB:.1f} vs {uvicorn.pss_per_worker / MIB:.1f} MiB",
+                    met=ours.pss_per_worker <= uvicorn.pss_per_worker,
+                )
+            )
     one, eight = at.get((1, "hello", SUBJECT)), at.get((8, "hello", SUBJECT))
     if one is not None and eight is not None:
         found.append(_ratio_target("hello: 8 workers >= 7x 1 worker", eight.rps, one.rps, 7.0))
@@ -205,6 +241,11 @@ def _fmt_rps(value: float) -> str:
     return f"{value:,.0f}"
 
 
+def _fmt_mib(value: int) -> str:
+    """Bytes as MiB; 0 (not read) as "-"."""
+    return f"{value / MIB:.1f}" if value else "-"
+
+
 def _fmt_ratio(value: float, reference: Summary | None) -> str:
     return f"{value / reference.rps:.2f}" if reference and reference.rps else "-"
 
@@ -213,7 +254,8 @@ def _table(rows: Sequence[Summary], references: Sequence[str], labels: Mapping[s
     by_server = {s.server: s for s in rows}
     refs = [r for r in references if r in by_server]
     head = ["server", "req/s", "spread"] + [f"x {r}" for r in refs]
-    head += ["p50 ms", "p99 ms", "CPU us/req", "RSS MiB", "RSS/worker MiB", "errors"]
+    head += ["p50 ms", "p99 ms", "CPU us/req", "RSS MiB", "PSS MiB"]
+    head += ["RSS/worker MiB", "PSS/worker MiB", "USS/worker MiB", "errors"]
     lines = [
         "| " + " | ".join(head) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
@@ -227,7 +269,10 @@ def _table(rows: Sequence[Summary], references: Sequence[str], labels: Mapping[s
             f"{s.p99_ms:.2f}",
             f"{s.cpu_us_per_request:.1f}",
             f"{s.rss_total / MIB:.1f}",
+            _fmt_mib(s.pss_total),
             f"{s.rss_per_worker / MIB:.1f}",
+            _fmt_mib(s.pss_per_worker),
+            _fmt_mib(s.uss_per_worker),
             str(s.errors),
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -248,9 +293,10 @@ def _spread_lines(rows: Sequence[Summary], labels: Mapping[str, str]) -> list[st
         if len(s.worker_cpu_share) > 1:
             shares = ", ".join(f"{x:.0%}" for x in s.worker_cpu_share)
             rss = ", ".join(f"{x / MIB:.1f}" for x in s.worker_rss)
+            pss = ", ".join(_fmt_mib(x) for x in s.worker_pss)
             lines.append(
                 f"- {labels.get(s.server, s.server)}: worker CPU shares {shares}; "
-                f"worker RSS MiB {rss}"
+                f"worker RSS MiB {rss}" + (f"; worker PSS MiB {pss}" if any(s.worker_pss) else "")
             )
         if s.worker_requests:
             counts = ", ".join(f"{n:,}" for n in s.worker_requests)

@@ -7,7 +7,8 @@
 Order: for each round, for each worker count, each server in turn, for each scenario: a fresh
 server on a free port, pinned with taskset to the server cores; wait until it answers and check the
 scenario's answer; warm up; sample the server's process group (/proc); run wrk --latency pinned to
-the client cores; sample again; read aioprefork's scoreboard; kill the whole process group by id.
+the client cores; sample again, now with memory (RSS, PSS, USS); read aioprefork's scoreboard; kill
+the whole process group by id.
 Interleaving spreads machine noise (other tenants, thermal drift) over every server alike.
 
 Output: a Markdown report (medians over rounds, ratios to uvicorn and granian, the raw ceiling,
@@ -236,7 +237,8 @@ def measure(
         counts_before = read_scoreboard(server, launch)
         before = procs.group(proc.pid, zombies=True)
         output = load(opts, scenario, launch.port, opts.duration)
-        after = procs.group(proc.pid, zombies=True)
+        # PSS/USS (smaps_rollup) only here, after the window: reading it walks page tables.
+        after = procs.group(proc.pid, zombies=True, memory=True)
         counts_after = read_scoreboard(server, launch)
         if proc.poll() is not None:
             raise procs.ServerFailed(f"died during the run:\n{procs.tail(log)}")
@@ -262,7 +264,10 @@ def measure(
         errors=result.errors,
         cpu_seconds=used.cpu_seconds,
         rss_total=used.rss_total,
+        pss_total=used.pss_total,
         worker_rss=used.worker_rss,
+        worker_pss=used.worker_pss,
+        worker_uss=used.worker_uss,
         worker_cpu=used.worker_cpu,
         worker_requests=scoreboard.delta(counts_before, counts_after),
         startup_s=startup,
@@ -319,7 +324,8 @@ def describe(opts: Options, stamp: str) -> dict[str, Any]:
         f"workers {','.join(map(str, opts.levels))}",
         "pinning": f"servers on cores {opts.server_cores}, wrk on cores {opts.client_cores}",
         "columns": "medians over rounds; spread = (max - min) / median req/s; CPU = user + system "
-        "of the server's whole process group per request; RSS after the run",
+        "of the server's whole process group per request; RSS, PSS (shared pages split among "
+        "the processes sharing them) and USS (pages no other process maps) after the run",
         "commands": {
             s.name: _substitute(" ".join(servers.command(s, example)), placeholders)
             for s in opts.servers

@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -22,6 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
+MIB = 1 << 20
 
 
 def _load(name: str) -> ModuleType:
@@ -95,23 +97,130 @@ def test_worker_processes_and_exits_from_proc_samples() -> None:
     assert procs.exited(before, {1: master, 3: proc(3, 1, state="Z")}) == (2, 3)
 
 
+SMAPS_ROLLUP = """\
+5609de217000-7fff063b8000 ---p 00000000 00:00 0                          [rollup]
+Rss:               36966 kB
+Pss:               22016 kB
+Pss_Dirty:          7100 kB
+Shared_Clean:      22000 kB
+Shared_Dirty:       7900 kB
+Private_Clean:       120 kB
+Private_Dirty:      7066 kB
+Swap:                  0 kB
+"""
+
+
+def test_smaps_rollup_is_parsed_to_pss_and_uss() -> None:
+    assert procs.parse_smaps_rollup(SMAPS_ROLLUP) == (22016 * 1024, (120 + 7066) * 1024)
+    assert procs.parse_smaps_rollup("") == (0, 0)  # what a zombie's would give: nothing
+
+
+# A parent with 32 MiB of touched private memory forks one child that only sleeps: right after the
+# fork every page is shared copy-on-write, the case of a prefork worker and its master.
+FORKER = """\
+import os, time
+ballast = b"x" * (32 << 20)
+if os.fork() == 0:
+    time.sleep(60)
+    os._exit(0)
+time.sleep(60)
+"""
+
+
+@pytest.mark.timeout(30)
+def test_forked_child_pss_splits_what_rss_double_counts() -> None:
+    forker = subprocess.Popen([sys.executable, "-c", FORKER], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 15
+        while len(sample := procs.group(forker.pid, memory=True)) < 2:
+            assert time.monotonic() < deadline, "the child was never forked"
+            time.sleep(0.02)
+        (child,) = procs.workers(sample)
+        assert child != forker.pid and sample[child].ppid == forker.pid
+        used = procs.usage(sample, sample)
+        (rss,), (pss,), (uss,) = used.worker_rss, used.worker_pss, used.worker_uss
+        assert rss > 32 * MIB
+        assert 0 < uss < pss < rss and pss < 0.75 * rss and uss < 0.25 * rss
+        assert used.rss_total >= 2 * 32 * MIB
+        assert 0 < used.pss_total < 0.75 * used.rss_total
+        assert used.pss_total == sum(info.pss for info in sample.values())
+        assert procs.group(forker.pid)[child].pss == 0  # memory is read only when asked
+
+        os.kill(child, signal.SIGKILL)  # the parent sleeps: the child stays an unreaped zombie
+        while procs.group(forker.pid, zombies=True)[child].state != "Z":
+            assert time.monotonic() < deadline, "the child never died"
+            time.sleep(0.02)
+        assert procs.read_memory(child) == (0, 0)
+        gone = procs.group(forker.pid, zombies=True, memory=True)
+        assert gone[child].pss == gone[child].uss == 0 and gone[forker.pid].pss > 0
+    finally:
+        procs.stop(forker, grace=1.0)
+
+
 def test_medians_ratios_and_targets() -> None:
+    # aioprefork: a master (36 MiB RSS, not a worker) and one worker that shares most of its pages;
+    # uvicorn: one process, RSS = PSS. By RSS the worker loses, by PSS it wins.
+    ours = {"rss_total": 72 * MIB, "worker_rss": (36 * MIB,), "pss_total": 43 * MIB}
+    ours |= {"worker_pss": (21 * MIB,), "worker_uss": (7 * MIB,)}
+    theirs = {"rss_total": 31 * MIB, "worker_rss": (31 * MIB,), "pss_total": 31 * MIB}
+    theirs |= {"worker_pss": (31 * MIB,), "worker_uss": (30 * MIB,)}
+
     def run(server: str, rps: float, round_no: int) -> object:
         return report.Measurement(
             round=round_no, workers=1, server=server, scenario="hello", rps=rps, p50_ms=1.0,
             p99_ms=2.0 if server == "aioprefork" else 3.0, requests=int(rps), errors=0,
-            cpu_seconds=rps / 1e5, rss_total=1 << 20, worker_rss=(1 << 20,), worker_cpu=(1.0,),
+            cpu_seconds=rps / 1e5, worker_cpu=(1.0,), **(ours if server == "aioprefork" else theirs),
         )  # fmt: skip
 
     runs = [run("aioprefork", 30_000 + r, r) for r in (1, 2, 3)]
     runs += [run("uvicorn", v, r) for r, v in enumerate((10_000.0, 12_000.0, 50.0), 1)]
     summaries = report.summarize(runs)
     assert [s.rps for s in summaries] == [30_002, 10_000]
-    met = {t.goal: t.met for t in report.targets(summaries)}
-    assert met["hello: req/s >= 2.5x uvicorn"] is True
-    assert met["hello: p99 below uvicorn"] is True
+    mine = summaries[0]
+    assert (mine.rss_per_worker, mine.pss_per_worker, mine.uss_per_worker) == (
+        36 * MIB, 21 * MIB, 7 * MIB,
+    )  # fmt: skip
+    assert (mine.rss_total, mine.pss_total, mine.worker_pss) == (72 * MIB, 43 * MIB, (21 * MIB,))
+    goals = {t.goal: t for t in report.targets(summaries)}
+    assert goals["hello: req/s >= 2.5x uvicorn"].met is True
+    assert goals["hello: p99 below uvicorn"].met is True
+    assert goals["hello: RSS per worker <= uvicorn"].met is False  # the literal target stays
+    pss_goal = goals["hello: PSS per worker <= uvicorn's"]
+    assert (pss_goal.met, pss_goal.measured) == (True, "21.0 vs 31.0 MiB")
     text = report.render(summaries, [], {"timestamp": "now"}, {"hello": "GET /"}, {})
     assert "| aioprefork | 30,002 |" in text and "| 3.00 |" in text
+    assert (
+        "| RSS MiB | PSS MiB | RSS/worker MiB | PSS/worker MiB | USS/worker MiB | errors |" in text
+    )
+    assert "| 72.0 | 43.0 | 36.0 | 21.0 | 7.0 | 0 |" in text
+    assert "| 31.0 | 31.0 | 31.0 | 31.0 | 30.0 | 0 |" in text
+    assert "| hello: PSS per worker <= uvicorn's | 21.0 vs 31.0 MiB | yes |" in text
+    assert "| hello: RSS per worker <= uvicorn | 36.0 vs 31.0 MiB | NO |" in text
+    data = report.to_json(runs, [], summaries, {})
+    assert data["runs"][0]["worker_pss"] == (21 * MIB,)
+    assert data["summary"][0]["pss_per_worker"] == 21 * MIB
+
+
+def test_memory_not_read_is_shown_as_unknown_never_as_a_win() -> None:
+    """PSS 0 means smaps_rollup was not read (or the process vanished): "-", and no PSS target;
+    a worker that vanished between its stat and its smaps_rollup does not drag the mean down."""
+
+    def run(server: str, workers: int, worker_pss: tuple[int, ...]) -> object:
+        return report.Measurement(
+            round=1, workers=workers, server=server, scenario="hello", rps=1000.0, p50_ms=1.0,
+            p99_ms=2.0, requests=1000, errors=0, cpu_seconds=0.1, rss_total=40 * MIB,
+            worker_rss=(30 * MIB,) * len(worker_pss), worker_cpu=(0.5,) * len(worker_pss),
+            pss_total=sum(worker_pss), worker_pss=worker_pss, worker_uss=worker_pss,
+        )  # fmt: skip
+
+    runs = [run("aioprefork", 1, (20 * MIB,)), run("uvicorn", 1, (0,))]
+    runs.append(run("aioprefork", 2, (20 * MIB, 0)))
+    summaries = report.summarize(runs)
+    assert [s.pss_per_worker for s in summaries] == [20 * MIB, 0, 20 * MIB]
+    assert not [t for t in report.targets(summaries) if "PSS" in t.goal]
+    text = report.render(summaries, [], {"timestamp": "now"}, {}, {})
+    assert "| 40.0 | - | 30.0 | - | - | 0 |" in text  # uvicorn, nothing read
+    assert "worker RSS MiB 30.0, 30.0; worker PSS MiB 20.0, -" in text
 
 
 @pytest.mark.timeout(90)
@@ -146,4 +255,11 @@ def test_harness_one_tiny_round(tmp_path: Path) -> None:
         assert r["rps"] > 0 and r["requests"] > 0 and r["errors"] == 0
         assert r["p99_ms"] >= r["p50_ms"] > 0
         assert r["cpu_seconds"] > 0 and r["rss_total"] > 1 << 20
+        assert r["rss_total"] >= r["pss_total"] > 0
+        for rss, pss, uss in zip(r["worker_rss"], r["worker_pss"], r["worker_uss"], strict=True):
+            assert rss >= pss > uss > 0
+    (forked,) = [r for r in data["runs"] if r["server"] == "aioprefork"]
+    (worker_rss,), (worker_pss,) = forked["worker_rss"], forked["worker_pss"]
+    assert worker_pss < worker_rss  # the worker shares its master's pages copy-on-write
+    assert "PSS/worker MiB" in out
     assert data["failures"] == []
