@@ -9,7 +9,7 @@ counted on transitions: the reporter walks `connections` once a second and reads
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final, Protocol
 
 from aioprefork.channel.messages import DURATION_BUCKETS, Status
@@ -20,6 +20,9 @@ KNOWN_METHODS: Final = frozenset(
 )
 STATUS_CLASSES: Final = ("1xx", "1xx", "2xx", "3xx", "4xx", "5xx")  # index by status // 100
 PHASES: Final = ("reading", "active", "keepalive", "closing", "upgraded")
+# The histogram's bounds as one Python object: mypyc keeps a fixed-length float tuple unboxed and
+# would box all 15 floats again on every bisect.
+_BOUNDS: Final[Sequence[float]] = list(DURATION_BUCKETS)
 
 
 class Connection(Protocol):
@@ -61,7 +64,7 @@ class WorkerStats:
         key = (method if method in KNOWN_METHODS else "OTHER", status // 100)
         requests = self.requests
         requests[key] = requests.get(key, 0) + 1
-        self.duration_buckets[bisect_left(DURATION_BUCKETS, duration)] += 1
+        self.duration_buckets[bisect_left(_BOUNDS, duration)] += 1
         self.duration_sum += duration
 
     @property
