@@ -415,10 +415,15 @@ class HttpProtocol(asyncio.Protocol):
         if authority is not None:
             headers = [(n, v) for n, v in headers if n != b"host"]
             headers.insert(0, (b"host", authority))
-        if b"%" in raw_path or not raw_path.isascii():
-            path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
-        else:
+        # (not `b"%" in raw_path`: bytes.__contains__ tries the operand as an int first, and
+        # pays for a TypeError on every request)
+        try:
             path = raw_path.decode("ascii")
+            escaped = "%" in path
+        except UnicodeDecodeError:
+            escaped = True  # raw UTF-8 in the target: decoded as percent-escapes are
+        if escaped:
+            path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
         root_path = self._root_path
         if root_path:
             path = root_path + path
