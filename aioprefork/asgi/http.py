@@ -183,14 +183,17 @@ class RequestCycle:
         return _disconnect()
 
     async def send(self, message: Message) -> None:
-        kind = message["type"]
+        # Events are dicts (ASGI); typed as one here so the compiled build does dict lookups
+        # directly instead of method calls. Any other mapping is copied into one.
+        event: dict[str, Any] = message if type(message) is dict else dict(message)
+        kind = event["type"]
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
         if kind == "http.response.body":
             if self._head is None or self.complete:
                 raise RuntimeError(f"unexpected ASGI message {kind!r} in this state")
-            body = message.get("body", b"")
-            more = message.get("more_body", False)
+            body = event.get("body", b"")
+            more = event.get("more_body", False)
             if not self.head_sent:
                 self._send_head(body, more)
             elif body:
@@ -202,24 +205,24 @@ class RequestCycle:
         elif kind == "http.response.start":
             if self._head is not None:
                 raise RuntimeError("http.response.start sent twice")
-            status = message["status"]
+            status = event["status"]
             if type(status) is not int or status not in STATUS_LINE:
                 self._fail()
                 status_line(status)  # raises ResponseError, naming the bad status
-            self._head = (status, message.get("headers", ()), message.get("trailers", False))
+            self._head = (status, event.get("headers", ()), event.get("trailers", False))
             self.status = status
         elif kind in _FILE_EVENTS:
             if self._head is None or self.complete:
                 raise RuntimeError(f"unexpected ASGI message {kind!r} in this state")
-            await self._send_file(message)
+            await self._send_file(event)
         elif kind == "http.response.trailers":
             if not self._trailers or not self.head_sent or self.complete:
                 raise RuntimeError("unexpected http.response.trailers")
             if self._chunked:
-                data = encode_trailers(message.get("headers", ()))
-                if not message.get("more_trailers", False):
+                data = encode_trailers(event.get("headers", ()))
+                if not event.get("more_trailers", False):
                     self._write(data)
-            if not message.get("more_trailers", False):
+            if not event.get("more_trailers", False):
                 self._trailers = False
                 self._complete()
         else:
