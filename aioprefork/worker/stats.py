@@ -45,15 +45,16 @@ class WorkerStats:
         "duration_buckets",
         "duration_sum",
         "rejected",
-        "requests",
         "response_bytes_total",
+        "_by_method",
     )
 
     def __init__(self) -> None:
         self.connections: set[Connection] = set()
         self.accepted_total = 0
         self.response_bytes_total = 0
-        self.requests: dict[tuple[str, int], int] = {}  # (method, status // 100) -> count
+        # method label -> responses per status // 100 (0-9); one str-keyed lookup per request
+        self._by_method: dict[str, list[int]] = {}
         self.rejected: dict[str, int] = {}
         self.duration_buckets = [0] * (len(DURATION_BUCKETS) + 1)  # last = +Inf overflow
         self.duration_sum = 0.0
@@ -61,16 +62,28 @@ class WorkerStats:
     def observe(self, method: str, status: int, duration: float, response_bytes: int) -> None:
         """One finished response."""
         self.response_bytes_total += response_bytes
-        key = (method if method in KNOWN_METHODS else "OTHER", status // 100)
-        requests = self.requests
-        requests[key] = requests.get(key, 0) + 1
+        counts = self._by_method.get(method)
+        if counts is None:
+            label = method if method in KNOWN_METHODS else "OTHER"  # a bounded label set
+            counts = self._by_method.setdefault(label, [0] * 10)
+        counts[status // 100] += 1
         self.duration_buckets[bisect_left(_BOUNDS, duration)] += 1
         self.duration_sum += duration
 
     @property
+    def requests(self) -> dict[tuple[str, int], int]:
+        """(method label, status // 100) -> responses; built when read (once a second)."""
+        return {
+            (method, cls): n
+            for method, counts in self._by_method.items()
+            for cls, n in enumerate(counts)
+            if n
+        }
+
+    @property
     def requests_total(self) -> int:
         """Responses finished (read once a second, so summed then rather than counted per request)."""
-        return sum(self.requests.values())
+        return sum(map(sum, self._by_method.values()))
 
     def reject(self, reason: str) -> None:
         """One refused request (hostile input or limit), labelled by RequestRejected.reason."""

@@ -99,3 +99,13 @@ async def test_run_ticks_and_measures_loop_lag() -> None:
 
 def test_read_rss_is_plausible() -> None:
     assert 1_000_000 < read_rss() < 10_000_000_000
+
+
+def test_request_counts_keep_a_bounded_method_label() -> None:
+    stats = WorkerStats()
+    for method, status in (("GET", 200), ("GET", 404), ("PROPFIND", 207), ("BREW", 999)):
+        stats.observe(method, status, 0.001, 1)
+    assert stats.requests == {("GET", 2): 1, ("GET", 4): 1, ("OTHER", 2): 1, ("OTHER", 9): 1}
+    assert stats.requests_total == 4
+    rows = stats.status(accepting=True, loop_lag=0.0, rss=0).requests
+    assert ("OTHER", "5xx", 1) in rows and ("GET", "4xx", 1) in rows  # 9xx counted as 5xx
