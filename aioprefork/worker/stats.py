@@ -40,13 +40,13 @@ class Connection(Protocol):
 
 class WorkerStats:
     __slots__ = (
+        "_by_method",
         "accepted_total",
         "connections",
         "duration_buckets",
         "duration_sum",
         "rejected",
         "response_bytes_total",
-        "_by_method",
     )
 
     def __init__(self) -> None:
