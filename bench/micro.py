@@ -1,0 +1,176 @@
+"""Per-request cost of the HTTP + ASGI path alone, in process: no sockets, no kernel, no wrk.
+
+A real protocol object (aioprefork's HttpProtocol, or uvicorn's HttpToolsProtocol for comparison)
+is fed the same request bytes N times from loop callbacks, answering through examples/hello.py into
+a transport that only counts writes. What it measures is the Python (or mypyc-compiled) work per
+request, which bench/run.py cannot separate from the kernel's. Two ways:
+
+    .venv/bin/python bench/micro.py hello                 # microseconds per request (noisy)
+    .venv/bin/python bench/micro.py hello --callgrind     # instructions per request (exact)
+
+`--callgrind` runs this script twice under valgrind (N and N + 10,000 requests) and divides the
+difference: the count is the same on a loaded machine, so it compares two builds or two commits
+reliably. `--server uvicorn` measures uvicorn's protocol the same way. PYTHONPATH=build/compiled
+measures the mypyc build (make compiled).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import uvloop
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
+
+from examples.hello import app  # noqa: E402
+
+HOST: Final = b"Host: 127.0.0.1:8000\r\n"
+REQUESTS: Final = {
+    "hello": b"GET / HTTP/1.1\r\n" + HOST + b"\r\n",
+    "json": b"GET /json HTTP/1.1\r\n" + HOST + b"\r\n",
+    "echo": b"POST /echo HTTP/1.1\r\n" + HOST + b"Content-Length: 1024\r\n\r\n" + b"a" * 1024,
+    "stream": b"GET /stream HTTP/1.1\r\n" + HOST + b"\r\n",
+    "browser": (
+        b"GET /json HTTP/1.1\r\nHost: example.com\r\n"
+        b"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0\r\n"
+        b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+        b"Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\n"
+        b"Connection: keep-alive\r\nCookie: session=abcdef0123456789\r\n\r\n"
+    ),
+}
+WARMUP: Final = 2000
+
+
+class CountingTransport:
+    """Just enough of an asyncio transport: counts writes, never blocks, never closes."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+
+    def writelines(self, data: Any) -> None:
+        self.writes += 1
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(
+            name, default
+        )
+
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None: ...
+
+
+def make_protocol(server: str, loop: asyncio.AbstractEventLoop) -> Any:
+    if server == "aioprefork":
+        from aioprefork.config.model import Config, HttpLimits
+        from aioprefork.protocol.http import HttpProtocol, Shared
+        from aioprefork.worker.stats import WorkerStats
+
+        limits = dataclasses.replace(
+            HttpLimits.from_config(Config()), access_log=False, max_keepalive_requests=0
+        )
+        shared = Shared(
+            app, limits, WorkerStats(), loop, state={}, opened=lambda p: None, closed=lambda p: None
+        )
+        return HttpProtocol(shared)
+    from uvicorn.config import Config as UvicornConfig
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.server import ServerState
+
+    config = UvicornConfig(app, access_log=False, lifespan="off")
+    config.load()
+    return HttpToolsProtocol(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+
+
+async def drive(server: str, data: bytes, n: int) -> tuple[float, int]:
+    """Feed `data` n times (after a warm-up), one request per loop callback; (seconds, writes)."""
+    loop = asyncio.get_running_loop()
+    protocol = make_protocol(server, loop)
+    transport = CountingTransport()
+    protocol.connection_made(transport)
+    await asyncio.sleep(0)
+    for _ in range(WARMUP):
+        loop.call_soon(protocol.data_received, data)
+        await asyncio.sleep(0)
+    done = loop.create_future()
+    left = n
+
+    def step() -> None:
+        nonlocal left
+        protocol.data_received(data)
+        left -= 1
+        if left:
+            loop.call_soon(step)
+        else:
+            done.set_result(None)
+
+    start = time.perf_counter()
+    loop.call_soon(step)
+    await done
+    return time.perf_counter() - start, transport.writes
+
+
+def instructions(argv: list[str], n: int) -> int:
+    out = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv, "-n", str(n)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    found = re.search(r"Collected : (\d+)", out)
+    if found is None:
+        raise SystemExit(f"no callgrind total in:\n{out[-2000:]}")
+    return int(found.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("scenario", choices=sorted(REQUESTS))
+    parser.add_argument("--server", choices=("aioprefork", "uvicorn"), default="aioprefork")
+    parser.add_argument("-n", type=int, default=100_000, help="requests measured")
+    parser.add_argument("--callgrind", action="store_true", help="instructions per request")
+    args = parser.parse_args()
+    if args.callgrind:
+        argv = [sys.executable, __file__, args.scenario, "--server", args.server]
+        low, high = instructions(argv, 2000), instructions(argv, 12_000)
+        print(f"{args.server} {args.scenario}: {(high - low) / 10_000:,.0f} instructions/request")
+        return
+    seconds, writes = uvloop.run(drive(args.server, REQUESTS[args.scenario], args.n))
+    total = args.n + WARMUP
+    print(
+        f"{args.server} {args.scenario}: {seconds / args.n * 1e6:.2f} us/request "
+        f"({writes / total:.2f} writes/request)"
+    )
+
+
+if __name__ == "__main__":
+    main()
