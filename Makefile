@@ -55,7 +55,8 @@ unit: $(STAMP)
 test: $(STAMP) system-deps lint types $(COMPILED_STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
 	@# the same request-path tests against the mypyc build (what a wheel built with AIOPREFORK_MYPYC=1 runs)
-	AIOPREFORK_EXPECT_COMPILED=1 PYTHONPATH=$(COMPILED) $(PY) -m pytest -q -p no:cacheprovider \
+	@# (the pytest script, not `python -m pytest`, which would put the source tree first on sys.path)
+	AIOPREFORK_EXPECT_COMPILED=1 PYTHONPATH=$(abspath $(COMPILED)) $(VENV)/bin/pytest -q -p no:cacheprovider \
 	  tests/protocol tests/pathsend tests/websocket tests/tls
 
 bench: $(STAMP) system-deps $(COMPILED_STAMP)
