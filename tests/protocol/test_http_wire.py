@@ -356,3 +356,25 @@ def test_stats_observed_per_response(serve: Any) -> None:
     wait_for(lambda: server.stats.requests_total == 2)
     assert server.stats.requests == {("GET", 2): 1, ("POST", 2): 1}
     assert server.stats.response_bytes_total == 15
+
+
+def test_each_pipelined_request_gets_its_own_http_version(serve: Any) -> None:
+    """The version is read off the request line when a read starts with it, else asked of llhttp:
+    mixed versions pipelined in one read, and a head split across reads, each get their own."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await simple(body=scope["http_version"].encode())(scope, receive, send)
+
+    server = serve(app)
+    with Wire(server.port) as wire:
+        wire.send(
+            b"GET /a HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n"
+            b"GET /b HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /c HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n"
+        )
+        assert [wire.read_response().body for _ in range(3)] == [b"1.0", b"1.1", b"1.0"]
+        wire.send(b"GET /d HTTP/1.")
+        time.sleep(0.05)
+        wire.send(b"0\r\nHost: t\r\n\r\n")
+        response = wire.read_response()
+        assert response.body == b"1.0" and wire.closed()
