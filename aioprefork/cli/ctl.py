@@ -22,11 +22,12 @@ from typing import Annotated, Any, Final, NoReturn
 
 import typer
 
-from aioprefork.cli.locate import Target, alive, fail, live_pid, not_running, quiet_pid, with_target
+from aioprefork.cli.locate import Target, fail, live_pid, not_running, quiet_pid, with_target
 from aioprefork.cli.render import render_status, snapshot_from_json
 from aioprefork.config import units
 from aioprefork.control import protocol
 from aioprefork.errors import EXIT_OK, ProtocolViolation
+from aioprefork.master.daemon import alive
 from aioprefork.master.signals import SIGNAL_FOR, Command
 
 EXIT_INTERRUPTED: Final = 130

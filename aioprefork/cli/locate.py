@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, NoReturn
@@ -23,7 +22,7 @@ import typer
 from aioprefork.config.load import load
 from aioprefork.config.model import Config
 from aioprefork.errors import EXIT_FAILURE, EXIT_USAGE, UserError
-from aioprefork.master.daemon import ctl_socket_path
+from aioprefork.master.daemon import alive, ctl_socket_path
 
 EXIT_NOT_RUNNING: Final = EXIT_FAILURE  # 1, as `apachectl status` / LSB "program is not running"
 EXIT_REFUSED: Final = EXIT_USAGE  # 2
@@ -138,21 +137,6 @@ def quiet_pid(target: Target) -> int | None:
     except (OSError, UnicodeDecodeError):
         return None
     return int(text) if text.isdigit() and int(text) > 1 else None
-
-
-def alive(pid: int) -> bool:
-    """Whether `pid` is a live process (a zombie, exited but not yet reaped, counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def not_running(target: Target, why: str) -> NoReturn:

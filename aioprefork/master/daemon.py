@@ -69,7 +69,7 @@ def daemonize() -> None:
 def write_pid_file(path: str) -> None:
     """Write our pid atomically (tmp + rename); refuse when a live process already holds it."""
     other = read_pid_file(path)
-    if other is not None and other != os.getpid() and _alive(other):
+    if other is not None and other != os.getpid() and alive(other):
         raise UserError(f"pid file {path} names a running process ({other}): is a master running?")
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
@@ -97,14 +97,19 @@ def remove_pid_file(path: str) -> None:
             os.unlink(path)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie, exited but not yet reaped, counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def resolve_owner(user: str, group: str) -> tuple[int, int] | None:
