@@ -14,7 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import AIOPREFORK, APP, APPS, ROOT, StartMaster, alive, children_of, get, until
+from .conftest import (
+    AIOPREFORK,
+    APP,
+    APPS,
+    ROOT,
+    Master,
+    StartMaster,
+    alive,
+    children_of,
+    get,
+    until,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -26,8 +37,7 @@ async def test_stop_lets_the_slow_request_finish_then_exits(
     master = start_master("--workers", "2", "--graceful-timeout", "10s")
     await master.wait_ready(2)
     workers = list(master.workers())
-    slow = asyncio.ensure_future(get(master.port, "/sleep?s=1.5"))
-    await asyncio.sleep(0.3)
+    slow = await _in_flight(master, 1.5)
     started = time.monotonic()
     master.signal(sig)
     status, body = await slow
@@ -41,45 +51,54 @@ async def test_stop_lets_the_slow_request_finish_then_exits(
     print(f"\n{sig.name}: slow request completed, master exited {took:.2f}s after the signal")
 
 
+async def _in_flight(master: Master, seconds: float) -> asyncio.Task[tuple[int, bytes]]:
+    """A request the app sleeps `seconds` in, 0.3 s under way when this returns."""
+    slow = asyncio.ensure_future(get(master.port, f"/sleep?s={seconds}"))
+    await asyncio.sleep(0.3)
+    return slow
+
+
+async def _assert_aborted(
+    master: Master,
+    slow: asyncio.Task[tuple[int, bytes]],
+    started: float,
+    within: float,
+    exit_timeout: float = 5,
+) -> None:
+    """`slow` was cut off, and the master exited 0 less than `within` seconds after `started`."""
+    with pytest.raises((OSError, ConnectionError)):
+        await slow
+    assert await master.wait_exit(timeout=exit_timeout) == 0
+    assert time.monotonic() - started < within
+
+
 async def test_quit_aborts_in_flight_requests(start_master: StartMaster) -> None:
     master = start_master("--workers", "1", "--graceful-timeout", "10s")
     await master.wait_ready(1)
-    slow = asyncio.ensure_future(get(master.port, "/sleep?s=8"))
-    await asyncio.sleep(0.3)
+    slow = await _in_flight(master, 8)
     started = time.monotonic()
     master.signal(signal.SIGQUIT)
-    with pytest.raises((OSError, ConnectionError)):
-        await slow
-    assert await master.wait_exit(timeout=5) == 0
-    assert time.monotonic() - started < 3
+    await _assert_aborted(master, slow, started, within=3)
 
 
 async def test_second_int_stops_at_once(start_master: StartMaster) -> None:
     master = start_master("--workers", "1", "--graceful-timeout", "20s")
     await master.wait_ready(1)
-    slow = asyncio.ensure_future(get(master.port, "/sleep?s=8"))
-    await asyncio.sleep(0.3)
+    slow = await _in_flight(master, 8)
     master.signal(signal.SIGINT)
     await until(lambda: "stopping 1 workers within 20s" in master.stderr, 5, "draining", master)
     started = time.monotonic()
     master.signal(signal.SIGINT)
-    with pytest.raises((OSError, ConnectionError)):
-        await slow
-    assert await master.wait_exit(timeout=5) == 0
-    assert time.monotonic() - started < 3
+    await _assert_aborted(master, slow, started, within=3)
 
 
 async def test_overdue_drain_is_killed_at_graceful_timeout(start_master: StartMaster) -> None:
     master = start_master("--workers", "1", "--graceful-timeout", "1s")
     await master.wait_ready(1)
-    slow = asyncio.ensure_future(get(master.port, "/sleep?s=20"))
-    await asyncio.sleep(0.3)
+    slow = await _in_flight(master, 20)
     started = time.monotonic()
     master.signal(signal.SIGTERM)
-    with pytest.raises((OSError, ConnectionError)):
-        await slow
-    assert await master.wait_exit(timeout=6) == 0
-    assert time.monotonic() - started < 3.5
+    await _assert_aborted(master, slow, started, within=3.5, exit_timeout=6)
 
 
 async def test_daemon_writes_pid_file_and_detaches(workdir: Path) -> None:
