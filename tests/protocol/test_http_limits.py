@@ -15,6 +15,19 @@ from examples.hello import app as hello
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 
 
+def body_reader(events: list[str]) -> Any:
+    """An app that reads the body to its end or to the disconnect, noting each message's type."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            events.append(message["type"])
+            if message["type"] == "http.disconnect" or not message.get("more_body"):
+                return
+
+    return app
+
+
 def test_request_line_too_long_is_414(serve: Any) -> None:
     server = serve(hello, limit_request_line=100)
     raw = exchange(server.port, b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -60,16 +73,8 @@ def test_content_length_above_limit_is_413_before_the_body(serve: Any) -> None:
 
 
 def test_chunked_body_above_limit_is_413_as_it_streams(serve: Any) -> None:
-    events: list[Any] = []
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        while True:
-            message = await receive()
-            events.append(message["type"])
-            if message["type"] == "http.disconnect" or not message.get("more_body"):
-                break
-
-    server = serve(app, limit_request_body=10)
+    events: list[str] = []
+    server = serve(body_reader(events), limit_request_body=10)
     with Wire(server.port) as wire:
         wire.send(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
         time.sleep(0.05)
@@ -107,16 +112,8 @@ def test_idle_fresh_connection_closed_at_header_timeout_without_answer(serve: An
 
 
 def test_body_timeout_between_pieces(serve: Any) -> None:
-    events: list[Any] = []
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        while True:
-            message = await receive()
-            events.append(message["type"])
-            if message["type"] == "http.disconnect" or not message.get("more_body"):
-                return
-
-    server = serve(app, body_timeout=0.3)
+    events: list[str] = []
+    server = serve(body_reader(events), body_timeout=0.3)
     with Wire(server.port) as wire:
         wire.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
         raw = wire.read_all()
