@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from aioprefork.config import units
 from aioprefork.master.snapshot import (
     SCOREBOARD_LETTERS,
     STARTING,
@@ -61,21 +62,14 @@ def snapshot_from_json(data: Mapping[str, Any]) -> Snapshot:
 
 
 def format_age(seconds: float | None) -> str:
-    """A duration the way `top` and `ps` show one: 45s, 12m05s, 3h07m, 2d04h; '-' when unknown."""
+    """units.format_age, with tenths under 10 s (a new worker shows 0.4s, not 0s); '-': unknown."""
     if seconds is None:
         return "-"
     if seconds < 0:
         seconds = 0.0
     if seconds < 10:
         return f"{seconds:.1f}s"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    return units.format_age(seconds)
 
 
 def format_bytes(n: int) -> str:

@@ -2,6 +2,7 @@
 
 Each parser takes the raw value (a TOML value or a CLI/env string) and returns the typed value or
 raises ValueError with a short phrase; config/load.py turns that into a ConfigError naming the key.
+The format_* functions go the other way, for the text operators read (settings, status views).
 """
 
 from __future__ import annotations
@@ -106,3 +107,16 @@ def format_duration(seconds: float) -> str:
     if seconds and seconds < 1:
         return f"{round(seconds * 1000)}ms"
     return f"{seconds:g}s"
+
+
+def format_age(seconds: float) -> str:
+    """Whole seconds in their two largest units, as `top` and `ps` show an age: 42s, 12m05s, 3h07m,
+    2d04h (a negative age counts as 0). One form for `ctl status` and /server-status."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Final
 
+from aioprefork.config import units
 from aioprefork.master.snapshot import SCOREBOARD_LETTERS, SlotView, Snapshot
 
 DEFAULT_REFRESH: Final = 5  # seconds between self-refreshes of the HTML page
@@ -45,18 +46,6 @@ def _uptime(seconds: float, *, most: int = 4) -> str:
         if n or (unit == "second" and not parts):
             parts.append(f"{n} {unit}{'' if n == 1 else 's'}")
     return " ".join(parts[:most])
-
-
-def _short_age(seconds: float) -> str:
-    """Compact age for table cells: 42s, 7m05s, 3h12m, 2d04h."""
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
 def _bytes(n: float) -> str:
@@ -299,7 +288,7 @@ def _slot_row(slot: SlotView, snap: Snapshot) -> str:
         _e(slot.active),
         _e(slot.keepalive),
         f"{slot.requests_total:,}",
-        _e(_short_age(snap.now - slot.started_at)) if slot.started_at else "—",
+        _e(units.format_age(snap.now - slot.started_at)) if slot.started_at else "—",
         heartbeat,
         _e(_ms(slot.loop_lag)),
         _e(_bytes(slot.rss)) if slot.rss else "—",

@@ -41,6 +41,14 @@ def test_bad_durations(raw: object) -> None:
         units.parse_duration(raw)
 
 
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(-3, "0s"), (0.9, "0s"), (59.99, "59s"), (725, "12m05s"), (11220, "3h07m"), (187200, "2d04h")],
+)
+def test_ages_show_their_two_largest_units(seconds: float, text: str) -> None:
+    assert units.format_age(seconds) == text
+
+
 def test_networks_accept_ips_cidrs_and_wildcards() -> None:
     assert units.parse_networks("10.0.0.0/8, ::1,*,unix") == ("10.0.0.0/8", "::1", "*", "unix")
     with pytest.raises(ValueError, match="not an IP"):
