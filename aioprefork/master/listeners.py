@@ -113,13 +113,20 @@ def _remove_stale_unix_socket(path: str) -> None:
         raise BindError(f"cannot bind unix:{path}: a file that is not a socket is in the way")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
+        probe.settimeout(1.0)  # a live server with a full backlog does not answer at once
         probe.connect(path)
-    except OSError:
-        os.unlink(path)
-    else:
-        raise BindError(f"cannot bind unix:{path}: another server is listening there")
+    except (ConnectionRefusedError, FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # nobody listens: left by a server that died
+        return
+    except OSError as exc:  # timed out (busy), no permission...: not ours to remove
+        raise BindError(
+            f"cannot bind unix:{path}: cannot tell whether a server still uses it "
+            f"({exc.strerror or 'timed out'}); remove it if none does"
+        ) from None
     finally:
         probe.close()
+    raise BindError(f"cannot bind unix:{path}: another server is listening there")
 
 
 def _adopt_fd(fd: int, address: str) -> socket.socket:

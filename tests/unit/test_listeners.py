@@ -69,6 +69,24 @@ def test_stale_unix_socket_is_replaced_but_a_live_one_is_not_stolen(tmp_path: Pa
         close_all([first])
 
 
+def test_a_busy_unix_socket_is_neither_stolen_nor_removed(tmp_path: Path) -> None:
+    """A live server whose backlog is full does not answer the probe at once: not stale."""
+    path = str(tmp_path / "busy.sock")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(0)
+    waiting = socket.socket(socket.AF_UNIX)
+    waiting.setblocking(False)
+    waiting.connect(path)  # fills the backlog of 0 (one pending connection)
+    try:
+        with pytest.raises(BindError, match="cannot tell whether a server still uses it"):
+            bind_one(f"unix:{path}", 16)
+        assert stat.S_ISSOCK(os.stat(path).st_mode)
+    finally:
+        waiting.close()
+        server.close()
+
+
 def test_inherited_fd_must_be_a_listening_socket() -> None:
     listening = socket.socket()
     listening.bind(("127.0.0.1", 0))
