@@ -306,10 +306,10 @@ class RequestCycle:
             return
         self.sent = len(body)
         if len(body) >= _BIG:  # no copy of a big body into the head's buffer
-            self._write(head + b"%x\r\n" % len(body) if chunked else head)
-            self._write(body)
             if chunked:
-                self._write(b"\r\n")
+                self._write_pieces((head + b"%x\r\n" % len(body), body, b"\r\n"))
+            else:
+                self._write_pieces((head, body))
         elif chunked:
             self._write(head + chunk(body))
         elif more or self._held is not None:
@@ -329,9 +329,7 @@ class RequestCycle:
             if len(body) < _BIG:
                 self._write(chunk(body))
             else:
-                self._write(b"%x\r\n" % len(body))
-                self._write(body)
-                self._write(b"\r\n")
+                self._write_pieces((b"%x\r\n" % len(body), body, b"\r\n"))
         else:
             self._write(body)
 
@@ -364,6 +362,14 @@ class RequestCycle:
             self._held_size += len(data)
             if self._held_size >= _CORK_LIMIT:
                 self._flush()
+
+    def _write_pieces(self, pieces: tuple[bytes, ...]) -> None:
+        """Several buffers in order, as one writev when not corked (a big body is never copied)."""
+        if not self.corked:
+            self._owner.transport.writelines(pieces)
+            return
+        for data in pieces:
+            self._write(data)
 
     def _flush(self) -> None:
         held = self._held
