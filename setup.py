@@ -25,8 +25,13 @@ HOT_PATH = [
 ]
 
 if os.environ.get("AIOPREFORK_MYPYC") == "1":
-    from mypyc.build import mypycify
-
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        raise SystemExit(
+            "AIOPREFORK_MYPYC=1 needs mypy (it provides mypyc) in the build environment: "
+            "pip install mypy setuptools wheel, then build with --no-build-isolation"
+        ) from None
     setup(ext_modules=mypycify(HOT_PATH, opt_level="3"))
 else:
     setup()
