@@ -36,10 +36,6 @@ class BodyFraming(NamedTuple):
     keep_alive: bool  # the client allows another request on this connection
     expect_continue: bool = False  # `Expect: 100-continue` on HTTP/1.1
 
-    @property
-    def chunked(self) -> bool:
-        return self.length < 0
-
 
 # The common answers, shared so the hot path allocates nothing for them.
 NO_BODY_KEEP_ALIVE: Final = BodyFraming(0, True)

@@ -67,7 +67,6 @@ _LINGER: Final = 5
 _FIRST_REQUEST_GRACE: Final = 1.0  # seconds an idle connection gets at graceful stop
 _LINGER_TIME: Final = 2.0  # seconds a refused client gets to read our answer before the close
 
-_ASGI: Final = {"version": "3.0", "spec_version": "2.4"}
 _METHODS: Final = {
     m.encode(): m
     for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")
