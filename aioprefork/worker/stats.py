@@ -8,8 +8,7 @@ counted on transitions: the reporter walks `connections` once a second and reads
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Final, Protocol
 
 from aioprefork.channel.messages import DURATION_BUCKETS, Status
@@ -20,9 +19,10 @@ KNOWN_METHODS: Final = frozenset(
 )
 STATUS_CLASSES: Final = ("1xx", "1xx", "2xx", "3xx", "4xx", "5xx")  # index by status // 100
 PHASES: Final = ("reading", "active", "keepalive", "closing", "upgraded")
-# The histogram's bounds as one Python object: mypyc keeps a fixed-length float tuple unboxed and
-# would box all 15 floats again on every bisect.
-_BOUNDS: Final[Sequence[float]] = list(DURATION_BUCKETS)
+# The histogram's bounds as a list: mypyc keeps a fixed-length float tuple unboxed and would box
+# its floats again on every read.
+_BOUNDS: Final[list[float]] = list(DURATION_BUCKETS)
+_NBOUNDS: Final = len(DURATION_BUCKETS)
 
 
 class Connection(Protocol):
@@ -60,14 +60,26 @@ class WorkerStats:
         self.duration_sum = 0.0
 
     def observe(self, method: str, status: int, duration: float, response_bytes: int) -> None:
-        """One finished response."""
+        """One finished response.
+
+        Written for the mypyc build: `x[i] = x[i] + 1` on a list[int] is a tagged-int add where
+        `x[i] += 1` is a generic PyNumber_InPlaceAdd, and the bucket is found by a linear scan
+        (durations are small: it stops at the first bound or two) instead of a bisect_left call
+        that boxes the float and compares Python objects.
+        """
         self.response_bytes_total += response_bytes
         counts = self._by_method.get(method)
         if counts is None:
             label = method if method in KNOWN_METHODS else "OTHER"  # a bounded label set
             counts = self._by_method.setdefault(label, [0] * 10)
-        counts[status // 100] += 1
-        self.duration_buckets[bisect_left(_BOUNDS, duration)] += 1
+        cls = status // 100
+        counts[cls] = counts[cls] + 1
+        bounds = _BOUNDS
+        bucket = 0
+        while bucket < _NBOUNDS and bounds[bucket] < duration:  # bisect_left, unrolled
+            bucket += 1
+        buckets = self.duration_buckets
+        buckets[bucket] = buckets[bucket] + 1
         self.duration_sum += duration
 
     @property
