@@ -378,3 +378,38 @@ def test_each_pipelined_request_gets_its_own_http_version(serve: Any) -> None:
         wire.send(b"0\r\nHost: t\r\n\r\n")
         response = wire.read_response()
         assert response.body == b"1.0" and wire.closed()
+
+
+def test_each_request_gets_the_method_of_its_own_request_line(serve: Any) -> None:
+    """GET and POST are read off the request line when a read starts with it; other methods, and
+    heads split inside the method, the target or the version, are asked of llhttp."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while (await receive())["more_body"]:
+            pass
+        body = f"{scope['method']} {scope['path']} {scope['http_version']}".encode()
+        await simple(body=body)(scope, receive, send)
+
+    server = serve(app)
+    with Wire(server.port) as wire:
+        wire.send(
+            b"POST /p?q=1 HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi"
+            b"DELETE /d HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /g HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n"
+            b"PUT /u HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+        )
+        bodies = [wire.read_response().body for _ in range(4)]
+        assert bodies == [b"POST /p 1.1", b"DELETE /d 1.1", b"GET /g 1.0", b"PUT /u 1.1"]
+        for first, rest, expected in (
+            (b"PO", b"ST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", b"POST /a 1.1"),
+            (
+                b"GET /sp",
+                b"lit HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n",
+                b"GET /split 1.0",
+            ),
+            (b"POST /v HTTP/1", b".0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n", b"POST /v 1.0"),
+        ):
+            wire.send(first)
+            time.sleep(0.05)
+            wire.send(rest)
+            assert wire.read_response().body == expected
