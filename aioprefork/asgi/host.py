@@ -10,8 +10,9 @@ host not parked yet on a brand-new connection) gets an ordinary task instead.
 
 Each synchronous step of an app runs with its cycle's output corked (asgi/http.RequestCycle).
 
-Deliberately NOT compiled with mypyc (setup.py HOT_PATH): a coroutine's end is a StopIteration,
-which compiled code pays for with a traceback object per request; interpreted code does not.
+Apps run inside one long-lived generator per connection, so an app's end is a value the runner
+yields, not a StopIteration per request. Not compiled with mypyc (setup.py HOT_PATH): a compiled
+version of an earlier design of this module measured slower than the interpreted one.
 """
 
 from __future__ import annotations
@@ -36,37 +37,8 @@ async def _await(awaitable: Awaitable[None]) -> None:
     await awaitable
 
 
-@types.coroutine
-def _drive(
-    coro: Any,
-    ctx: contextvars.Context,
-    yielded: Any,
-    exc: BaseException | None,
-    cycle: RequestCycle,
-) -> Generator[Any, None, None]:
-    """Continue a coroutine that suspended outside any task, in its own context.
-
-    Runs inside the host task: each step of `coro` runs under `ctx` with `cycle`'s output
-    corked, whatever the coroutine yields (a future, or None for sleep(0)) is yielded to the
-    task, and anything thrown into the task (a cancellation) is thrown into `coro`.
-    """
-    while True:
-        if exc is None:
-            try:
-                yield yielded
-            except BaseException as error:
-                exc = error
-        cycle.corked = True
-        try:
-            if exc is None:
-                yielded = ctx.run(coro.send, None)
-            else:
-                pending, exc = exc, None
-                yielded = ctx.run(coro.throw, pending)
-        except StopIteration:
-            return
-        finally:
-            cycle.uncork()
+_DONE: Final = object()  # the runner's answer: the app returned
+_FAILED: Final = object()  # the runner's answer: the app raised (AppHost._error)
 
 
 class AppHost:
@@ -75,18 +47,75 @@ class AppHost:
     Requests on a connection run one after another, so one task can host them all. When a new
     request arrives while the host still runs an earlier app (background work after its
     response), the new one gets an ordinary task of its own.
+
+    Each app runs inside one long-lived generator per connection (`_runner`) that delegates to
+    it with `yield from`: an app's return reaches us as a yielded `_DONE`, not as the
+    StopIteration that stepping its coroutine directly raises (an exception object and a
+    traceback per request).
     """
 
-    __slots__ = ("_app", "_closed", "_loop", "_pending", "_spare", "_task", "_wake")
+    __slots__ = (
+        "_app",
+        "_closed",
+        "_error",
+        "_loop",
+        "_pending",
+        "_runner",
+        "_spare",
+        "_task",
+        "_wake",
+    )
 
     def __init__(self, app: ASGIApp, loop: asyncio.AbstractEventLoop) -> None:
         self._app = app
         self._loop = loop
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Future[None] | None = None
-        self._pending: tuple[Any, contextvars.Context, Any, RequestCycle] | None = None
+        # (context, what the app yielded, cycle) of the app suspended in the runner
+        self._pending: tuple[contextvars.Context, Any, RequestCycle] | None = None
+        self._error: BaseException | None = None
+        self._runner: Any = self._run_apps()
+        self._runner.send(None)  # parked at its first yield, waiting for a cycle
         self._spare: set[asyncio.Task[None]] = set()
         self._closed = False
+
+    @types.coroutine
+    def _run_apps(self) -> Generator[Any, Any, None]:
+        """The runner: each cycle sent in runs its app to the end, then `_DONE` or `_FAILED`.
+
+        Whatever the app yields (a future, or None for sleep(0)) passes through to whoever steps
+        the runner, and what is thrown in (a cancellation) reaches the app.
+        """
+        app = self._app
+        cycle: RequestCycle = yield None
+        while True:
+            try:
+                coro: Any = app(cycle.scope, cycle.receive, cycle.send)
+                if type(coro) is types.CoroutineType:
+                    yield from coro  # type: ignore[misc]  # allowed: this is a types.coroutine
+                else:
+                    yield from _await(coro)
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                self._error = exc
+                cycle = yield _FAILED
+            else:
+                cycle = yield _DONE
+
+    def _outcome(self, cycle: RequestCycle, yielded: Any) -> bool:
+        """Report a finished app to its cycle; False while it is still running."""
+        if yielded is _DONE:
+            cycle.app_done(None)
+            return True
+        if yielded is _FAILED:
+            exc, self._error = self._error, None
+            assert exc is not None
+            cycle.app_done(exc)
+            if not isinstance(exc, Exception):
+                raise exc  # a cancellation, KeyboardInterrupt or SystemExit goes on up
+            return True
+        return False
 
     def start(self) -> None:
         """Create the host task (at connection_made): it must be parked before it can host."""
@@ -104,30 +133,17 @@ class AppHost:
             # hand the cancellation to the app), or still runs an earlier app.
             self._spawn(cycle)
             return
-        try:
-            coro: Any = self._app(cycle.scope, cycle.receive, cycle.send)
-            if type(coro) is not types.CoroutineType:
-                coro = _await(coro)
-        except Exception as exc:
-            cycle.app_done(exc)
-            return
         ctx = contextvars.copy_context()
         _enter_task(self._loop, task)
         cycle.corked = True
         try:
-            yielded = ctx.run(coro.send, None)
-        except StopIteration:
-            cycle.app_done(None)
-            return
-        except BaseException as exc:
-            cycle.app_done(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
+            yielded = ctx.run(self._runner.send, cycle)
         finally:
             cycle.uncork()
             _leave_task(self._loop, task)
-        self._pending = (coro, ctx, yielded, cycle)
+        if self._outcome(cycle, yielded):
+            return
+        self._pending = (ctx, yielded, cycle)
         wake = self._wake
         if wake is not None and not wake.done():
             wake.set_result(None)
@@ -149,17 +165,45 @@ class AppHost:
                 pending = self._pending
                 if pending is None:
                     continue
-            coro, ctx, yielded, cycle = pending
+            ctx, yielded, cycle = pending
             try:
-                await _drive(coro, ctx, yielded, exc, cycle)
-            except BaseException as error:
+                await self._drive(ctx, yielded, exc, cycle)
+            except BaseException:
+                return  # the app ended on a cancellation or exit, reported: stop hosting
+            finally:
                 self._pending = None
-                cycle.app_done(error)
-                if not isinstance(error, Exception):
-                    return
-            else:
-                self._pending = None
-                cycle.app_done(None)
+
+    @types.coroutine
+    def _drive(
+        self,
+        ctx: contextvars.Context,
+        yielded: Any,
+        exc: BaseException | None,
+        cycle: RequestCycle,
+    ) -> Generator[Any, None, None]:
+        """Step the runner, suspended outside any task, inside the host task until its app ends.
+
+        Each step runs under the request's context with `cycle`'s output corked; what the app
+        yields is yielded to the task, and what is thrown into the task goes to the app.
+        """
+        runner = self._runner
+        while True:
+            if exc is None:
+                try:
+                    yield yielded
+                except BaseException as error:
+                    exc = error
+            cycle.corked = True
+            try:
+                if exc is None:
+                    yielded = ctx.run(runner.send, None)
+                else:
+                    pending, exc = exc, None
+                    yielded = ctx.run(runner.throw, pending)
+            finally:
+                cycle.uncork()
+            if self._outcome(cycle, yielded):
+                return
 
     def _spawn(self, cycle: RequestCycle) -> None:
         task = self._loop.create_task(self._run_task(cycle), context=contextvars.copy_context())

@@ -177,3 +177,37 @@ def test_a_big_stream_in_one_step_is_flushed_in_bounded_pieces(serve: Any) -> No
         wire.send(GET)
         body = wire.read_response().body
     assert body == b"".join(piece[i:] + piece[:i] for i in range(pieces))
+
+
+def test_the_connection_serves_on_after_apps_that_raise_after_their_response(
+    serve: Any, caplog: Any
+) -> None:
+    """The runner that hosts a connection's apps outlives an app's exception (eager or after a
+    wait), and runs an app that returns a plain awaitable instead of a coroutine."""
+
+    class Awaitable:
+        def __init__(self, coro: Any) -> None:
+            self.coro = coro
+
+        def __await__(self) -> Any:
+            return self.coro.__await__()
+
+    async def coroutine_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await simple(body=scope["path"].encode())(scope, receive, send)
+        if scope["path"] == "/wait-raise":
+            await asyncio.sleep(0)
+        if scope["path"] != "/fine":
+            raise RuntimeError(f"after {scope['path']}")
+
+    def app(scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope["path"] == "/awaitable":
+            return Awaitable(coroutine_app(scope, receive, send))
+        return coroutine_app(scope, receive, send)
+
+    server = serve(app)
+    paths = [b"/raise", b"/fine", b"/wait-raise", b"/awaitable", b"/raise", b"/fine"]
+    with Wire(server.port) as wire:
+        for path in paths:
+            wire.send(b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path)
+            assert wire.read_response().body == path
+    wait_for(lambda: len([r for r in caplog.records if "after /" in str(r.exc_info)]) == 4)
