@@ -1,120 +1,26 @@
-"""The `aioprefork` command: serve, check-config, version (and `ctl`, the control client).
+"""The `aioprefork` command (the console script and `python -m aioprefork`).
 
-Errors the user can cause print ONE line (`aioprefork: <what> — <fix>`) and exit non-zero; no
-traceback reaches the terminal for them.
+A plain `aioprefork serve APP --option value ...` goes straight to cli/serve.py without importing
+typer: that process becomes the master, and whatever it imported is in every worker it forks
+(cli/argv.py says how much and what "plain" means). Everything else (help, usage errors,
+check-config, version, ctl, completion) runs the typer application in cli/commands.py.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Annotated, Any
 
-import typer
-
-from aioprefork import __version__
-from aioprefork.cli.ctl import ctl_app
-from aioprefork.cli.options import cli_values, with_setting_options
-from aioprefork.config.load import Loaded, load
-from aioprefork.config.model import SETTINGS
-from aioprefork.config.settings import render_value
-from aioprefork.errors import EXIT_BOOT, EXIT_USAGE, BootError, UserError
-
-app = typer.Typer(
-    name="aioprefork",
-    help="A prefork ASGI server: Apache's master/worker pool with uvloop + httptools workers.",
-    no_args_is_help=True,
-    add_completion=True,
-    pretty_exceptions_enable=False,
-)
-
-ConfigFile = Annotated[
-    str | None,
-    typer.Option("--config", "-c", help="TOML configuration file  [env: AIOPREFORK_CONFIG]"),
-]
-AppArg = Annotated[
-    str | None,
-    typer.Argument(
-        metavar="APP", help="ASGI application as module:attribute (or `app` in the config file)"
-    ),
-]
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> None:
-    typer.echo(f"aioprefork: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _load(
-    app_path: str | None, config: str | None, kwargs: dict[str, Any]
-) -> tuple[Loaded, dict[str, Any]]:
-    given = cli_values(kwargs)
-    if app_path:
-        given["app"] = app_path
-    try:
-        return load(given, config_file=config), given
-    except UserError as exc:
-        fail(str(exc))
-        raise  # unreachable: fail() raises
-
-
-@with_setting_options
-def serve(app_path: AppArg = None, config: ConfigFile = None, **kwargs: Any) -> None:
-    """Serve an ASGI application with a prefork worker pool (or in-process with --workers 0)."""
-    loaded, given = _load(app_path, config, kwargs)
-    cfg = loaded.config
-    if not cfg.app:
-        fail("no application given — pass module:attribute, e.g. `aioprefork serve myapp:app`")
-    from aioprefork.logs import configure_logging
-
-    try:
-        configure_logging(cfg.log_level, cfg.log_config, cfg.access_log)
-        if cfg.workers == 0:
-            from aioprefork.worker.single import run_single
-
-            code = run_single(cfg)
-        else:
-            from aioprefork.master.arbiter import run_master
-
-            code = run_master(loaded, lambda: load(given, config_file=loaded.config_file))
-    except UserError as exc:
-        fail(str(exc), exc.exit_code)
-    except BootError as exc:
-        fail(str(exc), EXIT_BOOT)
-    except KeyboardInterrupt:
-        code = 0
-    raise typer.Exit(code)
-
-
-@with_setting_options
-def check_config(app_path: AppArg = None, config: ConfigFile = None, **kwargs: Any) -> None:
-    """Validate the configuration and print every effective value with its source (like apachectl -t)."""
-    loaded, _ = _load(app_path, config, kwargs)
-    width = max(len(s.name) for s in SETTINGS)
-    for info in SETTINGS:
-        value = render_value(info.spec.kind, getattr(loaded.config, info.name))
-        shown = value if value else '""'
-        typer.echo(f"{info.name:<{width}}  {shown:<28}  # {loaded.sources[info.name]}")
-    typer.echo("Syntax OK", err=True)
-
-
-def version() -> None:
-    """Print the aioprefork version and the versions of its engine."""
-    from importlib.metadata import version as dist_version
-
-    typer.echo(
-        f"aioprefork {__version__} (uvloop {dist_version('uvloop')}, "
-        f"httptools {dist_version('httptools')}, Python {sys.version.split()[0]})"
-    )
-
-
-app.command("serve", no_args_is_help=False)(serve)
-app.command("check-config")(check_config)
-app.command("version")(version)
-
-app.add_typer(
-    ctl_app, name="ctl", help="Control a running server: status, graceful, stop, scale..."
-)
+from aioprefork.cli.argv import parse_serve
 
 
 def main() -> None:
-    app()
+    args = parse_serve(sys.argv[1:], os.environ)
+    if args is None:
+        from aioprefork.cli.commands import app
+
+        app()
+        return
+    from aioprefork.cli.serve import serve
+
+    sys.exit(serve(args.app, args.config, args.options))

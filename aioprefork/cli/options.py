@@ -3,7 +3,8 @@
 `with_setting_options(func)` gives `func` one keyword option per CLI-exposed setting, grouped by
 section in --help, each showing its default and its AIOPREFORK_* environment name. Every option
 defaults to None ("not given"), so config/load.py can apply CLI > env > file > defaults itself and
-name the source of a bad value.
+name the source of a bad value. The flag names come from cli/argv.py (`option_flags`), which reads
+a plain `serve` command line without typer by the same names.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from aioprefork.cli.argv import option_flags
 from aioprefork.config.model import SETTINGS
 from aioprefork.config.settings import Kind, SettingInfo
 
@@ -47,12 +49,10 @@ def _option(info: SettingInfo) -> tuple[Any, Any]:
     """(annotation, default) for one setting's typer parameter."""
     help_text = f"{info.spec.help} (default: {info.default_doc() or 'none'}; env {info.env})"
     panel = PANELS[info.spec.section]
+    decls = option_flags(info)  # cli/argv.py reads `serve` without typer by the same names
     if info.spec.kind is Kind.BOOL:
-        flag = "--" + info.name.replace("_", "-")
-        decls: tuple[str, ...] = (f"{flag}/--no-{flag[2:]}",)
         option = typer.Option(*decls, help=help_text, rich_help_panel=panel, show_default=False)
         return Annotated[bool | None, option], None
-    decls = info.spec.flags or ("--" + info.name.replace("_", "-"),)
     option = typer.Option(
         *decls,
         help=help_text,
@@ -90,18 +90,3 @@ def with_setting_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     func.__annotations__ = {p.name: p.annotation for p in params}
     return func
-
-
-def cli_values(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The settings the user gave on the command line; lists joined into the comma form."""
-    given: dict[str, Any] = {}
-    for info in SETTINGS:
-        value = kwargs.get(info.name)
-        if value is None:
-            continue
-        if isinstance(value, list):
-            value = [part for item in value for part in item.split(",") if part.strip()]
-            if not value:
-                continue
-        given[info.name] = value
-    return given

@@ -1,0 +1,69 @@
+"""The `serve` command's work, without typer: config -> logging -> master (or in-process worker).
+
+Both ways in end here: cli/app.py's `main()` for a plain command line (read by cli/argv.py) and
+the typer `serve` command for the rest. This module must not import typer, directly or not:
+the process running it becomes the master, and every module it holds when it forks is in every
+worker's memory (tests/worker/test_memory.py checks a worker's modules).
+
+Errors the user can cause print ONE line (`aioprefork: <what> — <fix>`) and become the exit code;
+no traceback reaches the terminal for them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from aioprefork.cli.argv import cli_values
+from aioprefork.config.load import Loaded, load
+from aioprefork.errors import EXIT_BOOT, EXIT_USAGE, BootError, UserError
+
+NO_APP = "no application given — pass module:attribute, e.g. `aioprefork serve myapp:app`"
+
+
+def say(message: str) -> None:
+    """One `aioprefork: ...` line on stderr (what typer.echo(err=True) writes)."""
+    print(f"aioprefork: {message}", file=sys.stderr, flush=True)
+
+
+def load_given(
+    app_path: str | None, config: str | None, options: Mapping[str, Any]
+) -> tuple[Loaded, dict[str, Any]]:
+    """The effective config and the CLI layer it was built from (kept for reloads). UserError."""
+    given = cli_values(options)
+    if app_path:
+        given["app"] = app_path
+    return load(given, config_file=config), given
+
+
+def serve(app_path: str | None, config: str | None, options: Mapping[str, Any]) -> int:
+    """Serve until stopped; returns the exit code (usage errors: 2, boot failures: 3)."""
+    try:
+        loaded, given = load_given(app_path, config, options)
+    except UserError as exc:
+        say(str(exc))
+        return EXIT_USAGE
+    cfg = loaded.config
+    if not cfg.app:
+        say(NO_APP)
+        return EXIT_USAGE
+    from aioprefork.logs import configure_logging
+
+    try:
+        configure_logging(cfg.log_level, cfg.log_config, cfg.access_log)
+        if cfg.workers == 0:
+            from aioprefork.worker.single import run_single
+
+            return run_single(cfg)
+        from aioprefork.master.arbiter import run_master
+
+        return run_master(loaded, lambda: load(given, config_file=loaded.config_file))
+    except UserError as exc:
+        say(str(exc))
+        return exc.exit_code
+    except BootError as exc:
+        say(str(exc))
+        return EXIT_BOOT
+    except KeyboardInterrupt:
+        return 0
