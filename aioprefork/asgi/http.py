@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 from aioprefork.asgi.types import Message, Scope
 from aioprefork.errors import ClientDisconnected
-from aioprefork.protocol.flow import FlowControl
 from aioprefork.protocol.framing import BodyFraming
 from aioprefork.protocol.writer import (
     CONTINUE,
     LAST_CHUNK,
     STATUS_LINE,
-    DefaultHeaders,
     ResponseError,
     chunk,
     encode_head,
@@ -40,7 +38,7 @@ from aioprefork.protocol.writer import (
     status_line,
 )
 
-__all__ = ["Owner", "RequestCycle"]
+__all__ = ["RequestCycle"]
 
 log: Final = logging.getLogger("aioprefork.error")
 
@@ -49,19 +47,12 @@ _CORK_LIMIT: Final = 64 * 1024  # held bytes that go out at once, even mid-step
 _FILE_EVENTS: Final = frozenset({"http.response.pathsend", "http.response.zerocopysend"})
 
 
-class Owner(Protocol):
-    """What a cycle needs from its connection (protocol/http.HttpProtocol)."""
-
-    transport: asyncio.Transport
-    flow: FlowControl
-    defaults: DefaultHeaders
-    write_timeout: float
-
-    def response_done(self, cycle: RequestCycle) -> None:
-        """The response is complete (or failed): count it, then keep-alive or close."""
-
-    def body_wanted(self, cycle: RequestCycle) -> None:
-        """The app waits for (or just took) body bytes: resume reading, arm body_timeout."""
+# What a cycle needs from its connection: transport, flow, defaults, write_timeout, and two
+# callbacks, response_done(cycle) (count it, then keep-alive or close) and body_wanted(cycle)
+# (resume reading, arm body_timeout). Typed as the one class that owns cycles, not as a Protocol:
+# the compiled build then calls its methods and reads its fields natively, not by name.
+if TYPE_CHECKING:
+    from aioprefork.protocol.http import HttpProtocol as Owner
 
 
 def _disconnect() -> Message:
