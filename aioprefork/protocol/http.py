@@ -403,14 +403,26 @@ class HttpProtocol(asyncio.Protocol):
         url = self._url
         headers = self._headers
         authority: bytes | None = None
-        if url[:1] == b"/":
-            query = url.find(b"?")
-            if query < 0:
-                raw_path = url
-                query_string = b""
+        path: str | None = None  # the decoded path, when the split below already has it
+        if url.startswith(b"/"):
+            try:
+                # split as str: str.find is compiled inline, bytes.find is a method call
+                target = url.decode("ascii")
+            except UnicodeDecodeError:
+                target = ""  # raw non-ASCII (strict llhttp refuses it first): split as bytes
+            if target:
+                query = target.find("?")
+                if query < 0:
+                    raw_path, query_string, path = url, b"", target
+                else:
+                    raw_path, query_string = url[:query], url[query + 1 :]
+                    path = target[:query]
+                if "%" in path:
+                    path = None  # percent-escapes: decoded below
             else:
-                raw_path = url[:query]
-                query_string = url[query + 1 :]
+                query = url.find(b"?")
+                raw_path = url if query < 0 else url[:query]
+                query_string = b"" if query < 0 else url[query + 1 :]
         elif url == b"*" and method_b == b"OPTIONS":
             raw_path, query_string = url, b""
         elif method_b == b"CONNECT":  # authority-form: tunnels are not served
@@ -429,15 +441,15 @@ class HttpProtocol(asyncio.Protocol):
         if authority is not None:
             headers = [(n, v) for n, v in headers if n != b"host"]
             headers.insert(0, (b"host", authority))
-        # (not `b"%" in raw_path`: bytes.__contains__ tries the operand as an int first, and
-        # pays for a TypeError on every request)
-        try:
-            path = raw_path.decode("ascii")
-            escaped = "%" in path
-        except UnicodeDecodeError:
-            escaped = True  # raw UTF-8 in the target: decoded as percent-escapes are
-        if escaped:
-            path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
+        if path is None:
+            # (not `b"%" in raw_path`: bytes.__contains__ tries the operand as an int first, and
+            # pays for a TypeError on every request)
+            try:
+                path = raw_path.decode("ascii")
+            except UnicodeDecodeError:
+                path = "%"  # raw UTF-8 in the target: decoded as percent-escapes are
+            if "%" in path:
+                path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
         root_path = self._root_path
         if root_path:
             path = root_path + path

@@ -413,3 +413,37 @@ def test_each_request_gets_the_method_of_its_own_request_line(serve: Any) -> Non
             time.sleep(0.05)
             wire.send(rest)
             assert wire.read_response().body == expected
+
+
+@pytest.mark.parametrize(
+    ("target", "path", "raw_path", "query_string"),
+    [
+        (b"/plain", "/plain", b"/plain", b""),
+        (b"/a/b?c=d&e", "/a/b", b"/a/b", b"c=d&e"),
+        (b"/empty?", "/empty", b"/empty", b""),
+        (b"/q?x=%41?y", "/q", b"/q", b"x=%41?y"),
+        (b"/p%2Fq%20r?s", "/p/q r", b"/p%2Fq%20r", b"s"),
+    ],
+)
+def test_target_split_into_path_raw_path_and_query(
+    serve: Any, target: bytes, path: str, raw_path: bytes, query_string: bytes
+) -> None:
+    seen: list[tuple[str, bytes, bytes]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append((scope["path"], scope["raw_path"], scope["query_string"]))
+        await simple()(scope, receive, send)
+
+    server = serve(app)
+    with Wire(server.port) as wire:
+        wire.send(b"GET %s HTTP/1.1\r\nHost: h\r\n\r\n" % target)
+        assert wire.read_response().status == 200
+    assert seen == [(path, raw_path, query_string)]
+
+
+def test_raw_non_ascii_target_is_refused(serve: Any) -> None:
+    """A request-target is ASCII (RFC 3986 section 2); raw UTF-8 must be percent-encoded."""
+    server = serve(simple())
+    with Wire(server.port) as wire:
+        wire.send(b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert wire.read_response().status == 400 and wire.closed()
