@@ -14,13 +14,17 @@ multiprocess mode, managed by the master:
 1. `prepare()` runs in the master BEFORE the first fork. It creates a fresh private directory
    (mode 0700, under `dir_parent`, else under an existing PROMETHEUS_MULTIPROC_DIR, else the
    system temp dir) and points PROMETHEUS_MULTIPROC_DIR at it, so every worker writes its values
-   to mmap files there. prometheus_client picks its value class when it is first imported, which in
-   the master is before this call, so `prepare()` re-selects it too: forked workers inherit it.
-2. `collector()` returns a MultiProcessCollector over that directory; the master passes it to
+   to mmap files there. prometheus_client picks its value class when it is first imported; if the
+   master imported it already, `prepare()` re-selects it too, so forked workers inherit it.
+2. `collector()` returns a collector over that directory (prometheus-client's
+   MultiProcessCollector, made at the first collect); the master passes it to
    open_metrics_server(..., registry_extra=collector()).
 3. `mark_dead(pid)` runs in the master when a worker exits: the dead worker's live gauges
    (multiprocess_mode "livesum", "liveall", "livemax", "livemin", "livemostrecent") disappear, while
    its counters and histograms stay in the sum, so app counters never go backwards either.
+
+prometheus_client is imported only when it has work to do (a scrape, a dead worker that left
+files), never just to start: whatever the master imports is in every worker it forks.
 4. `cleanup()` at master exit removes the directory and restores the environment.
 
 Caveats are prometheus-client's: Gauges need a `multiprocess_mode` (default "all" adds a `pid`
@@ -31,12 +35,17 @@ metrics never come from these files: they come from the scoreboard Snapshot (col
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
+import sys
 import tempfile
-from typing import Final
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Final
 
-from prometheus_client import multiprocess, values
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.multiprocess import MultiProcessCollector
 
 ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -52,8 +61,13 @@ _state = _State()
 
 
 def _reselect_value_class() -> None:
-    """Make metrics created from now on (in this process and forked children) follow ENV."""
-    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    """Make metrics created from now on (in this process and forked children) follow ENV.
+
+    A process that has not imported prometheus_client yet reads ENV when it does.
+    """
+    values: Any = sys.modules.get("prometheus_client.values")
+    if values is not None:
+        values.ValueClass = values.get_value_class()
 
 
 def prepare(dir_parent: str | None = None) -> str:
@@ -78,17 +92,39 @@ def directory() -> str | None:
     return _state.path
 
 
-def collector() -> multiprocess.MultiProcessCollector:
+class AppCollector:
+    """Every worker's files merged at each collect, by prometheus-client's MultiProcessCollector.
+
+    The merger is made at the first collect, so registering this collector imports nothing.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._merger: MultiProcessCollector | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        if self._merger is None:
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            self._merger = MultiProcessCollector(None, path=self.path)  # type: ignore[no-untyped-call]
+        return self._merger.collect()  # type: ignore[no-any-return, no-untyped-call]
+
+
+def collector() -> AppCollector:
     """A collector that merges every worker's files; register it next to ours."""
     if _state.path is None:
         raise RuntimeError("appmetrics.prepare() must run before collector()")
-    return multiprocess.MultiProcessCollector(None, path=_state.path)  # type: ignore[no-untyped-call]
+    return AppCollector(_state.path)
 
 
 def mark_dead(pid: int) -> None:
     """A worker exited: drop its live gauges; its counters stay in the totals."""
-    if _state.path is not None:
-        multiprocess.mark_process_dead(pid, _state.path)  # type: ignore[no-untyped-call]
+    path = _state.path
+    if path is None or not glob.glob(os.path.join(glob.escape(path), f"*_{pid}.db")):
+        return  # it wrote no metric file (`<kind>_<pid>.db`): its app made no metric
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
 
 
 def cleanup() -> None:

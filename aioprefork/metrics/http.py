@@ -10,29 +10,31 @@ at most MAX_CONNECTIONS are served at once (more get a 503), only GET and HEAD a
 request bodies are refused (the connection is closed), and a failing snapshot answers 500 rather
 than raising into the master's loop. `parse_head()` and `respond()` are pure; only `_serve()`
 touches a socket.
+
+prometheus_client (with the http.server, wsgiref and urllib.request it imports) is imported at the
+first /metrics scrape, not at start: the master forks every worker, and whatever it imported is in
+each worker's memory (~3 MiB here). Workers forked before the first scrape never carry it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gzip
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import Final, cast
+from typing import TYPE_CHECKING, Final, cast
 from urllib.parse import parse_qs, urlsplit
-
-from prometheus_client import CollectorRegistry, ProcessCollector
-from prometheus_client.exposition import choose_encoder, gzip_accepted
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
 from aioprefork.errors import BindError
 from aioprefork.master.snapshot import READY, Snapshot
-from aioprefork.metrics.collector import SnapshotCollector
 from aioprefork.metrics.status_page import DEFAULT_REFRESH, render_auto, render_html
+
+if TYPE_CHECKING:  # imported where used: see the module docstring
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.registry import Collector
 
 log = logging.getLogger("aioprefork.metrics")
 
@@ -68,6 +70,7 @@ INDEX: Final = (
 )
 
 SnapshotFn = Callable[[], Snapshot]
+RegistryFn = Callable[[], "CollectorRegistry"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +159,8 @@ class _Only:
         self._source, self._names = source, names
 
     def collect(self) -> Iterable[Metric]:
+        from prometheus_client.metrics_core import Metric
+
         for family in self._source.collect():
             kept = [s for s in family.samples if s.name in self._names]
             if kept:
@@ -165,6 +170,10 @@ class _Only:
 
 
 def _metrics(req: Request, registry: CollectorRegistry) -> Response:
+    import gzip
+
+    from prometheus_client.exposition import choose_encoder, gzip_accepted
+
     encoder, content_type = choose_encoder(req.headers.get("accept", ""))
     names = parse_qs(req.query).get("name[]")
     body = encoder(_Only(registry, frozenset(names)) if names else registry)
@@ -186,12 +195,15 @@ def _server_status(req: Request, snapshot: SnapshotFn) -> Response:
     return Response(200, render_html(snapshot(), refresh=refresh).encode(), HTML)
 
 
-def respond(req: Request, snapshot: SnapshotFn, registry: CollectorRegistry) -> Response:
-    """Route one request. May raise whatever `snapshot()` raises; the caller turns it into 500."""
+def respond(req: Request, snapshot: SnapshotFn, registry: RegistryFn) -> Response:
+    """Route one request. May raise whatever `snapshot()` raises; the caller turns it into 500.
+
+    `registry()` is called only for /metrics (building it imports prometheus_client).
+    """
     if req.method not in ("GET", "HEAD"):
         return Response(405, b"method not allowed\n", headers=(("Allow", "GET, HEAD"),))
     if req.path == "/metrics":
-        return _metrics(req, registry)
+        return _metrics(req, registry())
     if req.path == "/healthz":
         snap = snapshot()
         alive = snap.master_state not in DEAD_STATES
@@ -243,9 +255,10 @@ def parse_bind(bind: str) -> tuple[str | None, int]:
 class MetricsServer:
     """A running metrics listener. `close()` stops listening and drops open connections."""
 
-    def __init__(self, snapshot: SnapshotFn, registry: CollectorRegistry, limits: Limits) -> None:
+    def __init__(self, snapshot: SnapshotFn, extra: Iterable[Collector], limits: Limits) -> None:
         self._snapshot = snapshot
-        self._registry = registry
+        self._extra = tuple(extra)
+        self._registry: CollectorRegistry | None = None  # built at the first /metrics
         self._limits = limits
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -256,6 +269,21 @@ class MetricsServer:
             self._serve, host, port, limit=MAX_HEAD, reuse_address=True
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
+
+    def registry(self) -> CollectorRegistry:
+        """The scrape's registry: the scoreboard, the master's process_* and the extra collectors."""
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry, ProcessCollector
+
+            from aioprefork.metrics.collector import SnapshotCollector
+
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(SnapshotCollector(self._snapshot))
+            ProcessCollector(registry=registry)  # the master's own process_* (CPU, RSS, fds)
+            for collector in self._extra:
+                registry.register(collector)
+            self._registry = registry
+        return self._registry
 
     def fds(self) -> tuple[int, ...]:
         """The listening sockets' fds: a forked worker closes them."""
@@ -322,7 +350,7 @@ class MetricsServer:
 
     def _respond(self, req: Request) -> Response:
         try:
-            return respond(req, self._snapshot, self._registry)
+            return respond(req, self._snapshot, self.registry)
         except Exception:
             log.exception("metrics: %s %s failed", req.method, req.path)
             return Response(500, b"internal error\n", close=True)
@@ -339,7 +367,7 @@ def _collectors(extra: Collector | Iterable[Collector] | None) -> list[Collector
     if extra is None:
         return []
     if hasattr(extra, "collect"):
-        return [cast(Collector, extra)]
+        return [cast("Collector", extra)]
     return list(extra)
 
 
@@ -357,12 +385,7 @@ async def open_metrics_server(
     BindError when the address is malformed or cannot be bound.
     """
     host, port = parse_bind(bind)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(snapshot))
-    ProcessCollector(registry=registry)  # the master's own process_* (CPU, RSS, fds)
-    for collector in _collectors(registry_extra):
-        registry.register(collector)
-    server = MetricsServer(snapshot, registry, limits)
+    server = MetricsServer(snapshot, _collectors(registry_extra), limits)
     try:
         await server._start(host, port)
     except OSError as exc:
