@@ -50,7 +50,7 @@ _HOST_RE: Final = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+(?:%25[A-Za-z0-9._~\-]+)?\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)"
     rb"(?::[0-9]{0,5})?\Z"
 )
-_GOOD_HOSTS: dict[bytes, None] = {}  # bounded cache: a worker sees few distinct hosts
+_GOOD_HOSTS: Final[dict[bytes, None]] = {}  # bounded cache: a worker sees few distinct hosts
 _GOOD_HOSTS_MAX: Final = 256
 
 

@@ -109,7 +109,7 @@ _SPECIAL: Final = {
     b"date": _DATE,
 }
 _TOKEN_RE: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")  # RFC 9110 section 5.6.2
-_KINDS: dict[bytes, int] = {}  # raw name -> kind, for names already validated
+_KINDS: Final[dict[bytes, int]] = {}  # raw name -> kind, for names already validated
 _KINDS_MAX: Final = 1024
 
 
@@ -126,7 +126,7 @@ def _kind(name: bytes) -> int:
     return kind
 
 
-_LENGTHS: dict[bytes, tuple[int, bytes]] = {}  # Content-Length value -> (int, its line)
+_LENGTHS: Final[dict[bytes, tuple[int, bytes]]] = {}  # Content-Length value -> (int, its line)
 _LENGTHS_MAX: Final = 1024
 
 
@@ -145,7 +145,7 @@ def _length(value: bytes) -> tuple[int, bytes]:
 #  app set Server, app set Date). Apps send the same few heads again and again, so a hit skips
 # the per-header validation; a miss costs one tuple hash. Bounded: cleared when full.
 _AppHead = tuple[bytes, int, bytes, bool, bool, bool]
-_HEADS: dict[tuple[object, ...], _AppHead] = {}
+_HEADS: Final[dict[tuple[object, ...], _AppHead]] = {}
 _HEADS_MAX: Final = 512
 
 
@@ -284,7 +284,7 @@ def encode_trailers(headers: Iterable[Any]) -> bytes:
     return data
 
 
-_ERROR_HEADS: dict[int, bytes] = {}
+_ERROR_HEADS: Final[dict[int, bytes]] = {}
 
 
 def error_response(status: int, defaults: DefaultHeaders) -> bytes:

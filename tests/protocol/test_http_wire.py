@@ -447,3 +447,22 @@ def test_raw_non_ascii_target_is_refused(serve: Any) -> None:
     with Wire(server.port) as wire:
         wire.send(b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n")
         assert wire.read_response().status == 400 and wire.closed()
+
+
+def test_header_names_are_lowered_through_a_bounded_cache(serve: Any) -> None:
+    from aioprefork.protocol import http
+
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope["headers"])
+        await simple()(scope, receive, send)
+
+    server = serve(app)
+    with Wire(server.port) as wire:
+        for batch in range(15):
+            fields = b"".join(b"X-Name-%d-%d: v\r\n" % (batch, i) for i in range(80))
+            wire.send(b"GET / HTTP/1.1\r\nHost: h\r\n" + fields + b"\r\n")
+            assert wire.read_response().status == 200
+            assert len(http._LOWERED) <= 1024
+    assert seen[-1][-1] == (b"x-name-14-79", b"v")
