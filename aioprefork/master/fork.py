@@ -16,11 +16,16 @@ Child hygiene, and why each step matters:
 * log FileHandlers are closed first, so the worker reopens its log files itself.
 The master must be single-threaded when it forks: a lock held by another thread at fork time
 stays locked forever in the child.
+
+Parent side: just before forking, the master hands its free malloc pages back to the kernel
+(glibc's malloc_trim, ~0.5 ms): a page it freed but still maps would be mapped into, and counted
+in the RSS of, every worker it forks (-0.7 MiB per worker on examples/hello.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import os
 import signal
@@ -28,7 +33,7 @@ import socket
 import sys
 import threading
 import traceback
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -50,6 +55,18 @@ _RESET: Final = (
     signal.SIGTTOU,
     signal.SIGCHLD,
 )  # SIGPIPE stays ignored (Python's default): a client gone mid-write must not kill a worker
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim(pad), or None where the C library has none (musl, macOS)."""
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+MALLOC_TRIM: Final = _malloc_trim()
 
 
 class WorkerMain(Protocol):
@@ -83,6 +100,7 @@ def spawn(
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     sys.stdout.flush()
     sys.stderr.flush()
+    release_free_memory()
     try:
         pid = os.fork()
     except OSError:
@@ -124,6 +142,12 @@ def preload() -> None:
     children share the pages, and a worker running as --user need not read root-only paths
     (the interpreter's own stdlib included) to start."""
     _default_main()
+
+
+def release_free_memory() -> None:
+    """Give the kernel back the malloc pages the master freed, so no worker inherits them."""
+    if MALLOC_TRIM is not None:
+        MALLOC_TRIM(0)
 
 
 def assert_single_threaded() -> None:
