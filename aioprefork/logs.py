@@ -3,15 +3,16 @@
 Error log: `aioprefork.error` (and everything else) to stderr, with pid, so lines from the master and
 from each worker can be told apart. Access log: `aioprefork.access` to stdout, message only (the
 AccessLogger already formats the whole line). `--log-config` replaces both with the user's setup.
+
+logging.config and tomllib are imported only to read a --log-config file: the master imports this
+module, and whatever the master imports is in every worker it forks.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import logging.config
 import sys
-import tomllib
 from pathlib import Path
 
 from aioprefork.errors import ConfigError
@@ -43,6 +44,9 @@ def configure_logging(level: str = "info", log_config: str = "", access_log: boo
 
 
 def _apply_log_config(path: str) -> None:
+    import logging.config
+    import tomllib
+
     suffix = Path(path).suffix.lower()
     try:
         if suffix == ".json":

@@ -7,7 +7,6 @@ every restart/graceful restart; a failure on reload leaves the running config in
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,8 @@ class Loaded:
 
 def read_toml(path: str) -> dict[str, Any]:
     """The TOML file, flattened: top-level keys and keys inside [section] tables are equivalent."""
+    import tomllib  # here, not at the top: the master (and so every worker) needs it only for this
+
     try:
         raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -32,7 +32,8 @@ AIOPREFORK = str(Path(sys.executable).with_name("aioprefork"))
 
 # Master-only stacks: typer (and the pydantic it builds option adapters with) parse the command
 # line; prometheus_client renders /metrics, and is imported at the first scrape, not at start;
-# html (with its 0.5 MiB entity table) is not needed to escape the /server-status page.
+# html (with its 0.5 MiB entity table) is not needed to escape the /server-status page; tomllib and
+# logging.config are imported only to read a --config or --log-config file (none given here).
 NOT_IN_A_WORKER = (
     "typer",
     "click",
@@ -44,6 +45,8 @@ NOT_IN_A_WORKER = (
     "http.server",
     "wsgiref",
     "html",
+    "tomllib",
+    "logging.config",
     "aioprefork.cli.commands",
     "aioprefork.cli.ctl",
     "aioprefork.metrics.collector",
