@@ -177,7 +177,7 @@ class RequestCycle:
         # Events are dicts (ASGI); typed as one here so the compiled build does dict lookups
         # directly instead of method calls. Any other mapping is copied into one.
         event: dict[str, Any] = message if type(message) is dict else dict(message)
-        kind = event["type"]
+        kind: str = event["type"]  # a str compares natively (a non-str is an app error)
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
         if kind == "http.response.body":

@@ -55,9 +55,10 @@ _GOOD_HOSTS_MAX: Final = 256
 
 
 def _valid_host(host: bytes) -> bool:
+    """Host as received (optional whitespace around it allowed): a cache hit skips the strip."""
     if host in _GOOD_HOSTS:
         return True
-    if _HOST_RE.match(host) is None:
+    if _HOST_RE.match(host.strip(b" \t")) is None:
         return False
     if len(_GOOD_HOSTS) >= _GOOD_HOSTS_MAX:
         _GOOD_HOSTS.clear()
@@ -121,13 +122,13 @@ def check_head(
             raise BadHost("HTTP/1.1 needs exactly one Host" if hosts else "missing Host")
         if authority is not None:
             host = authority
-        if host and not _valid_host(host.strip(b" \t")):
+        if host and not _valid_host(host):
             raise BadHost("invalid Host")
         keep_alive = b"close" not in connection
     else:
         if hosts > 1:
             raise BadHost("more than one Host")
-        if hosts and host and not _valid_host(host.strip(b" \t")):
+        if hosts and host and not _valid_host(host):
             raise BadHost("invalid Host")
         keep_alive = b"keep-alive" in connection and b"close" not in connection
 

@@ -74,7 +74,6 @@ _METHODS: Final = {
 # value", "Expected LF after headers", "Expected CRLF after version", ...).
 _LINE_ENDING: Final = re.compile(r"\b(?:cr|lf|crlf)\b")
 _clock: Final = time.perf_counter  # a C static in the compiled build, not a globals lookup
-_VERSIONS: Final = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
 _PROXY_MAX: Final = 536  # a PROXY v2 header is at most 16 + 520 bytes (v1 at most 107)
 # What every http scope advertises; the inner dicts are shared (they are empty by the spec).
 _EXTENSIONS: Final[dict[str, dict[object, object]]] = {
@@ -542,9 +541,11 @@ class HttpProtocol(asyncio.Protocol):
             if method_b:
                 start = len(method_b) + len(self._url) + 2
                 if line[start + 8 : start + 10] == b"\r\n":
-                    version = _VERSIONS.get(line[start : start + 8])
-                    if version is not None:
-                        return method_b, method, version
+                    version_b = line[start : start + 8]  # compared, not hashed for a lookup
+                    if version_b == b"HTTP/1.1":
+                        return method_b, method, "1.1"
+                    if version_b == b"HTTP/1.0":
+                        return method_b, method, "1.0"
         parser = self._parser
         method_b = parser.get_method()
         method = _METHODS.get(method_b) or method_b.decode("ascii")

@@ -466,3 +466,24 @@ def test_header_names_are_lowered_through_a_bounded_cache(serve: Any) -> None:
             assert wire.read_response().status == 200
             assert len(http._LOWERED) <= 1024
     assert seen[-1][-1] == (b"x-name-14-79", b"v")
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "http.response.bogus"},
+        {"type": 5},
+        {"status": 200},
+        {"type": "http.response.body", "body": b"x"},  # body before start
+    ],
+)
+def test_invalid_asgi_messages_are_500(serve: Any, message: dict[str, Any]) -> None:
+    """A message the spec does not allow (unknown, mistyped, missing type, out of order) is the
+    app's error: 500 and close, whichever build runs."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send(message)
+
+    server = serve(app)
+    raw = exchange(server.port, GET)
+    assert status_of(raw) == 500 and b"connection: close" in raw
