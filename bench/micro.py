@@ -90,6 +90,10 @@ class CountingTransport:
 
 
 def make_protocol(server: str, loop: asyncio.AbstractEventLoop) -> Any:
+    if server == "raw":
+        from bench.raw_server import Canned, RawProtocol
+
+        return RawProtocol(Canned())
     if server == "aioprefork":
         from aioprefork.config.model import Config, HttpLimits
         from aioprefork.protocol.http import HttpProtocol, Shared
@@ -155,7 +159,7 @@ def instructions(argv: list[str], n: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("scenario", choices=sorted(REQUESTS))
-    parser.add_argument("--server", choices=("aioprefork", "uvicorn"), default="aioprefork")
+    parser.add_argument("--server", choices=("aioprefork", "uvicorn", "raw"), default="aioprefork")
     parser.add_argument("-n", type=int, default=100_000, help="requests measured")
     parser.add_argument("--callgrind", action="store_true", help="instructions per request")
     args = parser.parse_args()

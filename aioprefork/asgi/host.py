@@ -87,7 +87,7 @@ class AppHost:
         the runner, and what is thrown in (a cancellation) reaches the app.
         """
         app = self._app
-        cycle: RequestCycle = yield None
+        cycle: Any = yield None  # a RequestCycle; None while parked between requests
         while True:
             try:
                 coro: Any = app(cycle.scope, cycle.receive, cycle.send)
@@ -99,8 +99,10 @@ class AppHost:
                 raise
             except BaseException as exc:
                 self._error = exc
+                coro = cycle = None  # hold nothing of a finished request while parked
                 cycle = yield _FAILED
             else:
+                coro = cycle = None
                 cycle = yield _DONE
 
     def _outcome(self, cycle: RequestCycle, yielded: Any) -> bool:
