@@ -3,7 +3,7 @@
 A worker's memory starts as a copy of the master's, and the master is the process that parsed the
 command line. These tests start a real `aioprefork serve` (the console script, as an operator
 runs it) with an app that reports its worker's sys.modules, and check that the command-line and
-Prometheus exposition stacks stayed out of it (issue 8: worker RSS 35.8 -> 24.9 MiB, measured by
+Prometheus exposition stacks stayed out of it (issue 8: worker RSS 36.4 -> 23.5 MiB, measured by
 bench/procs.py; an RSS figure is too noisy to assert, a module set is exact).
 """
 
