@@ -9,36 +9,30 @@ request that arrives while the host is busy (an app still running after its resp
 host not parked yet on a brand-new connection) gets an ordinary task instead.
 
 Each synchronous step of an app runs with its cycle's output corked (asgi/http.RequestCycle).
-
-Apps run inside one long-lived generator per connection, so an app's end is a value the runner
-yields, not a StopIteration per request. Not compiled with mypyc (setup.py HOT_PATH): a compiled
-version of an earlier design of this module measured slower than the interpreted one.
+The apps themselves are stepped by asgi/runner's generators, which stay interpreted; this module
+is compiled with mypyc (setup.py HOT_PATH), so the per-request bookkeeping around them is native.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import types
 from asyncio import tasks as _tasks
-from collections.abc import Awaitable, Generator
+from collections.abc import Callable
 from typing import Any, Final
 
+from aioprefork.asgi import runner
 from aioprefork.asgi.http import RequestCycle
 from aioprefork.asgi.types import ASGIApp
 
 __all__ = ["AppHost"]
 
+# Bound once: each is a C static in the compiled build, not a lookup per request.
 _enter_task: Final = _tasks._enter_task
 _leave_task: Final = _tasks._leave_task
-
-
-async def _await(awaitable: Awaitable[None]) -> None:
-    await awaitable
-
-
-_DONE: Final = object()  # the runner's answer: the app returned
-_FAILED: Final = object()  # the runner's answer: the app raised (AppHost._error)
+_copy_context: Final = contextvars.copy_context
+_DONE: Final = runner.DONE
+_Failure: Final = runner.Failure
 
 
 class AppHost:
@@ -48,20 +42,18 @@ class AppHost:
     request arrives while the host still runs an earlier app (background work after its
     response), the new one gets an ordinary task of its own.
 
-    Each app runs inside one long-lived generator per connection (`_runner`) that delegates to
-    it with `yield from`: an app's return reaches us as a yielded `_DONE`, not as the
-    StopIteration that stepping its coroutine directly raises (an exception object and a
-    traceback per request).
+    Each app runs inside one long-lived generator per connection (asgi/runner.run_apps): an
+    app's end reaches us as a yielded value, not as a StopIteration per request.
     """
 
     __slots__ = (
         "_app",
         "_closed",
-        "_error",
         "_loop",
         "_pending",
         "_runner",
         "_spare",
+        "_step",
         "_task",
         "_wake",
     )
@@ -73,46 +65,19 @@ class AppHost:
         self._wake: asyncio.Future[None] | None = None
         # (context, what the app yielded, cycle) of the app suspended in the runner
         self._pending: tuple[contextvars.Context, Any, RequestCycle] | None = None
-        self._error: BaseException | None = None
-        self._runner: Any = self._run_apps()
+        self._runner: Any = runner.run_apps(app)
         self._runner.send(None)  # parked at its first yield, waiting for a cycle
+        self._step: Callable[[Any], Any] = self._runner.send  # bound once
         self._spare: set[asyncio.Task[None]] = set()
         self._closed = False
-
-    @types.coroutine
-    def _run_apps(self) -> Generator[Any, Any, None]:
-        """The runner: each cycle sent in runs its app to the end, then `_DONE` or `_FAILED`.
-
-        Whatever the app yields (a future, or None for sleep(0)) passes through to whoever steps
-        the runner, and what is thrown in (a cancellation) reaches the app.
-        """
-        app = self._app
-        cycle: Any = yield None  # a RequestCycle; None while parked between requests
-        while True:
-            try:
-                coro: Any = app(cycle.scope, cycle.receive, cycle.send)
-                if type(coro) is types.CoroutineType:
-                    yield from coro  # type: ignore[misc]  # allowed: this is a types.coroutine
-                else:
-                    yield from _await(coro)
-            except GeneratorExit:
-                raise
-            except BaseException as exc:
-                self._error = exc
-                coro = cycle = None  # hold nothing of a finished request while parked
-                cycle = yield _FAILED
-            else:
-                coro = cycle = None
-                cycle = yield _DONE
 
     def _outcome(self, cycle: RequestCycle, yielded: Any) -> bool:
         """Report a finished app to its cycle; False while it is still running."""
         if yielded is _DONE:
             cycle.app_done(None)
             return True
-        if yielded is _FAILED:
-            exc, self._error = self._error, None
-            assert exc is not None
+        if type(yielded) is _Failure:
+            exc: BaseException = yielded.exc
             cycle.app_done(exc)
             if not isinstance(exc, Exception):
                 raise exc  # a cancellation, KeyboardInterrupt or SystemExit goes on up
@@ -135,11 +100,11 @@ class AppHost:
             # hand the cancellation to the app), or still runs an earlier app.
             self._spawn(cycle)
             return
-        ctx = contextvars.copy_context()
+        ctx = _copy_context()
         _enter_task(self._loop, task)
         cycle.corked = True
         try:
-            yielded = ctx.run(self._runner.send, cycle)
+            yielded = ctx.run(self._step, cycle)
         finally:
             cycle.uncork()
             _leave_task(self._loop, task)
@@ -169,46 +134,15 @@ class AppHost:
                     continue
             ctx, yielded, cycle = pending
             try:
-                await self._drive(ctx, yielded, exc, cycle)
-            except BaseException:
-                return  # the app ended on a cancellation or exit, reported: stop hosting
-            finally:
+                outcome = await runner.drive(self._runner, ctx, yielded, exc, cycle)
                 self._pending = None
-
-    @types.coroutine
-    def _drive(
-        self,
-        ctx: contextvars.Context,
-        yielded: Any,
-        exc: BaseException | None,
-        cycle: RequestCycle,
-    ) -> Generator[Any, None, None]:
-        """Step the runner, suspended outside any task, inside the host task until its app ends.
-
-        Each step runs under the request's context with `cycle`'s output corked; what the app
-        yields is yielded to the task, and what is thrown into the task goes to the app.
-        """
-        runner = self._runner
-        while True:
-            if exc is None:
-                try:
-                    yield yielded
-                except BaseException as error:
-                    exc = error
-            cycle.corked = True
-            try:
-                if exc is None:
-                    yielded = ctx.run(runner.send, None)
-                else:
-                    pending, exc = exc, None
-                    yielded = ctx.run(runner.throw, pending)
-            finally:
-                cycle.uncork()
-            if self._outcome(cycle, yielded):
-                return
+                self._outcome(cycle, outcome)
+            except BaseException:
+                self._pending = None
+                return  # the app ended on a cancellation or exit, reported: stop hosting
 
     def _spawn(self, cycle: RequestCycle) -> None:
-        task = self._loop.create_task(self._run_task(cycle), context=contextvars.copy_context())
+        task = self._loop.create_task(self._run_task(cycle), context=_copy_context())
         self._spare.add(task)
         task.add_done_callback(self._spare.discard)
 

@@ -1,0 +1,90 @@
+"""The interpreted half of asgi/host: the generators that step a connection's app coroutines.
+
+Internal. `run_apps` is one long-lived generator per connection: each cycle sent into it runs its
+app to the end with `yield from`, so the app's end comes back as a yielded `DONE` (or a
+`Failure`), never as the StopIteration that stepping a coroutine directly raises (an exception
+object and a traceback per request). Whatever the app yields (a future, or None for sleep(0))
+passes through to whoever steps the runner, and what is thrown in (a cancellation) reaches the
+app. `drive` continues a suspended runner inside the connection's host task.
+
+Not compiled with mypyc (setup.py HOT_PATH): these are types.coroutine generators delegating to
+arbitrary coroutines, which mypyc cannot build; asgi/host.py, which calls them, is compiled.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import types
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, Final
+
+__all__ = ["DONE", "Failure", "drive", "run_apps"]
+
+DONE: Final = object()  # yielded by the runner: the app returned
+
+
+class Failure:
+    """Yielded by the runner: the app raised `exc` (an app cannot yield one of these)."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+async def _await(awaitable: Awaitable[None]) -> None:
+    await awaitable
+
+
+@types.coroutine
+def run_apps(app: Callable[..., Any]) -> Generator[Any, Any, None]:
+    """Run the app of each cycle sent in; yield DONE or a Failure when it ends."""
+    cycle: Any = yield None  # a RequestCycle; None while parked between requests
+    while True:
+        try:
+            coro: Any = app(cycle.scope, cycle.receive, cycle.send)
+            if type(coro) is types.CoroutineType:
+                yield from coro  # type: ignore[misc]  # allowed: this is a types.coroutine
+            else:
+                yield from _await(coro)
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            coro = cycle = None  # hold nothing of a finished request while parked
+            cycle = yield Failure(exc)
+        else:
+            coro = cycle = None
+            cycle = yield DONE
+
+
+@types.coroutine
+def drive(
+    runner: Generator[Any, Any, None],
+    ctx: contextvars.Context,
+    yielded: Any,
+    exc: BaseException | None,
+    cycle: Any,
+) -> Generator[Any, None, Any]:
+    """Step `runner`, suspended outside any task, from inside the host task until its app ends.
+
+    Each step runs under the request's context with `cycle`'s output corked; what the app yields
+    is yielded to the task, what is thrown into the task goes to the app. Returns DONE or the
+    Failure the runner yielded.
+    """
+    while True:
+        if exc is None:
+            try:
+                yield yielded
+            except BaseException as error:
+                exc = error
+        cycle.corked = True
+        try:
+            if exc is None:
+                yielded = ctx.run(runner.send, None)
+            else:
+                pending, exc = exc, None
+                yielded = ctx.run(runner.throw, pending)
+        finally:
+            cycle.uncork()
+        if yielded is DONE or type(yielded) is Failure:
+            return yielded
