@@ -140,11 +140,53 @@ def _length(value: bytes) -> tuple[int, bytes]:
     return result
 
 
-# What an app's (status, *headers) encodes to, before the parts that vary per response:
-# (status line + validated app headers, content_length or -1, its line, app said close,
-#  app set Server, app set Date). Apps send the same few heads again and again, so a hit skips
-# the per-header validation; a miss costs one tuple hash. Bounded: cleared when full.
-_AppHead = tuple[bytes, int, bytes, bool, bool, bool]
+class _AppHead:
+    """What an app's (status, headers) encodes to, before the parts that vary per response.
+
+    Apps send the same few heads again and again, so a cache hit skips the per-header
+    validation. `full` is the whole head of the common case (the app gave a Content-Length, the
+    connection stays open, HTTP/1.1), rebuilt only when the Date block changes (once a second).
+    """
+
+    __slots__ = (
+        "block",
+        "close",
+        "content_length",
+        "full",
+        "length_line",
+        "own_date",
+        "own_server",
+        "prefix",
+        "simple",
+    )
+
+    def __init__(
+        self,
+        status: int,
+        prefix: bytes,
+        content_length: int,
+        length_line: bytes,
+        close: bool,
+        own_server: bool,
+        own_date: bool,
+    ) -> None:
+        self.prefix = prefix  # status line + the app's validated headers
+        self.content_length = content_length  # or -1
+        self.length_line = length_line
+        self.close = close  # the app said Connection: close
+        self.own_server = own_server
+        self.own_date = own_date
+        self.simple = (
+            content_length >= 0
+            and not (close or own_server or own_date)
+            and status >= 200
+            and status != 204
+        )
+        self.block = b""  # the DefaultHeaders.block `full` was built with
+        self.full = b""
+
+
+# (status, tuple(headers)) -> its _AppHead. Bounded: cleared when full.
 _HEADS: Final[dict[tuple[object, ...], _AppHead]] = {}
 _HEADS_MAX: Final = 512
 
@@ -194,7 +236,7 @@ def _app_head(status: int, headers: Iterable[Any]) -> _AppHead:
     # Each line holds exactly one CR and one LF: any other means a value carried one.
     if prefix.count(b"\n") != lines or prefix.count(b"\r") != lines or b"\x00" in prefix:
         raise ResponseError("response header value contains CR, LF or NUL")
-    return prefix, content_length, length_line, close, own_server, own_date
+    return _AppHead(status, prefix, content_length, length_line, close, own_server, own_date)
 
 
 def encode_head(
@@ -217,20 +259,31 @@ def encode_head(
     if type(status) is not int:
         raise ResponseError(f"invalid status {status!r}: must be an int in 100-999")
     try:
-        key = (status, *headers)
+        pairs = tuple(headers)
     except TypeError:
         raise ResponseError("invalid response headers: not an iterable of pairs") from None
+    key = (status, pairs)
     try:
         app = _HEADS.get(key)
     except TypeError:  # unhashable pieces (list pairs, bytearray values): no caching
-        app = _app_head(status, key[1:])
+        app = _app_head(status, pairs)
     else:
         if app is None:
-            app = _app_head(status, key[1:])
+            app = _app_head(status, pairs)
             if len(_HEADS) >= _HEADS_MAX:
                 _HEADS.clear()
             _HEADS[key] = app
-    head, content_length, length_line, close, own_server, own_date = app
+    if app.simple and keep_alive and http11:
+        block = defaults.block
+        if app.block is not block:
+            app.full = app.prefix + app.length_line + block + b"\r\n"
+            app.block = block
+        return app.full, app.content_length, False, True
+    head = app.prefix
+    content_length = app.content_length
+    close = app.close
+    own_server = app.own_server
+    own_date = app.own_date
     if close:
         keep_alive = False
     chunked = False
@@ -239,7 +292,7 @@ def encode_head(
             keep_alive = False  # a client still waits for the final response after a 1xx
         content_length = 0 if status == 204 else -1
     elif content_length >= 0:
-        head += length_line  # 304 and HEAD keep the app's Content-Length too
+        head += app.length_line  # 304 and HEAD keep the app's Content-Length too
     elif status == 304 or head_request:
         pass
     elif body_length >= 0:

@@ -254,3 +254,31 @@ def test_chunks_trailers_and_error_responses() -> None:
         b"connection: close\r\nserver: srv\r\n\r\nRequest Header Fields Too Large\n"
     )
     assert STATUS_LINE[599] == b"HTTP/1.1 599 \r\n"
+
+
+def test_encode_head_whole_head_cache_follows_the_date_and_the_connection() -> None:
+    """The common head (app Content-Length, keep-alive, HTTP/1.1) is cached whole; a new Date
+    block, a closing or HTTP/1.0 connection, or the app's own Date still change it."""
+    defaults = DefaultHeaders("srv", date_header=True)
+    defaults.refresh(0)
+    headers = [(b"content-type", b"text/plain"), (b"content-length", b"3")]
+    plain = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 3\r\nserver: srv\r\n"
+    day0, day1 = (
+        b"date: Thu, 01 Jan 1970 00:00:00 GMT\r\n",
+        b"date: Fri, 02 Jan 1970 00:00:00 GMT\r\n",
+    )
+    for _ in range(2):
+        assert encode_head(200, headers, defaults, True) == (plain + day0 + b"\r\n", 3, False, True)
+    defaults.refresh(86400)
+    assert encode_head(200, headers, defaults, True)[0] == plain + day1 + b"\r\n"
+    closing = encode_head(200, headers, defaults, False)
+    assert closing == (
+        plain.replace(b"server", b"connection: close\r\nserver") + day1 + b"\r\n",
+        3,
+        False,
+        False,
+    )
+    old = encode_head(200, headers, defaults, True, http11=False)
+    assert old[0] == plain.replace(b"server", b"connection: keep-alive\r\nserver") + day1 + b"\r\n"
+    own = encode_head(200, [*headers, (b"date", b"x")], defaults, True)[0]
+    assert own.endswith(b"date: x\r\ncontent-length: 3\r\nserver: srv\r\n\r\n")
