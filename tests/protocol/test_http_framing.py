@@ -282,3 +282,16 @@ def test_encode_head_whole_head_cache_follows_the_date_and_the_connection() -> N
     assert old[0] == plain.replace(b"server", b"connection: keep-alive\r\nserver") + day1 + b"\r\n"
     own = encode_head(200, [*headers, (b"date", b"x")], defaults, True)[0]
     assert own.endswith(b"date: x\r\ncontent-length: 3\r\nserver: srv\r\n\r\n")
+
+
+def test_content_length_values_are_cached_bounded() -> None:
+    from aioprefork.protocol import framing
+
+    for n in range(3000):
+        headers = [*HOST, (b"content-length", b"%d" % (n + 1))]
+        assert check_head("1.1", b"POST", headers).length == n + 1
+        assert len(framing._LENGTHS) <= 1024
+    for bad in (b"+5", b"5 5", b"0x5", b"\xd9\xa5"):  # the last: an Arabic-Indic digit
+        with pytest.raises(SmugglingAttempt):
+            check_head("1.1", b"POST", [*HOST, (b"content-length", bad)])
+        assert bad not in framing._LENGTHS
