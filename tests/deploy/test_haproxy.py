@@ -109,7 +109,7 @@ def start_stack(tmp: Path, *, proxy_protocol: bool) -> Iterator[Stack]:
         "AIOPREFORK_PROXY_PROTOCOL": "true" if proxy_protocol else "false",
     }
     try:
-        stack = Stack(procs, free_port(), tmp / "haproxy.sock")
+        stack = Stack(procs, 0, tmp / "haproxy.sock")  # haproxy_port: set when it starts
         for name in ("app1", "app2"):
             run_dir = tmp / name
             run_dir.mkdir()
@@ -120,24 +120,34 @@ def start_stack(tmp: Path, *, proxy_protocol: bool) -> Iterator[Stack]:
         for inst in stack.instances:
             wait_for(answers("127.0.0.1", inst.metrics, "/readyz"), 30, f"{inst.name} ready")
         a, b = stack.instances
-        haproxy_env = {
-            "HAPROXY_BIND": f"127.0.0.1:{stack.haproxy_port}",
-            "HAPROXY_ADMIN_SOCKET": str(stack.admin_socket),
-            "APP1_ADDR": f"127.0.0.1:{a.port}",
-            "APP1_CHECK": str(a.metrics),
-            "APP2_ADDR": f"127.0.0.1:{b.port}",
-            "APP2_CHECK": str(b.metrics),
-            "AIOPREFORK_PROXY_PROTOCOL": "true" if proxy_protocol else "",
-        }
         config = str(DEPLOY / "haproxy" / "haproxy.cfg")
-        haproxy = procs.add(
-            start([tool("haproxy"), "-db", "-f", config], tmp / "haproxy.log", env=haproxy_env)
-        )
-        wait_for(
-            lambda: stack.admin_socket.exists() or haproxy.popen.poll() is not None,
-            10,
-            "HAProxy's admin socket",
-        )
+        # HAProxy's port is picked only now, and picked again if it was taken meanwhile: the
+        # instances' readiness probes and other tests' clients use ephemeral ports too.
+        for attempt in range(3):
+            stack.haproxy_port = free_port()
+            haproxy_env = {
+                "HAPROXY_BIND": f"127.0.0.1:{stack.haproxy_port}",
+                "HAPROXY_ADMIN_SOCKET": str(stack.admin_socket),
+                "APP1_ADDR": f"127.0.0.1:{a.port}",
+                "APP1_CHECK": str(a.metrics),
+                "APP2_ADDR": f"127.0.0.1:{b.port}",
+                "APP2_CHECK": str(b.metrics),
+                "AIOPREFORK_PROXY_PROTOCOL": "true" if proxy_protocol else "",
+            }
+            haproxy = procs.add(
+                start(
+                    [tool("haproxy"), "-db", "-f", config],
+                    tmp / f"haproxy-{attempt}.log",
+                    env=haproxy_env,
+                )
+            )
+            wait_for(
+                lambda proc=haproxy: stack.admin_socket.exists() or proc.popen.poll() is not None,
+                10,
+                "HAProxy's admin socket",
+            )
+            if haproxy.popen.poll() is None or "Address already in use" not in haproxy.output():
+                break
         assert haproxy.popen.poll() is None, f"HAProxy exited: {haproxy.output()}"
         for server in ("app1", "app2"):
             stack.wait_status(server, "UP")
