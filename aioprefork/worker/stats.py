@@ -23,6 +23,7 @@ PHASES: Final = ("reading", "active", "keepalive", "closing", "upgraded")
 # its floats again on every read.
 _BOUNDS: Final[list[float]] = list(DURATION_BUCKETS)
 _NBOUNDS: Final = len(DURATION_BUCKETS)
+_FIRST_BOUND: Final = float(DURATION_BUCKETS[0])
 
 
 class Connection(Protocol):
@@ -40,10 +41,12 @@ class Connection(Protocol):
 
 class WorkerStats:
     __slots__ = (
+        "_buckets",
         "_by_method",
+        "_fast",
+        "_get_2xx",
         "accepted_total",
         "connections",
-        "duration_buckets",
         "duration_sum",
         "rejected",
         "response_bytes_total",
@@ -56,46 +59,65 @@ class WorkerStats:
         # method label -> responses per status // 100 (0-9); one str-keyed lookup per request
         self._by_method: dict[str, list[int]] = {}
         self.rejected: dict[str, int] = {}
-        self.duration_buckets = [0] * (len(DURATION_BUCKETS) + 1)  # last = +Inf overflow
+        self._buckets = [0] * (len(DURATION_BUCKETS) + 1)  # last = +Inf overflow
         self.duration_sum = 0.0
+        # The common case counted in plain int fields (unboxed in the compiled build), merged
+        # into the tables above when read: GET answered 2xx, and a response within the first
+        # histogram bound.
+        self._get_2xx = 0
+        self._fast = 0
 
     def observe(self, method: str, status: int, duration: float, response_bytes: int) -> None:
         """One finished response.
 
-        Written for the mypyc build: `x[i] = x[i] + 1` on a list[int] is a tagged-int add where
-        `x[i] += 1` is a generic PyNumber_InPlaceAdd, and the bucket is found by a linear scan
-        (durations are small: it stops at the first bound or two) instead of a bisect_left call
-        that boxes the float and compares Python objects.
+        Written for the mypyc build: the common case bumps int fields, which compile to a
+        machine add where a list[int] item is a boxed int (an allocation per bump).
         """
         self.response_bytes_total += response_bytes
-        counts = self._by_method.get(method)
-        if counts is None:
-            label = method if method in KNOWN_METHODS else "OTHER"  # a bounded label set
-            counts = self._by_method.setdefault(label, [0] * 10)
-        cls = status // 100
-        counts[cls] = counts[cls] + 1
-        bounds = _BOUNDS
-        bucket = 0
-        while bucket < _NBOUNDS and bounds[bucket] < duration:  # bisect_left, unrolled
-            bucket += 1
-        buckets = self.duration_buckets
-        buckets[bucket] = buckets[bucket] + 1
+        if method == "GET" and 200 <= status < 300:
+            self._get_2xx += 1
+        else:
+            counts = self._by_method.get(method)
+            if counts is None:
+                label = method if method in KNOWN_METHODS else "OTHER"  # a bounded label set
+                counts = self._by_method.setdefault(label, [0] * 10)
+            cls = status // 100
+            counts[cls] = counts[cls] + 1
+        if duration <= _FIRST_BOUND:
+            self._fast += 1
+        else:
+            bounds = _BOUNDS
+            bucket = 1
+            while bucket < _NBOUNDS and bounds[bucket] < duration:  # bisect_left, unrolled
+                bucket += 1
+            buckets = self._buckets
+            buckets[bucket] = buckets[bucket] + 1
         self.duration_sum += duration
+
+    @property
+    def duration_buckets(self) -> list[int]:
+        """Responses per histogram bucket (not cumulative); the last one is +Inf."""
+        buckets = list(self._buckets)
+        buckets[0] += self._fast
+        return buckets
 
     @property
     def requests(self) -> dict[tuple[str, int], int]:
         """(method label, status // 100) -> responses; built when read (once a second)."""
-        return {
+        rows = {
             (method, cls): n
             for method, counts in self._by_method.items()
             for cls, n in enumerate(counts)
             if n
         }
+        if self._get_2xx:
+            rows[("GET", 2)] = rows.get(("GET", 2), 0) + self._get_2xx
+        return rows
 
     @property
     def requests_total(self) -> int:
         """Responses finished (read once a second, so summed then rather than counted per request)."""
-        return sum(map(sum, self._by_method.values()))
+        return sum(map(sum, self._by_method.values())) + self._get_2xx
 
     def reject(self, reason: str) -> None:
         """One refused request (hostile input or limit), labelled by RequestRejected.reason."""

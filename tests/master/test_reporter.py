@@ -9,7 +9,7 @@ import time
 import pytest
 
 from aioprefork.channel.endpoint import PeerGone
-from aioprefork.channel.messages import Message, Retire, Status
+from aioprefork.channel.messages import DURATION_BUCKETS, Message, Retire, Status
 from aioprefork.worker.reporter import Reporter, read_rss
 from aioprefork.worker.stats import WorkerStats
 
@@ -109,3 +109,25 @@ def test_request_counts_keep_a_bounded_method_label() -> None:
     assert stats.requests_total == 4
     rows = stats.status(accepting=True, loop_lag=0.0, rss=0).requests
     assert ("OTHER", "5xx", 1) in rows and ("GET", "4xx", 1) in rows  # 9xx counted as 5xx
+
+
+def test_durations_and_counts_merge_the_common_case_counters() -> None:
+    """GET 2xx and durations within the first bound are counted apart, and read back merged."""
+    stats = WorkerStats()
+    first = DURATION_BUCKETS[0]
+    observed = [
+        ("GET", 200, 0.0001),
+        ("GET", 204, first),  # on the bound: le=first (bucket 0)
+        ("GET", 200, first * 1.001),  # just above: bucket 1
+        ("POST", 201, 0.0001),
+        ("GET", 500, 1e9),  # +Inf
+    ]
+    for method, status, duration in observed:
+        stats.observe(method, status, duration, 1)
+    assert stats.requests == {("GET", 2): 3, ("POST", 2): 1, ("GET", 5): 1}
+    assert stats.requests_total == 5
+    buckets = stats.duration_buckets
+    assert (buckets[0], buckets[1], buckets[-1], sum(buckets)) == (3, 1, 1, 5)
+    cumulative = stats.status(accepting=True, loop_lag=0.0, rss=0).duration_buckets
+    assert cumulative[0] == 3 and cumulative[-1] == 4  # +Inf is implied by the total
+    assert abs(stats.duration_sum - sum(d for _, _, d in observed)) < 1e-6
