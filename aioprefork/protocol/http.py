@@ -75,6 +75,7 @@ _METHODS: Final = {
 _LINE_ENDING: Final = re.compile(r"\b(?:cr|lf|crlf)\b")
 _clock: Final = time.perf_counter  # a C static in the compiled build, not a globals lookup
 _PROXY_MAX: Final = 536  # a PROXY v2 header is at most 16 + 520 bytes (v1 at most 107)
+_ASGI: Final[dict[str, str]] = {"version": "3.0", "spec_version": "2.4"}
 # What every http scope advertises; the inner dicts are shared (they are empty by the spec).
 _EXTENSIONS: Final[dict[str, dict[object, object]]] = {
     "http.response.trailers": {},
@@ -474,7 +475,7 @@ class HttpProtocol(asyncio.Protocol):
         # A copy of the connection's template (a memcpy of its table) plus the keys that vary:
         # cheaper than building a 13-key dict.
         scope = self._template.copy()
-        scope["asgi"] = {"version": "3.0", "spec_version": "2.4"}
+        scope["asgi"] = _ASGI.copy()  # each request its own (a copy beats a dict display)
         if version != "1.1":
             scope["http_version"] = version
         if client is not self._client:

@@ -487,3 +487,22 @@ def test_invalid_asgi_messages_are_500(serve: Any, message: dict[str, Any]) -> N
     server = serve(app)
     raw = exchange(server.port, GET)
     assert status_of(raw) == 500 and b"connection: close" in raw
+
+
+def test_each_scope_has_its_own_mutable_parts(serve: Any) -> None:
+    """An app that writes into scope["asgi"] or scope["extensions"] leaks nothing into the next
+    request's scope (both start from per-connection templates)."""
+    seen: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append((dict(scope["asgi"]), dict(scope["extensions"])))
+        scope["asgi"]["leak"] = True
+        scope["extensions"]["leak"] = {}
+        await simple()(scope, receive, send)
+
+    server = serve(app)
+    with Wire(server.port) as wire:
+        for _ in range(2):
+            wire.send(GET)
+            assert wire.read_response().status == 200
+    assert seen[0] == seen[1] and "leak" not in seen[1][0] and "leak" not in seen[1][1]
