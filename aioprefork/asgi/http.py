@@ -44,6 +44,7 @@ log: Final = logging.getLogger("aioprefork.error")
 
 _BIG: Final = 16 * 1024  # above this, a body is written as its own buffer, never joined
 _CORK_LIMIT: Final = 64 * 1024  # held bytes that go out at once, even mid-step
+_REQUEST: Final[dict[str, Any]] = {"type": "http.request", "body": b"", "more_body": False}
 _FILE_EVENTS: Final = frozenset({"http.response.pathsend", "http.response.zerocopysend"})
 
 
@@ -168,7 +169,10 @@ class RequestCycle:
                     self._owner.body_wanted(self)
             if not more:
                 self._delivered = True
-            return {"type": "http.request", "body": body, "more_body": more}
+            event = _REQUEST.copy()  # a copy of a template beats a dict display
+            event["body"] = body
+            event["more_body"] = more
+            return event
         while not (self.disconnected or self.complete):
             await self._wait()
         return _disconnect()
