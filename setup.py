@@ -20,6 +20,7 @@ HOT_PATH = [
     "aioprefork/protocol/writer.py",
     "aioprefork/protocol/framing.py",
     "aioprefork/protocol/flow.py",
+    "aioprefork/protocol/memo.py",
     "aioprefork/asgi/http.py",
     "aioprefork/asgi/host.py",
     "aioprefork/worker/stats.py",

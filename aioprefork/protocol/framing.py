@@ -21,8 +21,9 @@ from collections.abc import Sequence
 from typing import Final
 
 from aioprefork.errors import BadHost, BodyTooLarge, RequestRejected, SmugglingAttempt
+from aioprefork.protocol.memo import remember
 
-__all__ = ["BodyFraming", "check_head"]
+__all__ = ["BodyFraming", "check_head", "parse_content_length"]
 
 
 class BodyFraming:
@@ -77,9 +78,7 @@ def _valid_host(host: bytes) -> bool:
         return True
     if _HOST_RE.match(host.strip(b" \t")) is None:
         return False
-    if len(_GOOD_HOSTS) >= _GOOD_HOSTS_MAX:
-        _GOOD_HOSTS.clear()
-    _GOOD_HOSTS[host] = None
+    remember(_GOOD_HOSTS, host, None, _GOOD_HOSTS_MAX)
     return True
 
 
@@ -89,15 +88,19 @@ _LENGTHS: Final[dict[bytes, int]] = {}
 _LENGTHS_MAX: Final = 1024
 
 
-def _content_length(value: bytes) -> int:
-    digits = value.strip(b" \t")
+def parse_content_length(digits: bytes) -> int:
+    """Content-Length = 1*DIGIT (RFC 9110 section 8.6): ASCII digits only, no sign, no list, at
+    most 18 of them (no overflow) -> its value; -1 for anything else."""
     if not digits.isdigit() or not digits.isascii() or len(digits) > _CL_DIGITS_MAX:
+        return -1
+    return int(digits)
+
+
+def _content_length(value: bytes) -> int:
+    length = parse_content_length(value.strip(b" \t"))
+    if length < 0:
         raise SmugglingAttempt("malformed Content-Length")
-    length = int(digits)
-    if len(_LENGTHS) >= _LENGTHS_MAX:
-        _LENGTHS.clear()
-    _LENGTHS[value] = length
-    return length
+    return remember(_LENGTHS, value, length, _LENGTHS_MAX)
 
 
 def _tokens(value: bytes) -> list[bytes]:

@@ -41,6 +41,7 @@ from aioprefork.errors import BodyTooLarge, HeadersTooLarge, RequestLineTooLong,
 from aioprefork.protocol.accesslog import AccessLogger
 from aioprefork.protocol.flow import FlowControl
 from aioprefork.protocol.framing import check_head
+from aioprefork.protocol.memo import remember
 from aioprefork.protocol.proxy import TrustedPeers, parse_proxy_protocol, resolve_forwarded
 from aioprefork.protocol.writer import DefaultHeaders, error_response
 from aioprefork.worker.stats import WorkerStats
@@ -93,9 +94,7 @@ _LOWERED_MAX: Final = 1024
 def _lowered(name: bytes) -> bytes:
     lowered = name.lower()
     if len(name) <= 64:
-        if len(_LOWERED) >= _LOWERED_MAX:
-            _LOWERED.clear()
-        _LOWERED[name] = lowered
+        remember(_LOWERED, name, lowered, _LOWERED_MAX)
     return lowered
 
 

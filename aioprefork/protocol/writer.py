@@ -21,6 +21,9 @@ from collections.abc import Iterable
 from email.utils import formatdate
 from typing import Any, Final
 
+from aioprefork.protocol.framing import parse_content_length
+from aioprefork.protocol.memo import remember
+
 __all__ = [
     "CONTINUE",
     "LAST_CHUNK",
@@ -119,11 +122,7 @@ def _kind(name: bytes) -> int:
         return kind
     if type(name) is not bytes or _TOKEN_RE.match(name) is None:
         raise ResponseError(f"invalid response header name {name!r}")
-    kind = _SPECIAL.get(name.lower(), _PLAIN)
-    if len(_KINDS) >= _KINDS_MAX:
-        _KINDS.clear()
-    _KINDS[name] = kind
-    return kind
+    return remember(_KINDS, name, _SPECIAL.get(name.lower(), _PLAIN), _KINDS_MAX)
 
 
 _LENGTHS: Final[dict[bytes, tuple[int, bytes]]] = {}  # Content-Length value -> (int, its line)
@@ -131,13 +130,10 @@ _LENGTHS_MAX: Final = 1024
 
 
 def _length(value: bytes) -> tuple[int, bytes]:
-    if type(value) is not bytes or not value.isdigit() or not value.isascii() or len(value) > 18:
+    length = parse_content_length(value) if type(value) is bytes else -1
+    if length < 0:
         raise ResponseError(f"invalid content-length {value!r}")
-    result = int(value), b"content-length: %d\r\n" % int(value)
-    if len(_LENGTHS) >= _LENGTHS_MAX:
-        _LENGTHS.clear()
-    _LENGTHS[value] = result
-    return result
+    return remember(_LENGTHS, value, (length, b"content-length: %d\r\n" % length), _LENGTHS_MAX)
 
 
 class _AppHead:
@@ -269,10 +265,7 @@ def encode_head(
         app = _app_head(status, pairs)
     else:
         if app is None:
-            app = _app_head(status, pairs)
-            if len(_HEADS) >= _HEADS_MAX:
-                _HEADS.clear()
-            _HEADS[key] = app
+            app = remember(_HEADS, key, _app_head(status, pairs), _HEADS_MAX)
     if app.simple and keep_alive and http11:
         block = defaults.block
         if app.block is not block:
