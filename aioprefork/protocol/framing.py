@@ -17,7 +17,6 @@ Bare CR / bare LF are refused by llhttp itself in strict mode (protocol/http.py 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from typing import Final
 
 from aioprefork.errors import BadHost, BodyTooLarge, RequestRejected, SmugglingAttempt
@@ -110,7 +109,7 @@ def _tokens(value: bytes) -> list[bytes]:
 def check_head(
     version: str,
     method: bytes,
-    headers: Sequence[tuple[bytes, bytes]],
+    headers: list[tuple[bytes, bytes]],
     authority: bytes | None = None,
     limit_body: int = 0,
 ) -> BodyFraming:
@@ -133,7 +132,7 @@ def check_head(
     transfer_encoding: bytes | None = None
     host: bytes | None = None
     hosts = 0
-    connection: list[bytes] = []
+    connection: list[bytes] | None = None  # Connection tokens (most requests send none)
     expect: bytes | None = None
     for name, value in headers:
         if name not in _FRAMING:
@@ -150,7 +149,10 @@ def check_head(
                 raise SmugglingAttempt("more than one Transfer-Encoding")
             transfer_encoding = value
         elif name == b"connection":
-            connection += _tokens(value)
+            if connection is None:
+                connection = _tokens(value)
+            else:
+                connection += _tokens(value)
         else:
             expect = value
 
@@ -161,13 +163,15 @@ def check_head(
             host = authority
         if host and not _valid_host(host):
             raise BadHost("invalid Host")
-        keep_alive = b"close" not in connection
+        keep_alive = connection is None or b"close" not in connection
     else:
         if hosts > 1:
             raise BadHost("more than one Host")
         if hosts and host and not _valid_host(host):
             raise BadHost("invalid Host")
-        keep_alive = b"keep-alive" in connection and b"close" not in connection
+        keep_alive = (
+            connection is not None and b"keep-alive" in connection and b"close" not in connection
+        )
 
     expect_continue = False
     if expect is not None:
