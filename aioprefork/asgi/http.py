@@ -310,7 +310,7 @@ class RequestCycle:
         elif more or self._held is not None:
             self._write(head + body)
         else:
-            self._owner.transport.write(head + body)  # the whole response: nothing to hold
+            self._owner.write(head + body)  # the whole response: nothing to hold
 
     def _send_body(self, body: bytes) -> None:
         if not self._body_allowed():
@@ -346,7 +346,7 @@ class RequestCycle:
 
     def _write(self, data: bytes) -> None:
         if not self.corked:
-            self._owner.transport.write(data)
+            self._owner.write(data)
             return
         held = self._held
         if held is None:
@@ -371,9 +371,9 @@ class RequestCycle:
         if held is not None:
             self._held = None
             if len(held) == 1:
-                self._owner.transport.write(held[0])
+                self._owner.write(held[0])
             elif self._held_size < _BIG:
-                self._owner.transport.write(b"".join(held))
+                self._owner.write(b"".join(held))
             else:
                 self._owner.transport.writelines(held)
 

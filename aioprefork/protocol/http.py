@@ -199,8 +199,11 @@ class HttpProtocol(asyncio.Protocol):
         "_cycle",
         "_deadline",
         "_deadline_kind",
+        "_dequeue",
         "_dispatching",
+        "_enqueue",
         "_extensions",
+        "_feed",
         "_forwarded",
         "_fresh",
         "_head_bytes",
@@ -216,6 +219,7 @@ class HttpProtocol(asyncio.Protocol):
         "_max_fields",
         "_max_line",
         "_max_requests",
+        "_now",
         "_parser",
         "_pending_error",
         "_proxy",
@@ -239,6 +243,7 @@ class HttpProtocol(asyncio.Protocol):
         "idle_since",
         "phase",
         "transport",
+        "write",
         "write_timeout",
     )
 
@@ -261,6 +266,12 @@ class HttpProtocol(asyncio.Protocol):
         _strict(self._parser)
         self._host = AppHost(shared.app, shared.loop)
         self._queue: deque[RequestCycle] = deque()
+        # Bound once per connection: the compiled build then calls them directly, where a call
+        # by name looks the method up on every request.
+        self._feed = self._parser.feed_data
+        self._enqueue = self._queue.append
+        self._dequeue = self._queue.popleft
+        self._now = shared.loop.time
         self._cycle: RequestCycle | None = None  # the one whose app runs / response goes out
         self._reading: RequestCycle | None = None  # the one whose body the parser feeds
         self._state = _IDLE
@@ -291,6 +302,7 @@ class HttpProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's are not registered subclasses
         self.transport = transport
+        self.write = transport.write  # bound once (see __init__)
         self.flow = FlowControl(transport, self._loop)
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
@@ -355,7 +367,7 @@ class HttpProtocol(asyncio.Protocol):
         # A read that starts between messages starts with the next request line.
         self._fresh = data if self._state == _IDLE else None
         try:
-            self._parser.feed_data(data)
+            self._feed(data)
         except httptools.HttpParserUpgrade as upgrade:
             if self._upgrade is not None:
                 self._hand_off(data[upgrade.args[0] :])
@@ -511,7 +523,7 @@ class HttpProtocol(asyncio.Protocol):
         self._state = _BODY
         self._reading = cycle
         queue = self._queue
-        queue.append(cycle)
+        self._enqueue(cycle)
         if self._cycle is not None or len(queue) > 1:
             self.flow.pause_reading()  # pipelined: hold the rest until its turn
         if framing.length:
@@ -619,7 +631,7 @@ class HttpProtocol(asyncio.Protocol):
             self._close()
         elif self._state == _IDLE:
             self.phase = "keepalive"
-            self.idle_since = now = self._loop.time()
+            self.idle_since = now = self._now()
             self._deadline_kind = _KEEPALIVE
             self._deadline = at = now + self._keepalive_timeout
             if self._timer is None or at < self._timer_at:
@@ -665,7 +677,7 @@ class HttpProtocol(asyncio.Protocol):
                 and not self.flow.write_paused
                 and self.phase != "closing"
             ):
-                cycle = self._cycle = queue.popleft()
+                cycle = self._cycle = self._dequeue()
                 self.phase = "active"
                 self._host.run(cycle)
         finally:
@@ -801,7 +813,7 @@ class HttpProtocol(asyncio.Protocol):
     # --- deadlines ----------------------------------------------------------------------------
 
     def _set_deadline(self, kind: int, delay: float) -> None:
-        at = self._loop.time() + delay
+        at = self._now() + delay
         self._deadline = at
         self._deadline_kind = kind
         timer = self._timer
