@@ -21,6 +21,7 @@ HOT_PATH = [
     "aioprefork/protocol/framing.py",
     "aioprefork/protocol/flow.py",
     "aioprefork/protocol/memo.py",
+    "aioprefork/protocol/coalesce.py",
     "aioprefork/asgi/http.py",
     "aioprefork/asgi/host.py",
     "aioprefork/worker/stats.py",

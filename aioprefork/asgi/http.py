@@ -234,6 +234,7 @@ class RequestCycle:
             if not self.head_sent:
                 self._send_head(b"", more, region.count, known=True)
             owner = self._owner
+            owner.flush_held()
             if not region.count or not self._body_allowed():
                 pass
             elif 0 <= self._length < self.sent + region.count:
@@ -361,7 +362,7 @@ class RequestCycle:
     def _write_pieces(self, pieces: tuple[bytes, ...]) -> None:
         """Several buffers in order, as one writev when not corked (a big body is never copied)."""
         if not self.corked:
-            self._owner.transport.writelines(pieces)
+            self._owner.writelines(pieces)
             return
         for data in pieces:
             self._write(data)
@@ -375,7 +376,7 @@ class RequestCycle:
             elif self._held_size < _BIG:
                 self._owner.write(b"".join(held))
             else:
-                self._owner.transport.writelines(held)
+                self._owner.writelines(held)
 
     def uncork(self) -> None:
         """The step ended (the app waits or returned): write what is held, in one go."""
@@ -396,7 +397,7 @@ class RequestCycle:
         self.uncork()
         self.keep_alive = False
         if not self.head_sent and not self.disconnected:
-            self._owner.transport.write(error_response(500, self._owner.defaults))
+            self._owner.write(error_response(500, self._owner.defaults))
             self.status = 500
             self.head_sent = True
         elif self.head_sent:

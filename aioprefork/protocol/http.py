@@ -27,7 +27,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final, cast
 from urllib.parse import unquote_to_bytes
 
@@ -39,6 +39,7 @@ from aioprefork.asgi.types import ASGIApp
 from aioprefork.config.model import HttpLimits
 from aioprefork.errors import BodyTooLarge, HeadersTooLarge, RequestLineTooLong, RequestRejected
 from aioprefork.protocol.accesslog import AccessLogger
+from aioprefork.protocol.coalesce import WriteCoalescer
 from aioprefork.protocol.flow import FlowControl
 from aioprefork.protocol.framing import check_head
 from aioprefork.protocol.memo import remember
@@ -66,6 +67,7 @@ _WRITE: Final = 4
 _LINGER: Final = 5
 _FIRST_REQUEST_GRACE: Final = 1.0  # seconds an idle connection gets at graceful stop
 _LINGER_TIME: Final = 2.0  # seconds a refused client gets to read our answer before the close
+_HOLD_LIMIT: Final = 64 * 1024  # bytes a connection holds until the iteration ends, at most
 
 _METHODS: Final = {
     m.encode(): m
@@ -112,6 +114,7 @@ class Shared:
         "access",
         "app",
         "closed",
+        "coalescer",
         "defaults",
         "limits",
         "loop",
@@ -141,6 +144,7 @@ class Shared:
         self.opened = opened
         self.closed = closed
         self.defaults = DefaultHeaders(limits.server_header, limits.date_header)
+        self.coalescer = WriteCoalescer(loop)
         self.access = AccessLogger(limits.access_log_format) if limits.access_log else None
         self.peers = TrustedPeers(limits.forwarded_allow_ips)
         self.max_head = (
@@ -196,6 +200,7 @@ class HttpProtocol(asyncio.Protocol):
         "_body_bytes",
         "_chunked",
         "_client",
+        "_coalescer",
         "_cycle",
         "_deadline",
         "_deadline_kind",
@@ -208,6 +213,8 @@ class HttpProtocol(asyncio.Protocol):
         "_fresh",
         "_head_bytes",
         "_headers",
+        "_held",
+        "_held_size",
         "_host",
         "_keep_alive",
         "_keepalive_timeout",
@@ -228,6 +235,7 @@ class HttpProtocol(asyncio.Protocol):
         "_requests",
         "_root_path",
         "_scheme",
+        "_send",
         "_server",
         "_shared",
         "_state",
@@ -243,7 +251,6 @@ class HttpProtocol(asyncio.Protocol):
         "idle_since",
         "phase",
         "transport",
-        "write",
         "write_timeout",
     )
 
@@ -272,6 +279,9 @@ class HttpProtocol(asyncio.Protocol):
         self._enqueue = self._queue.append
         self._dequeue = self._queue.popleft
         self._now = shared.loop.time
+        self._coalescer = shared.coalescer
+        self._held: list[bytes] | None = None  # bytes held until this loop iteration ends
+        self._held_size = 0
         self._cycle: RequestCycle | None = None  # the one whose app runs / response goes out
         self._reading: RequestCycle | None = None  # the one whose body the parser feeds
         self._state = _IDLE
@@ -302,7 +312,7 @@ class HttpProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's are not registered subclasses
         self.transport = transport
-        self.write = transport.write  # bound once (see __init__)
+        self._send = transport.write  # bound once (see __init__)
         self.flow = FlowControl(transport, self._loop)
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
@@ -600,6 +610,41 @@ class HttpProtocol(asyncio.Protocol):
             if cycle.more_body:
                 cycle.end_body()
 
+    # --- writing ----------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Every byte of a response goes out through here (or writelines).
+
+        The first write of a loop iteration goes out at once; later ones are held until the
+        iteration ends (protocol/coalesce.py), at most _HOLD_LIMIT bytes per connection.
+        """
+        held = self._held
+        if held is not None:
+            held.append(data)
+            self._held_size += len(data)
+            if self._held_size >= _HOLD_LIMIT:
+                self.flush_held()
+        elif self._state != _DEAD and self._coalescer.hold(self):
+            self._held = [data]
+            self._held_size = len(data)
+        else:
+            self._send(data)
+
+    def writelines(self, pieces: Sequence[bytes]) -> None:
+        """Big buffers, never copied or held: what this connection holds goes first."""
+        if self._held is not None:
+            self.flush_held()
+        self.transport.writelines(pieces)
+
+    def flush_held(self) -> None:
+        """Write what this connection holds now (before a close, a file, or at the iteration's end)."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            if self.transport.is_closing():
+                return  # gone (or aborted): nothing more reaches the client
+            self._send(held[0] if len(held) == 1 else b"".join(held))
+
     # --- the cycle's owner ------------------------------------------------------------------
 
     def body_wanted(self, cycle: RequestCycle) -> None:
@@ -625,7 +670,7 @@ class HttpProtocol(asyncio.Protocol):
             if not self._dispatching:
                 self._loop.call_soon(self._dispatch)
         elif self._pending_error:
-            self.transport.write(error_response(self._pending_error, shared.defaults))
+            self.write(error_response(self._pending_error, shared.defaults))
             self._linger()
         elif not self._keep_alive:
             self._close()
@@ -723,7 +768,7 @@ class HttpProtocol(asyncio.Protocol):
         self._deadline = 0.0
         self.flow.pause_reading()
         if self._cycle is None and not self._queue:
-            self.transport.write(error_response(exc.status, self._shared.defaults))
+            self.write(error_response(exc.status, self._shared.defaults))
             self._linger()
         else:
             self._pending_error = exc.status
@@ -746,6 +791,7 @@ class HttpProtocol(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         self._host.close()
+        self.flush_held()
         shared = self._shared
         shared.closed(self)  # the WebSocket protocol registers itself in stats.connections
         try:
@@ -858,6 +904,7 @@ class HttpProtocol(asyncio.Protocol):
         """Close after what was written is flushed; a client that never reads is cut at write_timeout."""
         if self.phase == "closing" and self.transport.is_closing():
             return
+        self.flush_held()
         self.phase = "closing"
         self._state = _DEAD
         transport = self.transport
@@ -876,6 +923,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.phase == "closing" or not transport.can_write_eof():
             self._close()
             return
+        self.flush_held()
         self.phase = "closing"
         self._state = _DEAD
         transport.write_eof()
@@ -902,4 +950,5 @@ class HttpProtocol(asyncio.Protocol):
     def abort(self) -> None:
         """Immediate stop: drop the connection and cancel its apps."""
         self._host.cancel()
+        self._held = None
         self.transport.abort()
