@@ -624,9 +624,10 @@ class HttpProtocol(asyncio.Protocol):
             self._held_size += len(data)
             if self._held_size >= _HOLD_LIMIT:
                 self.flush_held()
-        elif self._state != _DEAD and self._coalescer.hold(self):
+        elif self._state != _DEAD and self._coalescer.holding():
             self._held = [data]
             self._held_size = len(data)
+            self._coalescer.held(self)
         else:
             self._send(data)
 

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from http_wire import ServerThread, Wire, simple, wait_for
 
+from aioprefork.protocol.coalesce import MAX_HOLDING
+
 pytestmark = pytest.mark.timeout(30)
 
 GET = b"GET /%s HTTP/1.1\r\nHost: t\r\n%s\r\n"
@@ -83,6 +85,25 @@ def test_a_connection_holds_at_most_64_kib(serve: Any) -> None:
         assert sent > 0
         b.sock.settimeout(5)
         assert b._take(80_000) == big + big
+
+
+def test_at_most_max_holding_connections_wait(serve: Any) -> None:
+    server = serve(simple())
+    wires = [Wire(server.port) for _ in range(MAX_HOLDING + 3)]
+    try:
+        protocols = _protocols(server, wires)
+
+        def one_iteration() -> list[bool]:
+            for protocol in protocols:
+                protocol.write(b"x")
+            return [bool(_peek(wire.sock)) for wire in wires]
+
+        # the first goes out at once; MAX_HOLDING wait; the next flushes them all; the last waits
+        assert server.call(one_iteration) == [True] * (MAX_HOLDING + 2) + [False]
+        wait_for(lambda: _peek(wires[-1].sock) == b"x")
+    finally:
+        for wire in wires:
+            wire.close()
 
 
 async def _gated(scope: dict[str, Any], receive: Any, send: Any, gate: dict[str, Any]) -> None:
