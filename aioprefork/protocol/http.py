@@ -616,7 +616,8 @@ class HttpProtocol(asyncio.Protocol):
         """Every byte of a response goes out through here (or writelines).
 
         The first write of a loop iteration goes out at once; later ones are held until the
-        iteration ends (protocol/coalesce.py), at most _HOLD_LIMIT bytes per connection.
+        iteration ends (protocol/coalesce.py), at most _HOLD_LIMIT bytes per connection. A
+        refused or upgraded connection (_DEAD) writes at once: its close or hand-off follows.
         """
         held = self._held
         if held is not None:
