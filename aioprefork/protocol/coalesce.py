@@ -20,10 +20,12 @@ write_eof, a file sent zero-copy, a WebSocket hand-off) flushes its own held byt
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Final
 
 __all__ = ["MAX_HOLDING", "WriteCoalescer"]
 
+log: Final = logging.getLogger("aioprefork.error")
 MAX_HOLDING: Final = 32  # connections holding bytes at once; one more flushes them all
 
 if TYPE_CHECKING:
@@ -69,4 +71,8 @@ class WriteCoalescer:
         holding = self._holding
         self._holding = []
         for protocol in holding:
-            protocol.flush_held()
+            try:
+                protocol.flush_held()
+            except Exception:  # one broken transport must not strand the others' bytes
+                log.exception("writing a held response failed; dropping its connection")
+                protocol.abort()

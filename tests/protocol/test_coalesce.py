@@ -106,6 +106,30 @@ def test_at_most_max_holding_connections_wait(serve: Any) -> None:
             wire.close()
 
 
+def test_a_failing_held_write_drops_only_its_connection(serve: Any) -> None:
+    server = serve(simple())
+    wires = [Wire(server.port) for _ in range(3)]
+    try:
+        first, broken, third = _protocols(server, wires)
+
+        def fail(data: bytes) -> None:
+            raise OSError("the socket broke")
+
+        def one_iteration() -> None:
+            first.write(b"one")
+            broken.write(b"two")
+            third.write(b"three")
+            broken._send = fail  # what the transport does at the iteration's end
+
+        server.call(one_iteration)
+        wait_for(lambda: _peek(wires[2].sock) == b"three")  # the others still go out
+        assert wires[1].closed()
+        assert wires[1].buf == b""
+    finally:
+        for wire in wires:
+            wire.close()
+
+
 async def _gated(scope: dict[str, Any], receive: Any, send: Any, gate: dict[str, Any]) -> None:
     """/wait?KIND parks until /go; then every parked app answers in the same loop iteration."""
     if scope["type"] != "http":
