@@ -143,11 +143,7 @@ class Master:
     async def wait_ready(self, count: int, timeout: float = 10.0, gen: int | None = None) -> None:
         """Until `count` current-generation workers are READY (per `ctl status`)."""
 
-        async def ready() -> bool:
-            try:
-                snap = await self.status()
-            except OSError:
-                return False
+        def ready(snap: dict[str, Any]) -> bool:
             slots = [s for s in snap["slots"] if s["current"] and s["state"] == "ready"]
             return (
                 len(slots) >= count
@@ -155,12 +151,27 @@ class Master:
                 and (gen is None or snap["generation"] == gen)
             )
 
+        await self.status_until(ready, timeout, f"{count} workers ready")
+
+    async def status_until(
+        self, check: Callable[[dict[str, Any]], bool], timeout: float, what: str
+    ) -> dict[str, Any]:
+        """Poll `ctl status` until `check(snapshot)` holds; return that snapshot."""
         deadline = time.monotonic() + timeout
-        while not await ready():
+        while True:
+            try:
+                snap = await self.status()
+            except OSError:
+                pass  # the control socket is not up yet
+            else:
+                if check(snap):
+                    return snap
             if self.proc.poll() is not None:
                 raise AssertionError(f"master exited {self.proc.returncode}:\n{self.stderr}")
             if time.monotonic() > deadline:
-                raise AssertionError(f"{count} workers not ready in {timeout}s:\n{self.stderr}")
+                raise AssertionError(
+                    f"timed out after {timeout}s waiting for {what}:\n{self.stderr}"
+                )
             await asyncio.sleep(0.05)
 
     async def wait_exit(self, timeout: float) -> int:
