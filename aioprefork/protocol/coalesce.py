@@ -12,7 +12,9 @@ keeps its latency), and the connections that write after it in the same iteratio
 bytes (HttpProtocol.write) until `flush()`, which a call_soon scheduled by that first write runs
 right after the iteration's I/O callbacks. At most MAX_HOLDING connections wait: the next one
 flushes them all, so a response waits for at most that many others (~0.4 ms at ~12 us each),
-however many sockets one iteration serves. Per connection, order is kept: once it holds bytes,
+however many sockets one iteration serves. A connection holds at most 64 KiB of small writes
+(joined into one buffer) or 256 KiB of big ones (writelines: held by reference, never copied, and
+written with one writev). Per connection, order is kept: once it holds bytes,
 everything it writes joins them, and whatever must reach the socket first (a close, a
 write_eof, a file sent zero-copy, a WebSocket hand-off) flushes its own held bytes before.
 """

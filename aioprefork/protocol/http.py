@@ -68,6 +68,7 @@ _LINGER: Final = 5
 _FIRST_REQUEST_GRACE: Final = 1.0  # seconds an idle connection gets at graceful stop
 _LINGER_TIME: Final = 2.0  # seconds a refused client gets to read our answer before the close
 _HOLD_LIMIT: Final = 64 * 1024  # bytes a connection holds until the iteration ends, at most
+_HOLD_BIG: Final = 256 * 1024  # ... when they are big buffers, held by reference (writelines)
 
 _METHODS: Final = {
     m.encode(): m
@@ -633,10 +634,23 @@ class HttpProtocol(asyncio.Protocol):
             self._send(data)
 
     def writelines(self, pieces: Sequence[bytes]) -> None:
-        """Big buffers, never copied or held: what this connection holds goes first."""
-        if self._held is not None:
-            self.flush_held()
-        self.transport.writelines(pieces)
+        """Big buffers, never copied: held like write()'s, up to _HOLD_BIG bytes."""
+        held = self._held
+        if held is not None:
+            held.extend(pieces)
+            for data in pieces:
+                self._held_size += len(data)
+            if self._held_size >= _HOLD_BIG:
+                self.flush_held()
+        elif self._state != _DEAD and self._coalescer.holding():
+            self._held = list(pieces)
+            size = 0
+            for data in pieces:
+                size += len(data)
+            self._held_size = size
+            self._coalescer.held(self)
+        else:
+            self.transport.writelines(pieces)
 
     def flush_held(self) -> None:
         """Write what this connection holds now (before a close, a file, or at the iteration's end)."""
@@ -645,7 +659,12 @@ class HttpProtocol(asyncio.Protocol):
             self._held = None
             if self.transport.is_closing():
                 return  # gone (or aborted): nothing more reaches the client
-            self._send(held[0] if len(held) == 1 else b"".join(held))
+            if len(held) == 1:
+                self._send(held[0])
+            elif self._held_size < _HOLD_LIMIT:
+                self._send(b"".join(held))
+            else:
+                self.transport.writelines(held)  # big bodies are not copied
 
     # --- the cycle's owner ------------------------------------------------------------------
 

@@ -87,6 +87,29 @@ def test_a_connection_holds_at_most_64_kib(serve: Any) -> None:
         assert b._take(80_000) == big + big
 
 
+def test_big_buffers_are_held_by_reference_up_to_256_kib(serve: Any) -> None:
+    """writelines() (a big body, never copied) waits for the iteration's end too, up to a bound."""
+    server = serve(simple())
+    with Wire(server.port) as a, Wire(server.port) as b:
+        first, second = _protocols(server, [a, b])
+        big = b"y" * 100_000
+
+        def one_iteration() -> list[int]:
+            first.write(b"one")
+            seen = []
+            second.write(b"head")
+            for _ in range(3):  # 100,004 then 200,004 bytes held; 300,004: over, written now
+                second.writelines([big])
+                seen.append(len(_peek(b.sock)))
+            return seen
+
+        held_once, held_twice, over = server.call(one_iteration)
+        assert (held_once, held_twice) == (0, 0)
+        assert over > 0
+        b.sock.settimeout(5)
+        assert b._take(300_004) == b"head" + big * 3
+
+
 def test_at_most_max_holding_connections_wait(serve: Any) -> None:
     server = serve(simple())
     wires = [Wire(server.port) for _ in range(MAX_HOLDING + 3)]
@@ -156,7 +179,7 @@ async def _gated(scope: dict[str, Any], receive: Any, send: Any, gate: dict[str,
 
 
 def test_responses_of_one_iteration_arrive_whole_and_in_order(serve: Any, tmp_path: Path) -> None:
-    """Held bytes go out before a close, a zero-copy file and a big unheld body."""
+    """Held bytes go out before a close and a zero-copy file; a big body keeps its place."""
     path = tmp_path / "file.bin"
     path.write_bytes(bytes(range(256)) * 64)
     gate: dict[str, Any] = {"file": str(path)}
