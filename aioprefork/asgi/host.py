@@ -31,6 +31,7 @@ __all__ = ["AppHost"]
 _enter_task: Final = _tasks._enter_task
 _leave_task: Final = _tasks._leave_task
 _copy_context: Final = contextvars.copy_context
+_run_in: Final = contextvars.Context.run  # (ctx.run(...) would look the method up each time)
 _DONE: Final = runner.DONE
 _Failure: Final = runner.Failure
 
@@ -104,7 +105,7 @@ class AppHost:
         _enter_task(self._loop, task)
         cycle.corked = True
         try:
-            yielded = ctx.run(self._step, cycle)
+            yielded = _run_in(ctx, self._step, cycle)
         finally:
             cycle.uncork()
             _leave_task(self._loop, task)
