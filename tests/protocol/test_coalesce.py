@@ -101,6 +101,8 @@ def test_big_buffers_are_held_by_reference_up_to_256_kib(serve: Any) -> None:
             for _ in range(3):  # 100,004 then 200,004 bytes held; 300,004: over, written now
                 second.writelines([big])
                 seen.append(len(_peek(b.sock)))
+                if len(seen) == 1:
+                    assert second._held[-1] is big  # held as the app's own object, not a copy
             return seen
 
         held_once, held_twice, over = server.call(one_iteration)
