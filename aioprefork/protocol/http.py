@@ -635,18 +635,17 @@ class HttpProtocol(asyncio.Protocol):
 
     def writelines(self, pieces: Sequence[bytes]) -> None:
         """Big buffers, never copied: held like write()'s, up to _HOLD_BIG bytes."""
+        size = 0
+        for data in pieces:
+            size += len(data)
         held = self._held
         if held is not None:
             held.extend(pieces)
-            for data in pieces:
-                self._held_size += len(data)
+            self._held_size += size
             if self._held_size >= _HOLD_BIG:
                 self.flush_held()
         elif self._state != _DEAD and self._coalescer.holding():
             self._held = list(pieces)
-            size = 0
-            for data in pieces:
-                size += len(data)
             self._held_size = size
             self._coalescer.held(self)
         else:
