@@ -187,6 +187,45 @@ _HEADS: Final[dict[tuple[object, ...], _AppHead]] = {}
 _HEADS_MAX: Final = 512
 
 
+class _LastHead:
+    """The (status, headers) encoded last, and its _AppHead.
+
+    An app answers the same way again and again, usually with the very same header tuples
+    (constants of its code): recognising them by identity skips building and hashing the
+    cache key (~1,200 instructions of a hello request, compiled). A pair that is a new tuple
+    with the same name object and an equal bytes value matches too (a computed Content-Length).
+    Anything else takes the cache's path.
+    """
+
+    __slots__ = ("app", "pairs", "status")
+
+    def __init__(self) -> None:
+        self.status = -1
+        self.pairs: tuple[Any, ...] = ()
+        self.app: _AppHead | None = None
+
+    def same(self, status: int, headers: list[Any]) -> bool:
+        pairs = self.pairs
+        if status != self.status or len(headers) != len(pairs):
+            return False
+        for i in range(len(pairs)):
+            given: Any = headers[i]
+            known: Any = pairs[i]
+            if given is not known:
+                if type(given) is not tuple or len(given) != 2:
+                    return False
+                value = given[1]
+                if given[0] is not known[0] or type(value) is not bytes or value != known[1]:
+                    return False
+        return True
+
+
+_LAST: Final = _LastHead()
+# Only the mypyc build asks _LAST first: there its loop is native and saves ~1,100 instructions
+# a request; interpreted, the loop costs ~1,700 more than the C-level hashing it would save.
+_ASK_LAST: Final = hasattr(_LastHead, "__mypyc_attrs__")
+
+
 def _app_head(status: int, headers: Iterable[Any]) -> _AppHead:
     """Validate and encode the status line and the app's headers (the cacheable part).
 
@@ -254,18 +293,25 @@ def encode_head(
     """
     if type(status) is not int:
         raise ResponseError(f"invalid status {status!r}: must be an int in 100-999")
-    try:
-        pairs = tuple(headers)
-    except TypeError:
-        raise ResponseError("invalid response headers: not an iterable of pairs") from None
-    key = (status, pairs)
-    try:
-        app = _HEADS.get(key)
-    except TypeError:  # unhashable pieces (list pairs, bytearray values): no caching
-        app = _app_head(status, pairs)
-    else:
-        if app is None:
-            app = remember(_HEADS, key, _app_head(status, pairs), _HEADS_MAX)
+    last = _LAST
+    app = last.app
+    if app is None or not (_ASK_LAST and type(headers) is list and last.same(status, headers)):
+        try:
+            pairs = tuple(headers)
+        except TypeError:
+            raise ResponseError("invalid response headers: not an iterable of pairs") from None
+        key = (status, pairs)
+        try:
+            app = _HEADS.get(key)
+        except TypeError:  # unhashable pieces (list pairs, bytearray values): no caching
+            app = _app_head(status, pairs)
+        else:
+            if app is None:
+                app = remember(_HEADS, key, _app_head(status, pairs), _HEADS_MAX)
+            if _ASK_LAST:
+                last.status = status
+                last.pairs = pairs
+                last.app = app
     if app.simple and keep_alive and http11:
         block = defaults.block
         if app.block is not block:

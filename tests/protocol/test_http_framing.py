@@ -24,6 +24,42 @@ from aioprefork.protocol.writer import (
 HOST = [(b"host", b"example.com")]
 
 
+def test_the_last_head_is_reused_only_for_the_same_status_and_headers() -> None:
+    """The one-entry memo in front of the head cache never hands out another response's head,
+    and never skips the validation an unequal or unhashable header would get."""
+    defaults = DefaultHeaders("srv", date_header=False)
+    kind = (b"content-type", b"application/json")
+
+    def head(status: int, *pairs: object) -> bytes:
+        return encode_head(status, [kind, *pairs], defaults, True)[0]  # type: ignore[list-item]
+
+    def expected(status: int, length: int, extra: bytes = b"") -> bytes:
+        return (
+            STATUS_LINE[status]
+            + b"content-type: application/json\r\n"
+            + extra
+            + b"content-length: %d\r\n" % length
+            + b"server: srv\r\n\r\n"
+        )
+
+    name = b"content-length"
+    assert head(200, (name, b"52")) == expected(200, 52)
+    assert head(200, (name, b"%d" % 52)) == expected(200, 52)  # a new, equal value
+    assert head(200, (name, b"53")) == expected(200, 53)
+    assert head(201, (name, b"53")) == expected(201, 53)
+    assert head(201, (name, b"53"), (b"x-a", b"1")) == expected(201, 53, b"x-a: 1\r\n")
+    assert head(201, (bytes(bytearray(name)), b"53")) == expected(201, 53)  # another name object
+    assert head(201, [name, b"53"]) == expected(201, 53)  # a list pair: not cached, same bytes
+    assert head(201, (name, b"53")) == expected(201, 53)
+    with pytest.raises(ResponseError):
+        head(201, (name, bytearray(b"53")))  # equal content, not bytes: refused as before
+    assert head(201, (name, b"53")) == expected(201, 53)
+    other = encode_head(201, [kind, (b"x-length", b"53")], defaults, True, body_length=53)
+    assert other == (expected(201, 53, b"x-length: 53\r\n"), 53, False, True)
+    with pytest.raises(ResponseError):
+        head(201, (name, b"5\r\n3"))
+
+
 @pytest.mark.parametrize(
     "version, headers, expected",
     [
