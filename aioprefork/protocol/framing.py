@@ -71,13 +71,20 @@ _GOOD_HOSTS: Final[dict[bytes, None]] = {}  # bounded cache: a worker sees few d
 _GOOD_HOSTS_MAX: Final = 256
 
 
+# The last Host found valid: most requests repeat it, and comparing bytes costs less than hashing
+# a fresh value for the _GOOD_HOSTS lookup (~80 instructions instead of ~430, compiled).
+_LAST_HOST: Final[list[bytes]] = [b""]
+
+
 def _valid_host(host: bytes) -> bool:
     """Host as received (optional whitespace around it allowed): a cache hit skips the strip."""
-    if host in _GOOD_HOSTS:
+    if host == _LAST_HOST[0]:
         return True
-    if _HOST_RE.match(host.strip(b" \t")) is None:
-        return False
-    remember(_GOOD_HOSTS, host, None, _GOOD_HOSTS_MAX)
+    if host not in _GOOD_HOSTS:
+        if _HOST_RE.match(host.strip(b" \t")) is None:
+            return False
+        remember(_GOOD_HOSTS, host, None, _GOOD_HOSTS_MAX)
+    _LAST_HOST[0] = host
     return True
 
 

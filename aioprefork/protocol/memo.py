@@ -8,9 +8,18 @@ entries and a recomputation, and the common values are back after one miss each.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Final, TypeVar
 
-__all__ = ["remember"]
+__all__ = ["COMPILED", "remember"]
+
+
+class _Probe:
+    pass
+
+
+# True in the mypyc build (setup.py HOT_PATH). Some memos pay only there: a native loop or
+# comparison beats C-level hashing, where the same lines interpreted cost more than they save.
+COMPILED: Final = hasattr(_Probe, "__mypyc_attrs__")
 
 K = TypeVar("K")
 V = TypeVar("V")

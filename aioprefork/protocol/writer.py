@@ -22,7 +22,7 @@ from email.utils import formatdate
 from typing import Any, Final
 
 from aioprefork.protocol.framing import parse_content_length
-from aioprefork.protocol.memo import remember
+from aioprefork.protocol.memo import COMPILED, remember
 
 __all__ = [
     "CONTINUE",
@@ -223,7 +223,7 @@ class _LastHead:
 _LAST: Final = _LastHead()
 # Only the mypyc build asks _LAST first: there its loop is native and saves ~1,100 instructions
 # a request; interpreted, the loop costs ~1,700 more than the C-level hashing it would save.
-_ASK_LAST: Final = hasattr(_LastHead, "__mypyc_attrs__")
+_ASK_LAST: Final = COMPILED
 
 
 def _app_head(status: int, headers: Iterable[Any]) -> _AppHead:

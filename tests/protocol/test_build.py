@@ -25,3 +25,10 @@ def test_the_hot_path_build_under_test() -> None:
     for name in modules:
         origin = importlib.import_module(name).__file__ or ""
         assert origin.endswith(".so") is compiled, (name, origin)
+
+
+def test_the_compiled_only_memos_know_which_build_runs() -> None:
+    """protocol/memo.COMPILED switches on the memos that pay only in the mypyc build."""
+    from aioprefork.protocol import memo
+
+    assert memo.COMPILED is (os.environ.get("AIOPREFORK_EXPECT_COMPILED") == "1")

@@ -132,6 +132,17 @@ def test_check_head_refuses(
     assert isinstance(info.value, RequestRejected) and info.value.status == status
 
 
+def test_the_last_valid_host_vouches_for_itself_only() -> None:
+    """Host values found valid are remembered (the last one is compared before any lookup): a
+    bad value after a good one, or after a bad one, is refused each time."""
+    for host in (b"good.example", b"bad host", b"good.example", b"bad host", b"x\x01"):
+        if b" " in host or b"\x01" in host:
+            with pytest.raises(BadHost):
+                check_head("1.1", b"GET", [(b"host", host)])
+        else:
+            assert check_head("1.1", b"GET", [(b"host", host)]) == NO_BODY_KEEP_ALIVE
+
+
 def test_check_head_body_limit_and_authority() -> None:
     with pytest.raises(BodyTooLarge):
         check_head("1.1", b"POST", [*HOST, (b"content-length", b"11")], None, 10)

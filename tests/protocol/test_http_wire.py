@@ -408,6 +408,8 @@ def test_each_request_gets_the_method_of_its_own_request_line(serve: Any) -> Non
                 b"GET /split 1.0",
             ),
             (b"POST /v HTTP/1", b".0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n", b"POST /v 1.0"),
+            (b"GET /w HTTP/1.0", b"\r\nHost: t\r\nConnection: keep-alive\r\n\r\n", b"GET /w 1.0"),
+            (b"GET /x HTTP/1.0\r", b"\nHost: t\r\nConnection: keep-alive\r\n\r\n", b"GET /x 1.0"),
         ):
             wire.send(first)
             time.sleep(0.05)
@@ -466,6 +468,37 @@ def test_header_names_are_lowered_through_a_bounded_cache(serve: Any) -> None:
             assert wire.read_response().status == 200
             assert len(http._LOWERED) <= 1024
     assert seen[-1][-1] == (b"x-name-14-79", b"v")
+
+
+def test_header_names_are_lowered_afresh_wherever_they_differ_from_the_last_request(
+    serve: Any,
+) -> None:
+    """The compiled build first compares each field name with the previous request's name at the
+    same position: another case, another name, more fields, fewer, and names too long to keep
+    must each come out lower-cased, in order, on one connection."""
+    long_a, long_b = b"X-" + b"A" * 100, b"X-" + b"B" * 100
+    requests = [
+        [b"Host", b"X-One", b"X-Two"],
+        [b"Host", b"X-One", b"X-Two"],
+        [b"Host", b"X-ONE", b"X-Three", b"X-Four"],
+        [b"HOST"],
+        [b"Host", long_a, b"X-Two"],
+        [b"Host", long_b, b"X-Two"],
+        [b"Host", long_b, b"x-two", b"X-Five"],
+    ]
+    seen: list[list[bytes]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append([name for name, _ in scope["headers"]])
+        await simple()(scope, receive, send)
+
+    server = serve(app)
+    with Wire(server.port) as wire:
+        for names in requests:
+            fields = b"".join(b"%s: v\r\n" % name for name in names)
+            wire.send(b"GET / HTTP/1.1\r\n" + fields + b"\r\n")
+            assert wire.read_response().status == 200
+    assert seen == [[name.lower() for name in names] for names in requests]
 
 
 @pytest.mark.parametrize(
