@@ -22,7 +22,7 @@ from typing import Final
 from aioprefork.errors import BadHost, BodyTooLarge, RequestRejected, SmugglingAttempt
 from aioprefork.protocol.memo import remember
 
-__all__ = ["BodyFraming", "check_head", "parse_content_length"]
+__all__ = ["FRAMING_NAMES", "BodyFraming", "check_head", "parse_content_length"]
 
 
 class BodyFraming:
@@ -62,6 +62,9 @@ _CL_DIGITS_MAX: Final = 18  # 10**18 bytes: beyond any limit, and well inside an
 _FRAMING: Final = frozenset(
     {b"content-length", b"transfer-encoding", b"host", b"connection", b"expect"}
 )
+# The lower-cased names check_head looks for, mapped to the very objects in _FRAMING: a name the
+# protocol lowers through it is found by identity (its hash cached), not by comparing bytes.
+FRAMING_NAMES: Final[dict[bytes, bytes]] = {name: name for name in _FRAMING}
 # RFC 3986 authority: IP-literal (IPv6, optional zone) or reg-name/IPv4, then an optional port.
 _HOST_RE: Final = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+(?:%25[A-Za-z0-9._~\-]+)?\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)"

@@ -41,7 +41,7 @@ from aioprefork.errors import BodyTooLarge, HeadersTooLarge, RequestLineTooLong,
 from aioprefork.protocol.accesslog import AccessLogger
 from aioprefork.protocol.coalesce import WriteCoalescer
 from aioprefork.protocol.flow import FlowControl
-from aioprefork.protocol.framing import check_head
+from aioprefork.protocol.framing import FRAMING_NAMES, check_head
 from aioprefork.protocol.memo import COMPILED, remember
 from aioprefork.protocol.proxy import TrustedPeers, parse_proxy_protocol, resolve_forwarded
 from aioprefork.protocol.writer import DefaultHeaders, error_response
@@ -102,6 +102,7 @@ _NO_NAME: Final = (b"", b"")  # holds the place of a name too long to keep (none
 
 def _lowered(name: bytes) -> bytes:
     lowered = name.lower()
+    lowered = FRAMING_NAMES.get(lowered, lowered)
     if len(name) <= 64:
         remember(_LOWERED, name, lowered, _LOWERED_MAX)
     return lowered

@@ -342,3 +342,14 @@ def test_content_length_values_are_cached_bounded() -> None:
         with pytest.raises(SmugglingAttempt):
             check_head("1.1", b"POST", [*HOST, (b"content-length", bad)])
         assert bad not in framing._LENGTHS
+
+
+def test_framing_names_are_lowered_to_the_objects_check_head_looks_for() -> None:
+    """The protocol lowers Host, Content-Length & co. to FRAMING_NAMES' own objects, so that
+    check_head's set lookup matches them by identity; any other name is just lower-cased."""
+    from aioprefork.protocol import framing, http
+
+    for raw in (b"Host", b"CONTENT-LENGTH", b"Transfer-Encoding", b"connection", b"Expect"):
+        lowered = http._lowered(raw)
+        assert lowered == raw.lower() and lowered is framing.FRAMING_NAMES[raw.lower()]
+    assert http._lowered(b"X-Other") == b"x-other"
