@@ -6,15 +6,22 @@
 #
 # `pack` builds everything for the other machine's Python (3.12 by default: PACK_PYTHON names
 # the interpreter): the wheels of every runtime and bench dependency, the mypyc-compiled hot path,
-# and wrk with the shared libraries it needs that a stock image may lack. `run` makes a venv
-# from those wheels only (--no-index), puts the compiled tree where bench/run.py expects it and
-# runs the scaling benchmark; with no arguments, the issue's setting: N = 1, 2, 4, 8 workers on
-# cores 0-7, wrk on cores 8-15, hello, every server. Results go to $OUT (else bench/results).
+# and wrk with the shared libraries it needs that a stock image may lack. `run` checks the pack
+# was made from this tree's sources, makes a venv from those wheels only (--no-index), puts the
+# compiled tree where bench/run.py expects it and runs the scaling benchmark; with no arguments,
+# the issue's setting: N = 1, 2, 4, 8 workers on cores 0-7, wrk on cores 8-15, hello, every
+# server. Results go to $OUT (else bench/results).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=.device
 
 die() { echo "bench/device.sh: $*" >&2; exit 1; }
+
+# What the pack was built from: `run` refuses a pack older than the tree it would measure.
+source_hash() {
+    { find aioprefork -name '*.py' -print0 | sort -z | xargs -0 sha256sum; sha256sum setup.py pyproject.toml; } \
+        | sha256sum | cut -d' ' -f1
+}
 
 pack() {
     local py=${PACK_PYTHON:-python3.12}
@@ -43,6 +50,7 @@ pack() {
         | xargs -r -I{} cp -L {} "$DEVICE/wrk/lib/"
     rm -rf "$build"
     "$py" --version > "$DEVICE/python-version"
+    source_hash > "$DEVICE/source-hash"
     du -sh "$DEVICE"
     echo "packed for $(cat "$DEVICE/python-version"); carry '$DEVICE' and run: bench/device.sh run"
 }
@@ -54,6 +62,8 @@ run() {
     want=$(cut -d' ' -f2 "$DEVICE/python-version" | cut -d. -f1,2)
     have=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     [ "$want" = "$have" ] || die "packed for Python $want, but $py is $have: pack again with PACK_PYTHON=python$have"
+    [ "$(cat "$DEVICE/source-hash" 2>/dev/null)" = "$(source_hash)" ] \
+        || die "$DEVICE/ was packed from other sources than this tree's aioprefork/: run 'bench/device.sh pack' again"
     rm -rf "$DEVICE/venv"
     "$py" -m venv "$DEVICE/venv"
     "$DEVICE/venv/bin/python" -m pip install -q --no-index --no-deps --no-compile "$DEVICE"/whl/*.whl

@@ -57,3 +57,22 @@ def test_run_on_another_python_names_the_version_to_pack_for(tmp_path: Path) -> 
         f"pack again with PACK_PYTHON=python{have}\n"
     )
     assert not (tmp_path / ".device" / "venv").exists()  # refused before building anything
+
+
+def test_run_refuses_a_pack_made_from_other_sources(tmp_path: Path) -> None:
+    """A pack older than the tree would measure the old compiled hot path: refused, one line."""
+    (tmp_path / ".device" / "whl").mkdir(parents=True)
+    version = "Python {}.{}.0\n".format(*sys.version_info[:2])
+    (tmp_path / ".device" / "python-version").write_text(version)
+    (tmp_path / ".device" / "source-hash").write_text("0" * 64 + "\n")
+    (tmp_path / "aioprefork").mkdir()
+    (tmp_path / "aioprefork" / "__init__.py").write_text("")
+    (tmp_path / "setup.py").write_text("")
+    (tmp_path / "pyproject.toml").write_text("")
+    done = _device_sh(tmp_path, "run")
+    assert done.returncode == 1
+    assert done.stderr == (
+        "bench/device.sh: .device/ was packed from other sources than this tree's aioprefork/: "
+        "run 'bench/device.sh pack' again\n"
+    )
+    assert not (tmp_path / ".device" / "venv").exists()
