@@ -536,10 +536,12 @@ class HttpProtocol(asyncio.Protocol):
             scope["client"] = client
         if scheme is not self._scheme:
             scope["scheme"] = scheme
-        scope["method"] = method
+        if method != "GET":  # the template's (a store costs ~150 instructions, compiled)
+            scope["method"] = method
         scope["path"] = path
         scope["raw_path"] = raw_path
-        scope["query_string"] = query_string
+        if query_string:
+            scope["query_string"] = query_string
         scope["headers"] = headers
         scope["extensions"] = self._extensions.copy()
         state = self._shared.state

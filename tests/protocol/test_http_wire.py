@@ -470,6 +470,31 @@ def test_header_names_are_lowered_through_a_bounded_cache(serve: Any) -> None:
     assert seen[-1][-1] == (b"x-name-14-79", b"v")
 
 
+def test_method_and_query_string_are_each_requests_own_on_one_connection(serve: Any) -> None:
+    """GET and an empty query string come from the connection's scope template, anything else is
+    stored per request: neither may carry over from the request before."""
+    seen: list[tuple[str, bytes]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append((scope["method"], scope["query_string"]))
+        await simple()(scope, receive, send)
+
+    requests = [
+        ("GET", b"/a?x=1"),
+        ("GET", b"/b"),
+        ("POST", b"/c?y"),
+        ("GET", b"/d"),
+        ("HEAD", b"/e"),
+    ]
+    server = serve(app)
+    with Wire(server.port) as wire:
+        for method, target in requests:
+            body = b"Content-Length: 0\r\n" if method == "POST" else b""
+            wire.send(b"%s %s HTTP/1.1\r\nHost: h\r\n%s\r\n" % (method.encode(), target, body))
+            assert wire.read_response(head_request=method == "HEAD").status == 200
+    assert seen == [("GET", b"x=1"), ("GET", b""), ("POST", b"y"), ("GET", b""), ("HEAD", b"")]
+
+
 def test_header_names_are_lowered_afresh_wherever_they_differ_from_the_last_request(
     serve: Any,
 ) -> None:
