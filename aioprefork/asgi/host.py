@@ -117,30 +117,35 @@ class AppHost:
             wake.set_result(None)
 
     async def _serve(self) -> None:
-        while not self._closed:
-            pending = self._pending
-            exc: BaseException | None = None
-            if pending is None:
-                wake = self._wake = self._loop.create_future()
-                try:
-                    await wake
-                except asyncio.CancelledError as cancelled:
-                    if self._pending is None:
-                        return
-                    exc = cancelled  # the app cancelled its own (host) task: deliver it
-                finally:
-                    self._wake = None
+        try:
+            while not self._closed:
                 pending = self._pending
+                exc: BaseException | None = None
                 if pending is None:
-                    continue
-            ctx, yielded, cycle = pending
-            try:
-                outcome = await runner.drive(self._runner, ctx, yielded, exc, cycle)
-                self._pending = None
-                self._outcome(cycle, outcome)
-            except BaseException:
-                self._pending = None
-                return  # the app ended on a cancellation or exit, reported: stop hosting
+                    wake = self._wake = self._loop.create_future()
+                    try:
+                        await wake
+                    except asyncio.CancelledError as cancelled:
+                        if self._pending is None:
+                            return
+                        exc = cancelled  # the app cancelled its own (host) task: deliver it
+                    finally:
+                        self._wake = None
+                    pending = self._pending
+                    if pending is None:
+                        continue
+                ctx, yielded, cycle = pending
+                try:
+                    outcome = await runner.drive(self._runner, ctx, yielded, exc, cycle)
+                    self._pending = None
+                    self._outcome(cycle, outcome)
+                except BaseException:
+                    self._pending = None
+                    return  # the app ended on a cancellation or exit, reported: stop hosting
+        finally:
+            # The task's coroutine holds this host and the host holds the task: drop our side so
+            # that a closed connection is freed by refcounting, not by the cyclic GC.
+            self._task = None
 
     def _spawn(self, cycle: RequestCycle) -> None:
         task = self._loop.create_task(self._run_task(cycle), context=_copy_context())

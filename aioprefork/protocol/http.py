@@ -162,6 +162,17 @@ class Shared:
         )
 
 
+class _NoCallbacks:
+    """The protocol of _CLOSED_PARSER: a parser with no callbacks at all."""
+
+
+# What a closed connection's _parser becomes (never fed: data_received ignores a dead connection).
+# The parser holds bound callbacks of its protocol, so protocol and parser form a cycle that only
+# the cyclic GC would free, a collection every few dozen connections; dropping our side at
+# connection_lost lets refcounting free the connection at once.
+_CLOSED_PARSER: Final = httptools.HttpRequestParser(_NoCallbacks())
+
+
 def _strict(parser: httptools.HttpRequestParser) -> None:
     """Turn every llhttp leniency off explicitly, whatever the build's defaults.
 
@@ -364,6 +375,8 @@ class HttpProtocol(asyncio.Protocol):
         self._queue.clear()
         self._host.close()
         self._shared.closed(self)
+        self._parser = _CLOSED_PARSER  # (see _CLOSED_PARSER)
+        self._feed = _CLOSED_PARSER.feed_data
 
     def eof_received(self) -> bool | None:
         # EOF is a disconnect (as in uvicorn): a half-closed client cannot be told apart from a

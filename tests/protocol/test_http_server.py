@@ -304,3 +304,30 @@ def test_non_websocket_upgrade_is_served_as_http_then_closed(serve: Any) -> None
         resp = wire.read_response()
         assert resp.status == 200 and resp.header(b"connection") == b"close"
         assert wire.closed()
+
+
+def test_closed_connections_are_freed_without_the_cyclic_gc(serve: Any) -> None:
+    """A connection's objects (protocol, parser, app host and its task) must not form a reference
+    cycle once it is closed: each would wait for the cyclic GC, whose collections then run every
+    few dozen connections (a full one walks the whole heap of a big app)."""
+    import gc
+
+    server = serve(hello)
+    close = b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+    assert status_of(exchange(server.port, close)) == 200  # whatever is made once, made now
+    wait_for(lambda: not server.stats.connections)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(40):
+            assert status_of(exchange(server.port, close)) == 200
+        with Wire(server.port) as wire:  # and a keep-alive one, closed by the client
+            for _ in range(3):
+                wire.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+                assert wire.read_response().status == 200
+        wait_for(lambda: not server.stats.connections)
+        time.sleep(0.05)  # the host tasks' last steps
+        unreachable = gc.collect()
+    finally:
+        gc.enable()
+    assert unreachable < 41, f"{unreachable} objects left in cycles by 41 connections"
