@@ -167,7 +167,9 @@ class AppHost:
         self._closed = True
         wake = self._wake
         if wake is not None and not wake.done() and self._pending is None:
-            wake.cancel()
+            # woken, the parked host sees _closed and returns: no CancelledError and traceback
+            # to make and unwind on every connection's close
+            wake.set_result(None)
 
     def cancel(self) -> None:
         """Immediate stop: cancel every app still running for this connection."""

@@ -129,6 +129,7 @@ class Shared:
         "max_head",
         "opened",
         "peers",
+        "scope_base",
         "state",
         "stats",
     )
@@ -160,6 +161,23 @@ class Shared:
             + limits.limit_request_fields * (limits.limit_request_field_size + 4)
             + 8
         )
+        # Every http scope key; a connection's template is a copy with its own addresses and
+        # scheme (cheaper than a 13-key dict display per connection).
+        self.scope_base: dict[str, Any] = {
+            "type": "http",
+            "asgi": None,
+            "http_version": "1.1",
+            "server": None,
+            "client": None,
+            "scheme": "http",
+            "method": "GET",
+            "root_path": limits.root_path,
+            "path": "/",
+            "raw_path": b"/",
+            "query_string": b"",
+            "headers": None,
+            "extensions": None,
+        }
 
 
 class _NoCallbacks:
@@ -915,21 +933,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def _set_template(self) -> None:
         """The http scope keys one connection's requests share (copied per request)."""
-        self._template: dict[str, Any] = {
-            "type": "http",
-            "asgi": None,
-            "http_version": "1.1",
-            "server": self._server,
-            "client": self._client,
-            "scheme": self._scheme,
-            "method": "GET",
-            "root_path": self._root_path,
-            "path": "/",
-            "raw_path": b"/",
-            "query_string": b"",
-            "headers": None,
-            "extensions": None,
-        }
+        template = self._template = self._shared.scope_base.copy()
+        template["server"] = self._server
+        template["client"] = self._client
+        template["scheme"] = self._scheme
 
     # --- deadlines ----------------------------------------------------------------------------
 
