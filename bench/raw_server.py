@@ -36,6 +36,8 @@ JSON_BODY: Final = json.dumps({"message": "Hello, world!", "server": "aioprefork
 BIG: Final = b"x" * 65536
 STREAM_CHUNKS: Final = tuple(b"chunk %d\n" % i for i in range(10))
 BAD_REQUEST: Final = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+STATUS_LINE_END: Final = len(b"HTTP/1.1 200 OK\r\n")  # every canned response starts with it
+CLOSE: Final = b"connection: close\r\n"  # said before closing, or the client takes it for an error
 
 
 def _date_header() -> bytes:
@@ -138,8 +140,10 @@ class RawProtocol(asyncio.Protocol):
                 response = self.canned.echo_head + b"content-length: %d\r\n\r\n" % len(body) + body
             else:
                 response = self.canned.by_path[b"/"]
-        transport.write(response)
-        if not self.parser.should_keep_alive():
+        if self.parser.should_keep_alive():
+            transport.write(response)
+        else:
+            transport.write(response[:STATUS_LINE_END] + CLOSE + response[STATUS_LINE_END:])
             transport.close()
 
 

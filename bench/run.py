@@ -181,6 +181,7 @@ def load(opts: Options, scenario: scenarios.Scenario, port: int, seconds: float)
         threads=opts.threads,
         cores=opts.client_cores,
         lua=scenario.lua,
+        headers=scenario.headers,
     )
     return wrk.run(argv, seconds)
 

@@ -25,6 +25,7 @@ class Scenario:
     method: str = "GET"
     request_body: bytes = b""
     lua: Path | None = None  # wrk -s script
+    headers: tuple[str, ...] = ()  # wrk -H, one each
 
 
 SCENARIOS: Final[tuple[Scenario, ...]] = (
@@ -60,6 +61,13 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
         path="/big",
         description="GET /big, 64 KiB response",
         expected_body=b"x" * 65536,
+    ),
+    Scenario(
+        name="close",
+        path="/",
+        description="GET / with Connection: close, a new connection per request",
+        expected_body=b"Hello, world!",
+        headers=("Connection: close",),
     ),
 )
 BY_NAME: Final = {s.name: s for s in SCENARIOS}

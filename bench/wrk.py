@@ -75,12 +75,15 @@ def command(
     threads: int,
     cores: str,
     lua: Path | None = None,
+    headers: tuple[str, ...] = (),
 ) -> list[str]:
     """wrk pinned to `cores` (wrk takes whole seconds; anything shorter rounds up to 1 s)."""
     argv = ["taskset", "-c", cores, "wrk", "--latency"]
     argv += ["-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s"]
     if lua is not None:
         argv += ["-s", str(lua)]
+    for header in headers:
+        argv += ["-H", header]
     return [*argv, url]
 
 
