@@ -127,6 +127,7 @@ class Shared:
         "limits",
         "loop",
         "max_head",
+        "now",
         "opened",
         "peers",
         "scope_base",
@@ -149,6 +150,7 @@ class Shared:
         self.limits = limits
         self.stats = stats
         self.loop = loop
+        self.now = loop.time  # bound once per worker, not per connection
         self.state = state
         self.opened = opened
         self.closed = closed
@@ -316,7 +318,7 @@ class HttpProtocol(asyncio.Protocol):
         self._feed = self._parser.feed_data
         self._enqueue = self._queue.append
         self._dequeue = self._queue.popleft
-        self._now = shared.loop.time
+        self._now = shared.now
         self._coalescer = shared.coalescer
         self._held: list[bytes] | None = None  # bytes held until this loop iteration ends
         self._held_size = 0
@@ -387,9 +389,14 @@ class HttpProtocol(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for cycle in (self._cycle, self._reading, *self._queue):
-            if cycle is not None:
-                cycle.disconnect()
+        cycle = self._cycle
+        if cycle is not None:
+            cycle.disconnect()
+        reading = self._reading
+        if reading is not None:
+            reading.disconnect()
+        for queued in self._queue:
+            queued.disconnect()
         self._queue.clear()
         self._host.close()
         self._shared.closed(self)
