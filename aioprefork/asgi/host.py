@@ -50,10 +50,12 @@ class AppHost:
     __slots__ = (
         "_app",
         "_closed",
+        "_first",
         "_loop",
         "_pending",
         "_runner",
         "_spare",
+        "_started",
         "_step",
         "_task",
         "_wake",
@@ -71,6 +73,8 @@ class AppHost:
         self._step: Callable[[Any], Any] = self._runner.send  # bound once
         self._spare: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._started = False  # the host task has taken its first step
+        self._first: RequestCycle | None = None  # for the host task to start at that first step
 
     def _outcome(self, cycle: RequestCycle, yielded: Any) -> bool:
         """Report a finished app to its cycle; False while it is still running."""
@@ -97,17 +101,19 @@ class AppHost:
         """
         task = self._task
         if task is None or self._wake is None or self._pending is not None:
-            # The host has not parked yet (a task cancelled before its first step could not
-            # hand the cancellation to the app), or still runs an earlier app.
-            self._spawn(cycle)
+            if task is not None and not self._started:
+                # The host task has not taken its first step (usually a connection's first
+                # request, read in the loop iteration that accepted it): that step starts the
+                # app, inside the task. Not eagerly here: a task cancelled before its first
+                # step could not hand the cancellation to an app waiting in it.
+                self._first = cycle
+                return
+            self._spawn(cycle)  # the host still runs an earlier app
             return
-        ctx = _copy_context()
         _enter_task(self._loop, task)
-        cycle.corked = True
         try:
-            yielded = _run_in(ctx, self._step, cycle)
+            ctx, yielded = self._step_app(cycle)
         finally:
-            cycle.uncork()
             _leave_task(self._loop, task)
         if self._outcome(cycle, yielded):
             return
@@ -116,9 +122,29 @@ class AppHost:
         if wake is not None and not wake.done():
             wake.set_result(None)
 
-    async def _serve(self) -> None:
+    def _step_app(self, cycle: RequestCycle) -> tuple[contextvars.Context, Any]:
+        """Run the app of `cycle` in a copy of the context until it ends or first waits."""
+        ctx = _copy_context()
+        cycle.corked = True
         try:
-            while not self._closed:
+            return ctx, _run_in(ctx, self._step, cycle)
+        finally:
+            cycle.uncork()
+
+    async def _serve(self) -> None:
+        self._started = True
+        try:
+            first = self._first
+            if first is not None:
+                self._first = None
+                try:
+                    ctx, yielded = self._step_app(first)
+                    if not self._outcome(first, yielded):
+                        self._pending = (ctx, yielded, first)
+                except BaseException:
+                    return  # the app ended on a cancellation or exit, reported: stop hosting
+            # (an app still running is driven to its end even when the connection has closed)
+            while self._pending is not None or not self._closed:
                 pending = self._pending
                 exc: BaseException | None = None
                 if pending is None:
@@ -174,6 +200,7 @@ class AppHost:
     def cancel(self) -> None:
         """Immediate stop: cancel every app still running for this connection."""
         self._closed = True
+        self._first = None  # never started: nothing to cancel
         if self._task is not None:
             self._task.cancel()
         for task in list(self._spare):

@@ -99,8 +99,7 @@ def test_suspending_apps_share_one_host_task_per_connection(serve: Any) -> None:
         for _ in range(5):
             wire.send(GET)
             assert wire.read_response().status == 200
-    # (the first request may run on a task of its own: the host parks on the loop's next turn)
-    assert len(set(map(id, tasks[1:]))) == 1
+    assert len(set(map(id, tasks))) == 1  # the first request too (see the next test)
 
 
 def test_app_cancelling_its_own_task_during_the_eager_step(serve: Any) -> None:
@@ -211,3 +210,103 @@ def test_the_connection_serves_on_after_apps_that_raise_after_their_response(
             wire.send(b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path)
             assert wire.read_response().body == path
     wait_for(lambda: len([r for r in caplog.records if "after /" in str(r.exc_info)]) == 4)
+
+
+class _Transport(asyncio.Transport):
+    """Just what HttpProtocol asks of a transport, recording what it writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out: list[bytes] = []
+        self.closing = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name)
+
+    def write(self, data: Any) -> None:
+        self.out.append(bytes(data))
+
+    def writelines(self, data: Any) -> None:
+        self.out.extend(bytes(piece) for piece in data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def _protocol(app: Any, loop: asyncio.AbstractEventLoop) -> Any:
+    from aioprefork.config.model import Config, HttpLimits
+    from aioprefork.protocol.http import HttpProtocol, Shared
+    from aioprefork.worker.stats import WorkerStats
+
+    limits = HttpLimits.from_config(Config())
+    shared = Shared(
+        app, limits, WorkerStats(), loop, state=None, opened=lambda p: None, closed=lambda p: None
+    )
+    return HttpProtocol(shared)
+
+
+def test_a_first_request_read_before_the_host_task_starts_runs_in_that_task() -> None:
+    """uvloop often reads a new connection's first request in the loop turn that accepted it,
+    before the host task's first step: that step then starts the app, inside the host task (no
+    task of its own), and drives it to its end even when the client is gone by then."""
+    seen: list[tuple[Any, int]] = []
+    finished: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append((asyncio.current_task(), len(asyncio.all_tasks())))
+        try:
+            await asyncio.sleep(0)
+            await simple()(scope, receive, send)  # raises ClientDisconnected once it is gone
+        finally:
+            finished.append(scope["path"])
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        protocol, transport = _protocol(app, loop), _Transport()
+
+        def made_and_read(data: bytes) -> None:  # one loop callback, as uvloop may do
+            protocol.connection_made(transport)
+            protocol.data_received(data)
+
+        loop.call_soon(made_and_read, b"GET /first HTTP/1.1\r\nHost: t\r\n\r\n")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        loop.call_soon(protocol.data_received, b"GET /second HTTP/1.1\r\nHost: t\r\n\r\n")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert finished == ["/first", "/second"]
+        assert b"".join(transport.out).count(b"HTTP/1.1 200 OK") == 2
+        host_task = seen[0][0]
+        assert seen == [(host_task, 2), (host_task, 2)]  # this test's task and the host's
+
+        before = len(asyncio.all_tasks())  # this test's task and the first connection's host
+        gone, gone_transport = _protocol(app, loop), _Transport()
+
+        def made_read_and_lost(data: bytes) -> None:
+            gone.connection_made(gone_transport)
+            gone.data_received(data)
+            gone.connection_lost(None)
+
+        loop.call_soon(made_read_and_lost, b"GET /gone HTTP/1.1\r\nHost: t\r\n\r\n")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert finished[-1] == "/gone"  # started, and driven to its end, after the client left
+        assert seen[-1][0] is not host_task and seen[-1][1] == before + 1  # in its own host
+        assert len(asyncio.all_tasks()) == before  # which is over now
+
+    asyncio.run(main())
