@@ -110,10 +110,13 @@ class AppHost:
                 return
             self._spawn(cycle)  # the host still runs an earlier app
             return
+        ctx = _copy_context()
         _enter_task(self._loop, task)
+        cycle.corked = True
         try:
-            ctx, yielded = self._step_app(cycle)
+            yielded = _run_in(ctx, self._step, cycle)
         finally:
+            cycle.uncork()
             _leave_task(self._loop, task)
         if self._outcome(cycle, yielded):
             return
@@ -122,23 +125,19 @@ class AppHost:
         if wake is not None and not wake.done():
             wake.set_result(None)
 
-    def _step_app(self, cycle: RequestCycle) -> tuple[contextvars.Context, Any]:
-        """Run the app of `cycle` in a copy of the context until it ends or first waits."""
-        ctx = _copy_context()
-        cycle.corked = True
-        try:
-            return ctx, _run_in(ctx, self._step, cycle)
-        finally:
-            cycle.uncork()
-
     async def _serve(self) -> None:
         self._started = True
         try:
             first = self._first
             if first is not None:
                 self._first = None
+                ctx = _copy_context()
+                first.corked = True
                 try:
-                    ctx, yielded = self._step_app(first)
+                    yielded = _run_in(ctx, self._step, first)  # as run() does, minus entering
+                finally:
+                    first.uncork()
+                try:
                     if not self._outcome(first, yielded):
                         self._pending = (ctx, yielded, first)
                 except BaseException:
