@@ -11,7 +11,8 @@ request, which bench/run.py cannot separate from the kernel's. Two ways:
 `--callgrind` runs this script twice under valgrind (N and N + 10,000 requests) and divides the
 difference: the count is the same on a loaded machine, so it compares two builds or two commits
 reliably. `--server uvicorn` measures uvicorn's protocol the same way. PYTHONPATH=build/compiled
-measures the mypyc build (make compiled).
+measures the mypyc build (make compiled). The `close` scenario measures whole connections instead
+(made, one Connection: close request, lost; N and N + 2,000 of them under --callgrind).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -40,6 +42,7 @@ REQUESTS: Final = {
     "json": b"GET /json HTTP/1.1\r\n" + HOST + b"\r\n",
     "echo": b"POST /echo HTTP/1.1\r\n" + HOST + b"Content-Length: 1024\r\n\r\n" + b"a" * 1024,
     "stream": b"GET /stream HTTP/1.1\r\n" + HOST + b"\r\n",
+    "close": b"GET / HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n",  # a connection each
     "browser": (
         b"GET /json HTTP/1.1\r\nHost: example.com\r\n"
         b"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0\r\n"
@@ -89,11 +92,13 @@ class CountingTransport:
     def write_eof(self) -> None: ...
 
 
-def make_protocol(server: str, loop: asyncio.AbstractEventLoop) -> Any:
+def protocol_factory(server: str, loop: asyncio.AbstractEventLoop) -> Callable[[], Any]:
+    """A new connection's protocol for `server`, per call; what they share is built once."""
     if server == "raw":
         from bench.raw_server import Canned, RawProtocol
 
-        return RawProtocol(Canned())
+        canned = Canned()
+        return lambda: RawProtocol(canned)
     if server == "aioprefork":
         from aioprefork.config.model import Config, HttpLimits
         from aioprefork.protocol.http import HttpProtocol, Shared
@@ -105,20 +110,21 @@ def make_protocol(server: str, loop: asyncio.AbstractEventLoop) -> Any:
         shared = Shared(
             app, limits, WorkerStats(), loop, state={}, opened=lambda p: None, closed=lambda p: None
         )
-        return HttpProtocol(shared)
+        return lambda: HttpProtocol(shared)
     from uvicorn.config import Config as UvicornConfig
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     from uvicorn.server import ServerState
 
     config = UvicornConfig(app, access_log=False, lifespan="off")
     config.load()
-    return HttpToolsProtocol(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+    state = ServerState()
+    return lambda: HttpToolsProtocol(config=config, server_state=state, app_state={}, _loop=loop)
 
 
 async def drive(server: str, data: bytes, n: int) -> tuple[float, int]:
     """Feed `data` n times (after a warm-up), one request per loop callback; (seconds, writes)."""
     loop = asyncio.get_running_loop()
-    protocol = make_protocol(server, loop)
+    protocol = protocol_factory(server, loop)()
     transport = CountingTransport()
     protocol.connection_made(transport)
     await asyncio.sleep(0)
@@ -143,6 +149,38 @@ async def drive(server: str, data: bytes, n: int) -> tuple[float, int]:
     return time.perf_counter() - start, transport.writes
 
 
+async def drive_connections(server: str, data: bytes, n: int) -> tuple[float, int]:
+    """n connections (after a warm-up), one request each: made and read in one loop callback
+    (as uvloop usually reads a new connection's first request), then lost; (seconds, writes)."""
+    loop = asyncio.get_running_loop()
+    new_protocol = protocol_factory(server, loop)
+    writes = 0
+
+    async def one() -> None:
+        nonlocal writes
+        protocol, transport = new_protocol(), CountingTransport()
+
+        def made_and_read() -> None:
+            protocol.connection_made(transport)
+            protocol.data_received(data)
+
+        loop.call_soon(made_and_read)
+        for _ in range(3):  # the response, then the close
+            await asyncio.sleep(0)
+        loop.call_soon(protocol.connection_lost, None)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        writes += transport.writes
+
+    for _ in range(WARMUP // 10):
+        await one()
+    writes = 0
+    start = time.perf_counter()
+    for _ in range(n):
+        await one()
+    return time.perf_counter() - start, writes
+
+
 def instructions(argv: list[str], n: int) -> int:
     out = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv, "-n", str(n)],
@@ -163,13 +201,22 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=100_000, help="requests measured")
     parser.add_argument("--callgrind", action="store_true", help="instructions per request")
     args = parser.parse_args()
+    per_connection = args.scenario == "close"
     if args.callgrind:
         argv = [sys.executable, __file__, args.scenario, "--server", args.server]
-        low, high = instructions(argv, 2000), instructions(argv, 12_000)
-        print(f"{args.server} {args.scenario}: {(high - low) / 10_000:,.0f} instructions/request")
+        low, extra = (1000, 2000) if per_connection else (2000, 10_000)
+        counts = instructions(argv, low), instructions(argv, low + extra)
+        print(
+            f"{args.server} {args.scenario}: {(counts[1] - counts[0]) / extra:,.0f} "
+            f"instructions/{'connection' if per_connection else 'request'}"
+        )
         return
-    seconds, writes = uvloop.run(drive(args.server, REQUESTS[args.scenario], args.n))
-    total = args.n + WARMUP
+    if per_connection:
+        seconds, writes = uvloop.run(drive_connections(args.server, REQUESTS["close"], args.n))
+        total = args.n
+    else:
+        seconds, writes = uvloop.run(drive(args.server, REQUESTS[args.scenario], args.n))
+        total = args.n + WARMUP
     print(
         f"{args.server} {args.scenario}: {seconds / args.n * 1e6:.2f} us/request "
         f"({writes / total:.2f} writes/request)"
