@@ -118,6 +118,13 @@ class Config:
         Kind.INT,
         minimum=1,
     )
+    balance_connections: bool = setting(
+        True,
+        "processes",
+        "spread connections evenly over the workers: one holding more than its share lets its "
+        "siblings accept, and ends keep-alive on its excess (after their next response)",
+        Kind.BOOL,
+    )
     min_spare_slots: int = setting(
         0,
         "processes",

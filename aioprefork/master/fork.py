@@ -37,6 +37,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from aioprefork.channel.board import LoadBoard
 from aioprefork.config.model import Config
 from aioprefork.errors import EXIT_FAILURE
 from aioprefork.logs import reopen_log_files
@@ -78,6 +79,7 @@ class WorkerMain(Protocol):
         channel: socket.socket,
         listeners: Sequence[socket.socket],
         config: Config,
+        board: LoadBoard | None = None,
     ) -> int: ...
 
 
@@ -94,6 +96,7 @@ def spawn(
     config: Config,
     listeners: Sequence[socket.socket],
     worker_main: WorkerMain | None = None,
+    board: LoadBoard | None = None,
 ) -> Child:
     """Fork one worker for `slot` of generation `gen`; returns in the parent only."""
     assert_single_threaded()
@@ -120,7 +123,9 @@ def spawn(
         close_inherited_fds(keep)
         set_title(f"aioprefork: worker {slot} gen {gen}")
         run = worker_main or _default_main()
-        code = run(slot=slot, gen=gen, channel=child_end, listeners=listeners, config=config)
+        code = run(
+            slot=slot, gen=gen, channel=child_end, listeners=listeners, config=config, board=board
+        )
     except BaseException:
         traceback.print_exc()
     finally:

@@ -5,7 +5,9 @@
 only while it is ours and not yet reaped (a reaped pid may already belong to another process);
 an exit is reported only after the worker's channel has been read to EOF, so a Fatal frame sent
 just before exiting is never lost to the race with SIGCHLD; every child is reaped, and pids we
-did not spawn (orphans re-parented to us when we run as PID 1) are reaped silently.
+did not spawn (orphans re-parented to us when we run as PID 1) are reaped silently. The pool
+owns the LoadBoard the workers balance their connections on (channel/board.py) and clears a
+slot's record when it spawns into it or reaps it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 from signal import SIGABRT, SIGKILL, Signals
 from typing import Final, Protocol
 
+from aioprefork.channel.board import LoadBoard
 from aioprefork.channel.endpoint import Endpoint, PeerGone
 from aioprefork.channel.messages import GracefulStop, Message, Stop
 from aioprefork.config.model import Config
@@ -48,6 +51,7 @@ class WorkerPool:
         self, scoreboard: Scoreboard, listeners: Sequence[socket.socket], events: PoolEvents
     ) -> None:
         self.scoreboard = scoreboard
+        self.board = LoadBoard()  # mapped before the first fork: every worker inherits it
         self._listeners = listeners
         self._events = events
         self._endpoints: dict[Slot, Endpoint] = {}
@@ -64,7 +68,8 @@ class WorkerPool:
         if index is None:
             log.warning("server_limit (%d) reached: cannot start a worker", sb.server_limit)
             return None
-        child = fork.spawn(index, gen, config=config, listeners=self._listeners)
+        self.board.clear(index)
+        child = fork.spawn(index, gen, config=config, listeners=self._listeners, board=self.board)
         slot = sb.add(index, child.pid, gen, cause)
         self._readers[slot] = asyncio.ensure_future(self._listen(slot, child.channel))
         log.debug("worker %d (pid %d, gen %d) started (%s)", index, child.pid, gen, cause)
@@ -168,6 +173,7 @@ class WorkerPool:
         if endpoint is not None:
             endpoint.close()
         self._outbox.pop(slot, None)
+        self.board.clear(slot.index)  # a crashed worker's count must not hold its siblings back
         self._events.on_exit(slot, status)
 
     async def close(self, timeout: float = 5.0) -> None:

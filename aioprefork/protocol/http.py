@@ -1036,6 +1036,16 @@ class HttpProtocol(asyncio.Protocol):
                 return
             self._close()
 
+    def retire(self) -> None:
+        """Make the next request this connection's last: its response says Connection: close.
+
+        For handing a connection back to the pool (worker/balance.py): unlike shutdown(), it never
+        closes between requests, where the client's next request may already be on the wire.
+        """
+        last = self._requests + 1
+        if not 0 < self._max_requests <= last:
+            self._max_requests = last
+
     def abort(self) -> None:
         """Immediate stop: drop the connection and cancel its apps."""
         self._host.cancel()

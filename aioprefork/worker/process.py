@@ -32,12 +32,14 @@ import uvloop
 
 from aioprefork.asgi.lifespan import Lifespan
 from aioprefork.asgi.loader import load_app
+from aioprefork.channel.board import LoadBoard
 from aioprefork.channel.codec import MAX_FRAME
 from aioprefork.channel.endpoint import Endpoint, PeerGone
 from aioprefork.channel.messages import Fatal, GracefulStop, Ready, ReopenLogs, Stop
 from aioprefork.config.model import Config, HttpLimits
 from aioprefork.errors import EXIT_BOOT, EXIT_OK, AiopreforkError, ProtocolViolation
 from aioprefork.logs import reopen_log_files
+from aioprefork.worker.balance import Balance
 from aioprefork.worker.reporter import Reporter
 from aioprefork.worker.server import WorkerServer
 from aioprefork.worker.stats import WorkerStats
@@ -56,6 +58,7 @@ def main(
     channel: socket.socket,
     listeners: Sequence[socket.socket],
     config: Config,
+    board: LoadBoard | None = None,
 ) -> int:
     """Serve as worker `slot` of generation `gen`; returns the process exit code."""
     faulthandler.enable(all_threads=True)  # SIGABRT on heartbeat timeout dumps every stack
@@ -63,7 +66,7 @@ def main(
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # a vanished client is an EPIPE, not a death
     for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(sig, signal.SIG_IGN)  # master-only meanings; TTIN/TTOU would stop us
-    worker = Worker(slot, gen, channel, listeners, config)
+    worker = Worker(slot, gen, channel, listeners, config, board)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(worker.run())
 
@@ -76,8 +79,10 @@ class Worker:
         channel: socket.socket,
         listeners: Sequence[socket.socket],
         config: Config,
+        board: LoadBoard | None = None,
     ) -> None:
         self.slot, self.gen, self.config = slot, gen, config
+        self._board = board
         self._channel_sock = channel
         self._listeners = listeners
         self._stats = WorkerStats()
@@ -148,6 +153,7 @@ class Worker:
             state=lifespan.state,
             ssl_context=make_ssl_context(config),
             on_accepting_change=self._reporter.poke,
+            balance=self._balance(),
         )
         try:
             await server.start()
@@ -155,6 +161,12 @@ class Worker:
             await lifespan.shutdown()
             raise
         return server, lifespan
+
+    def _balance(self) -> Balance | None:
+        board = self._board
+        if board is None or not board.holds(self.slot) or not self.config.balance_connections:
+            return None
+        return Balance(board, self.slot, self.config.server_limit)
 
     # -- serve and drain -----------------------------------------------------------------------
 

@@ -12,6 +12,11 @@ a Server, so accepting = a Server over a dup() of each listening socket, and pau
 those Servers (the original fds stay open, unpolled). EMFILE/ENFILE/ENOBUFS/ENOMEM at accept are
 absorbed by libuv (it sheds the connection and keeps listening); a listener that nevertheless
 stops serving is reopened by the one-second tick, which also refreshes the Date header.
+
+Among sibling workers the gate also balances (worker/balance.py): it shuts while this worker holds
+more than its share of the pool's connections, and connections held beyond it are handed back
+(keep-alive ends after their next response). A heartbeat every 0.1 s, every 0.01 s while the gate
+is shut for balance, publishes the count and re-assesses the share.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any, Final
 from aioprefork.asgi.types import ASGIApp
 from aioprefork.config.model import HttpLimits
 from aioprefork.protocol.http import HttpProtocol, Shared
+from aioprefork.worker.balance import BEAT_INTERVAL, HAND_BACK_INTERVAL, PAUSED_INTERVAL, Balance
 from aioprefork.worker.stats import WorkerStats
 
 __all__ = ["WorkerServer"]
@@ -49,6 +55,7 @@ class WorkerServer:
         ssl_context: ssl.SSLContext | None = None,
         on_accepting_change: Callable[[bool], None] | None = None,
         backlog: int = 2048,
+        balance: Balance | None = None,
     ) -> None:
         self.app = app
         self.limits = limits
@@ -61,13 +68,18 @@ class WorkerServer:
         self._backlog = backlog
         self._servers: list[asyncio.AbstractServer] = []
         self._connections: set[HttpProtocol] = set()
-        self._accepting = False
+        self._accepting = False  # the listeners are open (what the gate does now)
         self._want_accepting = False
+        self._deferring = False  # shut for balance only: there is room, siblings get it first
         self._opening: asyncio.Task[None] | None = None
         self._tick: asyncio.TimerHandle | None = None
         self._stopping = False
         self._empty: asyncio.Event | None = None
         self._shared: Shared | None = None
+        self._balance = balance
+        self._beat: asyncio.TimerHandle | None = None
+        self._retiring: set[HttpProtocol] = set()  # handed back, closing after their response
+        self._handed_back_at = -HAND_BACK_INTERVAL
 
     # --- public -------------------------------------------------------------------------------
 
@@ -86,9 +98,19 @@ class WorkerServer:
         self._want_accepting = True
         await self._open()
         self._schedule_tick()
+        if self._balance is not None:
+            self._on_beat()
 
     @property
     def accepting(self) -> bool:
+        """Has room for connections (SPEC's status.accepting: the master counts its free
+        capacity as idle). True while the gate is shut for balance only: siblings take the
+        next connections because they hold fewer, and the gate reopens if they fill up."""
+        return self._accepting or self._deferring
+
+    @property
+    def listening(self) -> bool:
+        """The gate is open: this worker's listeners are polled."""
         return self._accepting
 
     @property
@@ -140,19 +162,44 @@ class WorkerServer:
         stats = self.stats
         stats.connections.add(conn)
         stats.accepted_total += 1
+        open_now = len(stats.connections)
+        if self._balance is not None:
+            self._balance.publish(open_now)
         if self._stopping:
             conn.shutdown()
-        elif len(stats.connections) >= self._capacity and not self._reclaim():
+        elif open_now >= self._capacity and not self._reclaim():
             self._pause()
+        elif self._over_share(open_now):
+            self._defer()
 
     def _closed(self, conn: HttpProtocol) -> None:
         self._connections.discard(conn)
+        self._retiring.discard(conn)
         self.stats.connections.discard(conn)
+        open_now = len(self.stats.connections)
         if self._stopping:
-            if not self.stats.connections and self._empty is not None:
+            if not open_now and self._empty is not None:
                 self._empty.set()
-        elif not self._want_accepting and len(self.stats.connections) < self._capacity:
+            return
+        if self._balance is not None:
+            self._balance.publish(open_now)
+        if not self._want_accepting and self._may_accept(open_now):
             self._resume()
+
+    def _over_share(self, open_now: int) -> bool:
+        balance = self._balance
+        return (
+            balance is not None
+            and self._want_accepting
+            and open_now > balance.limit  # below the last assessment's limit, trust it: cheap
+            and open_now > balance.assess(open_now).limit
+        )
+
+    def _may_accept(self, open_now: int) -> bool:
+        """Within capacity and (as last assessed) within this worker's share of the pool."""
+        return open_now < self._capacity and (
+            self._balance is None or open_now <= self._balance.limit
+        )
 
     def _reclaim(self) -> bool:
         """At the limit: close the oldest idle keep-alive connection to make room."""
@@ -171,7 +218,13 @@ class WorkerServer:
 
     def _pause(self) -> None:
         self._want_accepting = False
-        self._close_servers()
+        self._close_servers(deferring=False)
+
+    def _defer(self) -> None:
+        """Shut the gate for balance: over its share, this worker lets siblings accept."""
+        self._want_accepting = False
+        self._close_servers(deferring=True)
+        self._schedule_beat(PAUSED_INTERVAL)  # siblings fill fast: look again soon
 
     def _resume(self) -> None:
         self._want_accepting = True
@@ -180,16 +233,21 @@ class WorkerServer:
 
     def _stop_accepting(self) -> None:
         self._want_accepting = False
+        if self._balance is not None:
+            self._balance.withdraw()
+        if self._beat is not None:
+            self._beat.cancel()
+            self._beat = None
         if self._opening is not None:
             self._opening.cancel()
             self._opening = None
-        self._close_servers()
+        self._close_servers(deferring=False)
 
-    def _close_servers(self) -> None:
+    def _close_servers(self, *, deferring: bool) -> None:
         servers, self._servers = self._servers, []
         for server in servers:
             server.close()
-        self._set_accepting(False)
+        self._set_accepting(False, deferring=deferring)
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -219,17 +277,17 @@ class WorkerServer:
             for server in servers:
                 server.close()
             return
-        self._close_servers()
+        for server in self._servers:
+            server.close()
         self._servers = servers
-        self._set_accepting(True)
+        self._set_accepting(True, deferring=False)
 
-    def _set_accepting(self, accepting: bool) -> None:
-        if accepting == self._accepting:
-            return
-        self._accepting = accepting
-        if self._on_accepting_change is not None:
+    def _set_accepting(self, listening: bool, *, deferring: bool) -> None:
+        before = self.accepting
+        self._accepting, self._deferring = listening, deferring
+        if self.accepting != before and self._on_accepting_change is not None:
             try:
-                self._on_accepting_change(accepting)
+                self._on_accepting_change(self.accepting)
             except Exception:
                 log.exception("on_accepting_change callback failed")
 
@@ -246,7 +304,7 @@ class WorkerServer:
         if (
             not self._want_accepting
             and not self._stopping
-            and len(self.stats.connections) < self._capacity
+            and self._may_accept(len(self.stats.connections))
         ):
             self._resume()  # upgraded connections closed without telling us
         elif (
@@ -258,6 +316,45 @@ class WorkerServer:
             log.warning("a listener stopped serving; reopening it")
             self._opening = asyncio.ensure_future(self._open())
         self._schedule_tick()
+
+    # --- the balance heartbeat -----------------------------------------------------------------
+
+    def _on_beat(self) -> None:
+        balance = self._balance
+        assert balance is not None
+        self._beat = None
+        if self._stopping:
+            return
+        open_now = len(self.stats.connections)
+        balance.publish(open_now)
+        balance.beat()
+        share = balance.assess(open_now)
+        if self._want_accepting:
+            if open_now > share.limit:
+                self._defer()
+        elif self._may_accept(open_now):
+            self._resume()
+        if share.excess > len(self._retiring):
+            now = time.monotonic()
+            if now - self._handed_back_at >= HAND_BACK_INTERVAL:
+                self._handed_back_at = now
+                self._hand_back(share.excess - len(self._retiring))
+        self._schedule_beat(PAUSED_INTERVAL if self._deferring else BEAT_INTERVAL)
+
+    def _schedule_beat(self, delay: float) -> None:
+        if self._beat is not None:
+            self._beat.cancel()
+        self._beat = asyncio.get_running_loop().call_later(delay, self._on_beat)
+
+    def _hand_back(self, count: int) -> None:
+        """End keep-alive on `count` connections: each closes after its next response."""
+        for conn in self._connections:
+            if count <= 0:
+                return
+            if conn not in self._retiring and conn.phase != "closing":
+                conn.retire()
+                self._retiring.add(conn)
+                count -= 1
 
     def _cancel_tick(self) -> None:
         if self._tick is not None:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from aioprefork.channel.board import LoadBoard
 from aioprefork.config.model import Config
 from aioprefork.master import fork
 
@@ -24,6 +25,7 @@ def report_and_exit(
     channel: socket.socket,
     listeners: Sequence[socket.socket],
     config: Config,
+    board: LoadBoard | None = None,
 ) -> int:
     """A stand-in worker main: report what the child inherited, then exit with code 7."""
     with open("/proc/self/cmdline", "rb") as f:
