@@ -285,6 +285,8 @@ class WorkerServer:
     def _set_accepting(self, listening: bool, *, deferring: bool) -> None:
         before = self.accepting
         self._accepting, self._deferring = listening, deferring
+        if self._balance is not None and not self._stopping:
+            self._balance.publish_gate(listening)
         if self.accepting != before and self._on_accepting_change is not None:
             try:
                 self._on_accepting_change(self.accepting)

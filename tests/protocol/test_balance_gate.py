@@ -1,7 +1,8 @@
 """WorkerServer balancing against siblings on a LoadBoard, over real sockets.
 
 The "siblings" are slots of the board this test writes; the server under test is slot 0.
-A sibling's heartbeat is set a minute ahead, so it stays fresh for the whole test.
+A sibling's heartbeat is set a minute ahead, so it stays fresh for the whole test, and its
+gate is open (it accepts) unless a test shuts it.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ pytestmark = pytest.mark.timeout(20)
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 
 
-def _sibling(board: LoadBoard, slot: int, count: int, *, fresh: bool = True) -> None:
+def _sibling(
+    board: LoadBoard, slot: int, count: int, *, fresh: bool = True, accepting: bool = True
+) -> None:
     board.counts[slot] = count
+    board.gates[slot] = accepting
     board.beats[slot] = now_ms() + 60_000 if fresh else now_ms() - 4 * STALE_MS
 
 
@@ -49,24 +53,26 @@ def test_the_gate_shuts_above_the_least_loaded_sibling_and_opens_when_it_catches
     _sibling(board, 1, 0)
     _sibling(board, 2, 9)
     server = _serve(serve, board)
-    assert board.beats[0] > 0  # our own heartbeat is on the board
+    assert board.beats[0] > 0 and board.gates[0] == 1  # our heartbeat and open gate
     socks = list(_connect(server.port, 2))  # least (0) + slack (1) = 1: the second shuts it
     try:
         wait_for(lambda: board.counts[0] == 2 and not server.server.listening)
         # Shut for balance, not full: the master still counts this worker's room as idle.
         assert server.server.accepting and server.accepting_changes == [True]
+        assert board.gates[0] == 0
         _sibling(board, 1, 4)  # the sibling caught up: the next paused re-assessment reopens
-        wait_for(lambda: server.server.listening, timeout=2)
+        wait_for(lambda: server.server.listening and board.gates[0] == 1, timeout=2)
     finally:
         for sock in socks:
             sock.close()
     wait_for(lambda: board.counts[0] == 0)
 
 
-def test_a_stale_or_withdrawn_sibling_holds_nobody_back(serve: Any, board: LoadBoard) -> None:
+def test_a_stale_withdrawn_or_shut_sibling_holds_nobody_back(serve: Any, board: LoadBoard) -> None:
     _sibling(board, 1, 0, fresh=False)  # its loop is stuck (or it died): not counted
     _sibling(board, 2, 0)
     board.clear(2)  # stopped taking connections
+    _sibling(board, 3, 0, accepting=False)  # shut its gate: it would not take the next ones
     server = _serve(serve, board)
     socks = list(_connect(server.port, 6))
     try:
