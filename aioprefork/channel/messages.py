@@ -69,6 +69,7 @@ class Status:
     closing: int = 0  # connections being closed / drained
     upgraded: int = 0  # WebSocket connections
     accepted_total: int = 0
+    handed_back_total: int = 0  # connections whose keep-alive ended to rebalance the pool
     requests_total: int = 0
     response_bytes_total: int = 0
     # ((method, status_class), count): method from a closed set, status_class "1xx".."5xx".

@@ -63,6 +63,7 @@ class _Accumulator:
     accepted: int = 0
     requests: int = 0
     response_bytes: int = 0
+    handed_back: int = 0
     by_method_class: collections.Counter[tuple[str, str]] = field(
         default_factory=collections.Counter
     )
@@ -72,6 +73,7 @@ class _Accumulator:
 
     def add(self, status: Status) -> None:
         self.accepted += status.accepted_total
+        self.handed_back += status.handed_back_total
         self.requests += status.requests_total
         self.response_bytes += status.response_bytes_total
         for method, klass, count in status.requests:
@@ -87,6 +89,7 @@ class _Accumulator:
             self.accepted,
             self.requests,
             self.response_bytes,
+            self.handed_back,
             collections.Counter(self.by_method_class),
             collections.Counter(self.rejected),
             list(self.duration_buckets),
@@ -247,6 +250,7 @@ class Scoreboard:
                 acc.add(slot.status)
         return Totals(
             accepted=acc.accepted,
+            handed_back=acc.handed_back,
             requests=acc.requests,
             response_bytes=acc.response_bytes,
             by_method_class=dict(acc.by_method_class),

@@ -69,6 +69,7 @@ class Totals:
     """Server-wide cumulative counters: live workers' latest totals + everything exited workers counted."""
 
     accepted: int = 0
+    handed_back: int = 0  # keep-alive connections ended to rebalance the pool
     requests: int = 0
     response_bytes: int = 0
     by_method_class: Mapping[tuple[str, str], int] = field(default_factory=dict)

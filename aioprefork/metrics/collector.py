@@ -161,6 +161,12 @@ def _traffic(snap: Snapshot) -> Iterator[Metric]:
     yield CounterMetricFamily(
         PREFIX + "connections_accepted", "Connections accepted", value=totals.accepted
     )
+    yield CounterMetricFamily(
+        PREFIX + "connections_handed_back",
+        "Keep-alive connections a worker over its share closed after a response, so that their "
+        "clients reconnect to a less loaded sibling (balance_connections)",
+        value=totals.handed_back,
+    )
     requests = CounterMetricFamily(
         PREFIX + "requests",
         "Responses by request method and status class",

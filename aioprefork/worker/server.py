@@ -356,6 +356,7 @@ class WorkerServer:
             if conn not in self._retiring and conn.phase != "closing":
                 conn.retire()
                 self._retiring.add(conn)
+                self.stats.handed_back_total += 1
                 count -= 1
 
     def _cancel_tick(self) -> None:

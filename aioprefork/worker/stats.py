@@ -48,6 +48,7 @@ class WorkerStats:
         "accepted_total",
         "connections",
         "duration_sum",
+        "handed_back_total",
         "rejected",
         "response_bytes_total",
     )
@@ -55,6 +56,7 @@ class WorkerStats:
     def __init__(self) -> None:
         self.connections: set[Connection] = set()
         self.accepted_total = 0
+        self.handed_back_total = 0  # keep-alive ended to rebalance the pool (worker/balance.py)
         self.response_bytes_total = 0
         # method label -> responses per status // 100 (0-9); one str-keyed lookup per request
         self._by_method: dict[str, list[int]] = {}
@@ -145,6 +147,7 @@ class WorkerStats:
             closing=phases["closing"],
             upgraded=phases["upgraded"],
             accepted_total=self.accepted_total,
+            handed_back_total=self.handed_back_total,
             requests_total=self.requests_total,
             response_bytes_total=self.response_bytes_total,
             requests=_requests_rows(self.requests.items()),

@@ -125,6 +125,7 @@ def test_totals_never_go_backwards_across_exits() -> None:
                 slot,
                 status(
                     accepted_total=k,
+                    handed_back_total=k,
                     requests_total=2 * k,
                     response_bytes_total=100 * k,
                     requests=(("GET", "2xx", 2 * k),),
@@ -141,6 +142,7 @@ def test_totals_never_go_backwards_across_exits() -> None:
     for before, after in itertools.pairwise(seen):
         assert after.requests >= before.requests
         assert after.accepted >= before.accepted
+        assert after.handed_back >= before.handed_back
         assert after.response_bytes >= before.response_bytes
         assert after.duration_sum >= before.duration_sum
         assert all(
@@ -148,6 +150,7 @@ def test_totals_never_go_backwards_across_exits() -> None:
         )
     final = seen[-1]
     assert final.by_method_class == {("GET", "2xx"): 18}
+    assert final.handed_back == final.accepted == 9
     assert final.rejected == {"framing": 9}
     assert final.duration_buckets == (9,) * 14
     assert final.duration_count == 18

@@ -109,6 +109,7 @@ def snapshot(**kw: Any) -> Snapshot:
         "heartbeat_timeouts_total": 3,
         "totals": Totals(
             accepted=123,
+            handed_back=7,
             requests=1000,
             response_bytes=131072,
             by_method_class={("GET", "2xx"): 900, ("POST", "5xx"): 60, ("GET", "4xx"): 40},

@@ -81,6 +81,7 @@ def test_lifecycle_counters() -> None:
 def test_traffic_counters() -> None:
     t = samples(render(snapshot()))
     assert value(t, "aioprefork_connections_accepted_total") == 123
+    assert value(t, "aioprefork_connections_handed_back_total") == 7
     assert value(t, "aioprefork_requests_total", method="GET", status_class="2xx") == 900
     assert value(t, "aioprefork_requests_total", method="GET", status_class="4xx") == 40
     assert value(t, "aioprefork_requests_total", method="POST", status_class="5xx") == 60

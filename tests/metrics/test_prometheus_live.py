@@ -130,6 +130,7 @@ MONOTONIC = (
     "aioprefork_requests_total",
     "aioprefork_requests_rejected_total",
     "aioprefork_connections_accepted_total",
+    "aioprefork_connections_handed_back_total",
     "aioprefork_response_bytes_total",
     "aioprefork_request_duration_seconds_count",
     "aioprefork_request_duration_seconds_sum",

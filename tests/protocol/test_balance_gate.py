@@ -106,7 +106,7 @@ def test_connections_beyond_the_fair_share_close_after_their_next_response(
             if response.header(b"connection") == b"close":
                 closing += 1
                 assert wire.closed()
-        assert closing == 3
+        assert closing == 3 == server.stats.handed_back_total
         wait_for(lambda: board.counts[0] == 5)
     finally:
         for wire in wires:
