@@ -188,7 +188,8 @@ class AppHost:
             cycle.app_done(None)
 
     def close(self) -> None:
-        """The connection is gone: let running apps finish, then let the host task end."""
+        """No request will follow (the connection is closing or gone): let running apps
+        finish, then let the host task end."""
         self._closed = True
         wake = self._wake
         if wake is not None and not wake.done() and self._pending is None:

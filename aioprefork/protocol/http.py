@@ -996,6 +996,9 @@ class HttpProtocol(asyncio.Protocol):
         self.flush_held()
         self.phase = "closing"
         self._state = _DEAD
+        # No request follows: the host task ends when its apps do, rather than parking until
+        # connection_lost wakes it (a Connection: close request then costs no wake-up at all).
+        self._host.close()
         transport = self.transport
         if transport.get_write_buffer_size():
             self._set_deadline(_WRITE, self._limits.write_timeout)

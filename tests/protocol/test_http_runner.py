@@ -310,3 +310,40 @@ def test_a_first_request_read_before_the_host_task_starts_runs_in_that_task() ->
         assert len(asyncio.all_tasks()) == before  # which is over now
 
     asyncio.run(main())
+
+
+def _made_and_read(protocol: Any, transport: _Transport, data: bytes) -> None:
+    """connection_made and data_received in one loop callback, as uvloop may do."""
+    protocol.connection_made(transport)
+    protocol.data_received(data)
+
+
+def test_a_closing_connection_ends_its_host_task_with_its_last_app() -> None:
+    """After a Connection: close response no request can follow, so the host task ends as
+    soon as the app does, without parking for connection_lost to wake it; an app still running
+    after its response is driven to its end first."""
+    finished: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await simple()(scope, receive, send)
+        if scope["path"] == "/after":
+            await asyncio.sleep(0)  # background work after the response
+        finished.append(scope["path"])
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        alone = len(asyncio.all_tasks())  # this test's task
+        for path in ("/at-once", "/after"):
+            protocol, transport = _protocol(app, loop), _Transport()
+
+            request = b"GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % path.encode()
+            loop.call_soon(_made_and_read, protocol, transport, request)
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert transport.closing and b"connection: close" in b"".join(transport.out)
+            assert finished[-1] == path
+            # connection_lost has not come yet, and no host task is left waiting for it
+            assert len(asyncio.all_tasks()) == alone
+            protocol.connection_lost(None)
+
+    asyncio.run(main())
