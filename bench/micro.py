@@ -108,7 +108,14 @@ def protocol_factory(server: str, loop: asyncio.AbstractEventLoop) -> Callable[[
             HttpLimits.from_config(Config()), access_log=False, max_keepalive_requests=0
         )
         shared = Shared(
-            app, limits, WorkerStats(), loop, state={}, opened=lambda p: None, closed=lambda p: None
+            app,
+            limits,
+            WorkerStats(),
+            loop,
+            state={},
+            opened=lambda p: None,
+            closed=lambda p: None,
+            tls=False,  # a plain-HTTP worker, as WorkerServer builds it without TLS
         )
         return lambda: HttpProtocol(shared)
     from uvicorn.config import Config as UvicornConfig

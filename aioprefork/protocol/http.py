@@ -133,6 +133,7 @@ class Shared:
         "scope_base",
         "state",
         "stats",
+        "tls",
     )
 
     def __init__(
@@ -145,6 +146,7 @@ class Shared:
         state: dict[str, Any] | None,
         opened: Callable[[HttpProtocol], None],
         closed: Callable[[HttpProtocol], None],
+        tls: bool = True,
     ) -> None:
         self.app = app
         self.limits = limits
@@ -154,6 +156,9 @@ class Shared:
         self.state = state
         self.opened = opened
         self.closed = closed
+        # False when no listener has TLS: connections skip asking for an ssl_object (~2k
+        # instructions each). True (the default) asks, so a TLS transport is never missed.
+        self.tls = tls
         self.defaults = DefaultHeaders(limits.server_header, limits.date_header)
         self.coalescer = WriteCoalescer(loop)
         self.access = AccessLogger(limits.access_log_format) if limits.access_log else None
@@ -366,7 +371,7 @@ class HttpProtocol(asyncio.Protocol):
             self._server = (sock, None) if isinstance(sock, str) and sock else None
             self._client = None
             peer_host = None
-        tls = _tls_extension(transport)
+        tls = _tls_extension(transport) if self._shared.tls else None
         if tls is not None:
             self._extensions["tls"] = tls
         self._scheme = "https" if tls is not None else "http"

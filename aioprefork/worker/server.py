@@ -94,6 +94,7 @@ class WorkerServer:
             state=self._state,
             opened=self._opened,
             closed=self._closed,
+            tls=self._ssl is not None,  # every listener is served with the one context
         )
         self._want_accepting = True
         await self._open()

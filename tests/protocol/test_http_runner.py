@@ -218,9 +218,11 @@ class _Transport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.out: list[bytes] = []
+        self.asked: list[str] = []  # get_extra_info names
         self.closing = False
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
+        self.asked.append(name)
         return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name)
 
     def write(self, data: Any) -> None:
@@ -248,14 +250,21 @@ class _Transport(asyncio.Transport):
         return 0
 
 
-def _protocol(app: Any, loop: asyncio.AbstractEventLoop) -> Any:
+def _protocol(app: Any, loop: asyncio.AbstractEventLoop, *, tls: bool = True) -> Any:
     from aioprefork.config.model import Config, HttpLimits
     from aioprefork.protocol.http import HttpProtocol, Shared
     from aioprefork.worker.stats import WorkerStats
 
     limits = HttpLimits.from_config(Config())
     shared = Shared(
-        app, limits, WorkerStats(), loop, state=None, opened=lambda p: None, closed=lambda p: None
+        app,
+        limits,
+        WorkerStats(),
+        loop,
+        state=None,
+        opened=lambda p: None,
+        closed=lambda p: None,
+        tls=tls,
     )
     return HttpProtocol(shared)
 
@@ -345,5 +354,21 @@ def test_a_closing_connection_ends_its_host_task_with_its_last_app() -> None:
             # connection_lost has not come yet, and no host task is left waiting for it
             assert len(asyncio.all_tasks()) == alone
             protocol.connection_lost(None)
+
+    asyncio.run(main())
+
+
+def test_only_a_tls_worker_asks_its_connections_for_an_ssl_object() -> None:
+    """A worker with no TLS listener skips the lookup; one with TLS (the default) asks."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for tls in (False, True):
+            protocol, transport = _protocol(simple(), loop, tls=tls), _Transport()
+            protocol.connection_made(transport)
+            assert ("ssl_object" in transport.asked) is tls
+            assert sorted(set(transport.asked) - {"ssl_object"}) == ["peername", "sockname"]
+            protocol.connection_lost(None)
+            await asyncio.sleep(0)
 
     asyncio.run(main())
