@@ -74,11 +74,11 @@ def fair_share(mine: int, siblings: Sequence[int], accepting: Sequence[int]) -> 
     if not siblings:
         return UNBOUNDED
     mean = (mine + sum(siblings)) // (len(siblings) + 1)
-    excess = max(0, mine - mean - slack(mean))
-    if not accepting:
-        return Share(limit=sys.maxsize, excess=excess)
-    least = min(accepting)
-    return Share(limit=least + slack(least), excess=excess)
+    limit = sys.maxsize  # no sibling takes connections now: keep taking them
+    if accepting:
+        least = min(accepting)
+        limit = least + slack(least)
+    return Share(limit=limit, excess=max(0, mine - mean - slack(mean)))
 
 
 def now_ms() -> int:

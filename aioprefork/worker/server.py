@@ -164,14 +164,16 @@ class WorkerServer:
         stats.connections.add(conn)
         stats.accepted_total += 1
         open_now = len(stats.connections)
+        if self._stopping:
+            conn.shutdown()  # withdrawn from the board already: nothing to publish
+            return
         if self._balance is not None:
             self._balance.publish(open_now)
-        if self._stopping:
-            conn.shutdown()
-        elif open_now >= self._capacity and not self._reclaim():
+        if open_now >= self._capacity and not self._reclaim():
             self._pause()
         elif self._over_share(open_now):
             self._defer()
+            self._schedule_beat(PAUSED_INTERVAL)  # siblings fill fast: look again soon
 
     def _closed(self, conn: HttpProtocol) -> None:
         self._connections.discard(conn)
@@ -225,7 +227,6 @@ class WorkerServer:
         """Shut the gate for balance: over its share, this worker lets siblings accept."""
         self._want_accepting = False
         self._close_servers(deferring=True)
-        self._schedule_beat(PAUSED_INTERVAL)  # siblings fill fast: look again soon
 
     def _resume(self) -> None:
         self._want_accepting = True
