@@ -25,11 +25,12 @@ system-deps:
 	@command -v promtool >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; fi; }
-	@# deploy tests: HAProxy, podman (image build + run), mmdebstrap (base rootfs), systemd-socket-activate
-	@for t in haproxy podman buildah runc mmdebstrap systemd-socket-activate; do command -v $$t >/dev/null || missing=1; done; \
+	@# deploy tests: HAProxy, podman (image build + run), mmdebstrap (base rootfs), systemd-socket-activate;
+	@# iptables for netavark (podman's network: RUN steps and published ports), only Suggested by Debian
+	@for t in haproxy podman buildah runc mmdebstrap systemd-socket-activate iptables; do command -v $$t >/dev/null || missing=1; done; \
 	  [ -z "$$missing" ] || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy podman buildah runc netavark mmdebstrap systemd; \
-	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy podman buildah runc netavark mmdebstrap systemd; fi; }
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy podman buildah runc netavark iptables mmdebstrap systemd; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy podman buildah runc netavark iptables mmdebstrap systemd; fi; }
 
 $(COMPILED_STAMP): $(STAMP) setup.py $(shell find aioprefork -name '*.py')
 	rm -rf $(COMPILED) && mkdir -p $(COMPILED)
