@@ -71,6 +71,7 @@ class ProcInfo:
     state: str
     cpu_ticks: int  # utime + stime + cutime + cstime (reaped children count in their parent)
     rss: int  # bytes
+    sys_ticks: int = 0  # stime + cstime: the kernel's part of cpu_ticks
     helper: bool = False  # a known non-serving helper (see NOT_WORKERS); set by group()
     pss: int = 0  # bytes, shared pages split among their sharers; 0 when not read or gone
     uss: int = 0  # bytes, Private_Clean + Private_Dirty; 0 when not read or gone
@@ -96,6 +97,7 @@ def read_proc(pid: int) -> ProcInfo | None:
         state=field(3),
         cpu_ticks=sum(int(field(n)) for n in (14, 15, 16, 17)),
         rss=int(field(24)) * PAGE_SIZE,
+        sys_ticks=int(field(15)) + int(field(17)),
     )
 
 
@@ -169,6 +171,7 @@ class Usage:
     """What a server consumed between two samples of its group."""
 
     cpu_seconds: float  # whole group
+    sys_seconds: float  # whole group, the kernel's part of cpu_seconds (syscalls, loopback TCP)
     rss_total: int  # bytes, whole group, at the second sample
     pss_total: int  # bytes, whole group, at the second sample (0 if it read no memory)
     worker_rss: tuple[int, ...]  # bytes per serving process
@@ -199,9 +202,14 @@ def usage(before: Mapping[int, ProcInfo], after: Mapping[int, ProcInfo]) -> Usag
         for pid, info in after.items()
     }
     gone = sum(info.cpu_ticks for pid, info in before.items() if pid not in after) / CLK_TCK
+    sys_ticks = sum(
+        info.sys_ticks - (before[pid].sys_ticks if pid in before else 0)
+        for pid, info in after.items()
+    ) - sum(info.sys_ticks for pid, info in before.items() if pid not in after)
     serving = workers(after)
     return Usage(
         cpu_seconds=max(0.0, sum(delta.values()) - gone),
+        sys_seconds=max(0.0, sys_ticks / CLK_TCK),
         rss_total=sum(info.rss for info in after.values()),
         pss_total=sum(info.pss for info in after.values()),
         worker_rss=tuple(after[pid].rss for pid in serving),

@@ -50,10 +50,15 @@ class Measurement:
     startup_s: float = 0.0
     exited: int = 0  # server processes that died during or just after the measured window
     note: str = ""  # why the run deserves a second look (with the server log's tail)
+    sys_seconds: float = 0.0  # the kernel's part of cpu_seconds
 
     @property
     def cpu_us_per_request(self) -> float:
         return self.cpu_seconds / self.requests * 1e6 if self.requests else 0.0
+
+    @property
+    def sys_us_per_request(self) -> float:
+        return self.sys_seconds / self.requests * 1e6 if self.requests else 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,6 +96,7 @@ class Summary:
     pss_per_worker: int = 0  # median over rounds of the mean worker PSS; 0 = never read
     uss_per_worker: int = 0  # median over rounds of the mean worker USS; 0 = never read
     worker_pss: tuple[int, ...] = ()  # last round: bytes per worker
+    sys_us_per_request: float = 0.0  # the kernel's part of cpu_us_per_request
 
 
 def _median(values: Iterable[float]) -> float:
@@ -147,6 +153,7 @@ def summarize(runs: Sequence[Measurement]) -> list[Summary]:
                 pss_per_worker=_median_known(_known_mean(r.worker_pss) for r in group),
                 uss_per_worker=_median_known(_known_mean(r.worker_uss) for r in group),
                 worker_pss=last.worker_pss,
+                sys_us_per_request=_median(r.sys_us_per_request for r in group),
             )
         )
     return summaries
@@ -254,7 +261,7 @@ def _table(rows: Sequence[Summary], references: Sequence[str], labels: Mapping[s
     by_server = {s.server: s for s in rows}
     refs = [r for r in references if r in by_server]
     head = ["server", "req/s", "spread"] + [f"x {r}" for r in refs]
-    head += ["p50 ms", "p99 ms", "CPU us/req", "RSS MiB", "PSS MiB"]
+    head += ["p50 ms", "p99 ms", "CPU us/req", "sys us/req", "RSS MiB", "PSS MiB"]
     head += ["RSS/worker MiB", "PSS/worker MiB", "USS/worker MiB", "errors"]
     lines = [
         "| " + " | ".join(head) + " |",
@@ -268,6 +275,7 @@ def _table(rows: Sequence[Summary], references: Sequence[str], labels: Mapping[s
             f"{s.p50_ms:.2f}",
             f"{s.p99_ms:.2f}",
             f"{s.cpu_us_per_request:.1f}",
+            f"{s.sys_us_per_request:.1f}",
             f"{s.rss_total / MIB:.1f}",
             _fmt_mib(s.pss_total),
             f"{s.rss_per_worker / MIB:.1f}",
@@ -394,7 +402,12 @@ def to_json(
         "summary": [dataclasses.asdict(s) for s in summaries],
         "targets": [dataclasses.asdict(t) for t in targets(summaries)],
         "runs": [
-            dataclasses.asdict(r) | {"cpu_us_per_request": r.cpu_us_per_request} for r in runs
+            dataclasses.asdict(r)
+            | {
+                "cpu_us_per_request": r.cpu_us_per_request,
+                "sys_us_per_request": r.sys_us_per_request,
+            }
+            for r in runs
         ],
         "failures": [dataclasses.asdict(f) for f in failures],
     }

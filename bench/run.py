@@ -264,6 +264,7 @@ def measure(
         requests=result.requests,
         errors=result.errors,
         cpu_seconds=used.cpu_seconds,
+        sys_seconds=used.sys_seconds,
         rss_total=used.rss_total,
         pss_total=used.pss_total,
         worker_rss=used.worker_rss,
@@ -325,7 +326,7 @@ def describe(opts: Options, stamp: str) -> dict[str, Any]:
         f"workers {','.join(map(str, opts.levels))}",
         "pinning": f"servers on cores {opts.server_cores}, wrk on cores {opts.client_cores}",
         "columns": "medians over rounds; spread = (max - min) / median req/s; CPU = user + system "
-        "of the server's whole process group per request; RSS, PSS (shared pages split among "
+        "of the server's whole process group per request, sys = its system (kernel) part; RSS, PSS (shared pages split among "
         "the processes sharing them) and USS (pages no other process maps) after the run",
         "commands": {
             s.name: _substitute(" ".join(servers.command(s, example)), placeholders)

@@ -97,6 +97,33 @@ def test_worker_processes_and_exits_from_proc_samples() -> None:
     assert procs.exited(before, {1: master, 3: proc(3, 1, state="Z")}) == (2, 3)
 
 
+def test_system_time_is_split_out_of_the_groups_cpu() -> None:
+    # stat ticks: cpu = utime + stime + cutime + cstime, sys = stime + cstime; a process gone by
+    # the second sample takes its ticks with it (they move into its reaper's cutime/cstime).
+    def proc(pid: int, cpu: int, sys_: int) -> procs.ProcInfo:
+        return procs.ProcInfo(
+            pid=pid, ppid=1, pgid=1, state="S", cpu_ticks=cpu, rss=1, sys_ticks=sys_
+        )
+
+    tick = procs.CLK_TCK
+    before = {1: proc(1, 10, 4), 2: proc(2, 100, 60), 3: proc(3, 5, 5)}
+    after = {1: proc(1, 20, 8), 2: proc(2, 300, 160), 4: proc(4, 7, 3)}
+    used = procs.usage(before, after)
+    assert used.cpu_seconds == (10 + 200 + 7 - 5) / tick
+    assert used.sys_seconds == (4 + 100 + 3 - 5) / tick
+    run = report.Measurement(
+        round=1, workers=1, server="aioprefork", scenario="hello", rps=1.0, p50_ms=1.0,
+        p99_ms=1.0, requests=1000, errors=0, cpu_seconds=0.010, sys_seconds=0.006, rss_total=1,
+        worker_rss=(1,), worker_cpu=(0.01,),
+    )  # fmt: skip
+    assert (run.cpu_us_per_request, run.sys_us_per_request) == (10.0, 6.0)
+    (summary,) = report.summarize([run])
+    assert summary.sys_us_per_request == 6.0
+    assert "| 10.0 | 6.0 |" in report.render(
+        [summary], [], {"timestamp": "now"}, {"hello": "GET /"}, {}
+    )
+
+
 SMAPS_ROLLUP = """\
 5609de217000-7fff063b8000 ---p 00000000 00:00 0                          [rollup]
 Rss:               36966 kB
@@ -255,11 +282,12 @@ def test_harness_one_tiny_round(tmp_path: Path) -> None:
         assert r["rps"] > 0 and r["requests"] > 0 and r["errors"] == 0
         assert r["p99_ms"] >= r["p50_ms"] > 0
         assert r["cpu_seconds"] > 0 and r["rss_total"] > 1 << 20
+        assert 0 < r["sys_seconds"] <= r["cpu_seconds"]  # loopback TCP is kernel work
         assert r["rss_total"] >= r["pss_total"] > 0
         for rss, pss, uss in zip(r["worker_rss"], r["worker_pss"], r["worker_uss"], strict=True):
             assert rss >= pss > uss > 0
     (forked,) = [r for r in data["runs"] if r["server"] == "aioprefork"]
     (worker_rss,), (worker_pss,) = forked["worker_rss"], forked["worker_pss"]
     assert worker_pss < worker_rss  # the worker shares its master's pages copy-on-write
-    assert "PSS/worker MiB" in out
+    assert "PSS/worker MiB" in out and "| CPU us/req | sys us/req |" in out
     assert data["failures"] == []
