@@ -173,7 +173,7 @@ def check_answer(scenario: scenarios.Scenario, port: int) -> None:
         )
 
 
-def load(opts: Options, scenario: scenarios.Scenario, port: int, seconds: float) -> str:
+def load(opts: Options, scenario: scenarios.Scenario, port: int, seconds: float) -> wrk.WrkRun:
     argv = wrk.command(
         url=f"http://{HOST}:{port}{scenario.path}",
         seconds=seconds,
@@ -251,7 +251,7 @@ def measure(
             note += procs.tail(log, 6)
     finally:
         procs.stop(proc)
-    result = wrk.parse(output)
+    result = wrk.parse(output.report)
     used = procs.usage(before, after)
     return report.Measurement(
         round=round_no,
@@ -265,6 +265,9 @@ def measure(
         errors=result.errors,
         cpu_seconds=used.cpu_seconds,
         sys_seconds=used.sys_seconds,
+        client_busy=wrk.busy(
+            output.cpu_seconds, result.seconds, len(procs.parse_cpus(opts.client_cores))
+        ),
         rss_total=used.rss_total,
         pss_total=used.pss_total,
         worker_rss=used.worker_rss,

@@ -20,6 +20,7 @@ ValueError rather than yielding zeros.
 from __future__ import annotations
 
 import re
+import resource
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,9 +88,31 @@ def command(
     return [*argv, url]
 
 
-def run(argv: list[str], seconds: float) -> str:
-    """Run wrk to completion and return its report (RuntimeError if it fails)."""
+@dataclass(frozen=True, slots=True)
+class WrkRun:
+    report: str  # what wrk printed
+    cpu_seconds: float  # wrk's own user + system time: is the client the bottleneck?
+
+
+def busy(cpu_seconds: float, seconds: float, cores: int) -> float:
+    """Share of its cores that wrk kept busy; near 1.0 the client, not the server, set req/s."""
+    return cpu_seconds / (seconds * cores) if seconds > 0 and cores > 0 else 0.0
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(argv: list[str], seconds: float) -> WrkRun:
+    """Run wrk to completion: its report and CPU time (RuntimeError if it fails).
+
+    wrk's CPU time is read as the growth of this process's reaped-children usage across the run
+    (taskset execs wrk in place, and nothing else is reaped meanwhile).
+    """
+    before = _children_cpu()
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
+    used = _children_cpu() - before
     if done.returncode != 0:
         raise RuntimeError(f"wrk exited {done.returncode}: {done.stderr.strip() or done.stdout}")
-    return done.stdout
+    return WrkRun(done.stdout, used)

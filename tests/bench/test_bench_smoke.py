@@ -124,6 +124,33 @@ def test_system_time_is_split_out_of_the_groups_cpu() -> None:
     )
 
 
+def test_a_miss_while_wrk_was_saturated_is_marked_as_the_clients_limit() -> None:
+    assert wrk.busy(4.97, 5.0, 1) == 0.994 and wrk.busy(4.0, 5.0, 8) == 0.1
+    assert wrk.busy(1.0, 0.0, 1) == wrk.busy(1.0, 5.0, 0) == 0.0
+
+    def run(server: str, rps: float, busy: float) -> report.Measurement:
+        return report.Measurement(
+            round=1, workers=1, server=server, scenario="big", rps=rps, p50_ms=1.0, p99_ms=1.0,
+            requests=int(rps), errors=0, cpu_seconds=1.0, rss_total=1, worker_rss=(1,),
+            worker_cpu=(1.0,), client_busy=busy,
+        )  # fmt: skip
+
+    def big_goal(ours_busy: float, ours_rps: float = 55_000.0) -> report.Target:
+        summaries = report.summarize(
+            [run("aioprefork", ours_rps, ours_busy), run("uvicorn", 38_000.0, 0.8)]
+        )
+        return {t.goal: t for t in report.targets(summaries)}["big: req/s >= 1.5x uvicorn"]
+
+    saturated = big_goal(0.99)
+    assert saturated.met is False  # the target is not waived...
+    assert saturated.measured == "1.45x (wrk 99% busy: the client's limit, not the server's)"
+    assert big_goal(0.80).measured == "1.45x"  # ...and a server-bound miss is a plain miss
+    assert big_goal(0.99, 60_000.0).measured == "1.58x"  # met: nothing to explain
+    summaries = report.summarize([run("aioprefork", 55_000.0, 0.99), run("uvicorn", 38_000.0, 0.8)])
+    text = report.render(summaries, [], {"timestamp": "now"}, {"big": "GET /big"}, {})
+    assert "| sys us/req | wrk busy |" in text and "| 99% |" in text and "| 80% |" in text
+
+
 SMAPS_ROLLUP = """\
 5609de217000-7fff063b8000 ---p 00000000 00:00 0                          [rollup]
 Rss:               36966 kB
@@ -283,6 +310,7 @@ def test_harness_one_tiny_round(tmp_path: Path) -> None:
         assert r["p99_ms"] >= r["p50_ms"] > 0
         assert r["cpu_seconds"] > 0 and r["rss_total"] > 1 << 20
         assert 0 < r["sys_seconds"] <= r["cpu_seconds"]  # loopback TCP is kernel work
+        assert 0 < r["client_busy"] <= 1.05  # wrk's CPU over its run, one client core
         assert r["rss_total"] >= r["pss_total"] > 0
         for rss, pss, uss in zip(r["worker_rss"], r["worker_pss"], r["worker_uss"], strict=True):
             assert rss >= pss > uss > 0
