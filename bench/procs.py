@@ -23,7 +23,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -192,30 +192,36 @@ def exited(before: Mapping[int, ProcInfo], later: Mapping[int, ProcInfo]) -> tup
     )
 
 
+def _spent(
+    before: Mapping[int, ProcInfo], after: Mapping[int, ProcInfo], ticks: Callable[[ProcInfo], int]
+) -> tuple[dict[int, float], float]:
+    """Seconds of `ticks` between two samples: per process of `after` (a new one counts from 0),
+    and for the whole group (a process gone by `after` takes its own with it)."""
+    each = {
+        pid: (ticks(info) - (ticks(before[pid]) if pid in before else 0)) / CLK_TCK
+        for pid, info in after.items()
+    }
+    gone = sum(ticks(info) for pid, info in before.items() if pid not in after) / CLK_TCK
+    return each, max(0.0, sum(each.values()) - gone)
+
+
 def usage(before: Mapping[int, ProcInfo], after: Mapping[int, ProcInfo]) -> Usage:
-    """CPU and memory between two `group()` samples (a process new in `after` counts from 0).
+    """CPU and memory between two `group()` samples.
 
     Memory is that of `after`: take it with `group(..., memory=True)` for PSS and USS.
     """
-    delta = {
-        pid: (info.cpu_ticks - (before[pid].cpu_ticks if pid in before else 0)) / CLK_TCK
-        for pid, info in after.items()
-    }
-    gone = sum(info.cpu_ticks for pid, info in before.items() if pid not in after) / CLK_TCK
-    sys_ticks = sum(
-        info.sys_ticks - (before[pid].sys_ticks if pid in before else 0)
-        for pid, info in after.items()
-    ) - sum(info.sys_ticks for pid, info in before.items() if pid not in after)
+    cpu, cpu_total = _spent(before, after, lambda info: info.cpu_ticks)
+    _, sys_total = _spent(before, after, lambda info: info.sys_ticks)
     serving = workers(after)
     return Usage(
-        cpu_seconds=max(0.0, sum(delta.values()) - gone),
-        sys_seconds=max(0.0, sys_ticks / CLK_TCK),
+        cpu_seconds=cpu_total,
+        sys_seconds=sys_total,
         rss_total=sum(info.rss for info in after.values()),
         pss_total=sum(info.pss for info in after.values()),
         worker_rss=tuple(after[pid].rss for pid in serving),
         worker_pss=tuple(after[pid].pss for pid in serving),
         worker_uss=tuple(after[pid].uss for pid in serving),
-        worker_cpu=tuple(delta[pid] for pid in serving),
+        worker_cpu=tuple(cpu[pid] for pid in serving),
         processes=len(after),
     )
 

@@ -329,8 +329,9 @@ def describe(opts: Options, stamp: str) -> dict[str, Any]:
         f"workers {','.join(map(str, opts.levels))}",
         "pinning": f"servers on cores {opts.server_cores}, wrk on cores {opts.client_cores}",
         "columns": "medians over rounds; spread = (max - min) / median req/s; CPU = user + system "
-        "of the server's whole process group per request, sys = its system (kernel) part; RSS, PSS (shared pages split among "
-        "the processes sharing them) and USS (pages no other process maps) after the run",
+        "of the server's whole process group per request, sys = its system (kernel) part; wrk "
+        "busy = wrk's CPU time over its run and cores; RSS, PSS (shared pages split among the "
+        "processes sharing them) and USS (pages no other process maps) after the run",
         "commands": {
             s.name: _substitute(" ".join(servers.command(s, example)), placeholders)
             for s in opts.servers
