@@ -56,6 +56,16 @@ if TYPE_CHECKING:
     from aioprefork.protocol.http import HttpProtocol as Owner
 
 
+def _accepts_trailers(headers: list[tuple[bytes, bytes]]) -> bool:
+    """The request's TE field lists `trailers` (RFC 9110 section 10.1.4)."""
+    for name, value in headers:
+        if name == b"te":
+            for token in value.split(b","):
+                if token.strip().lower() == b"trailers":
+                    return True
+    return False
+
+
 def _disconnect() -> Message:
     return {"type": "http.disconnect"}
 
@@ -83,7 +93,9 @@ class RequestCycle:
     _head: tuple[int, Any, bool] | None = None  # (status, headers, trailers) of the start message
     _length = -1  # Content-Length of the response, -1 = none
     _chunked = False
-    _trailers = False
+    _trailers = False  # trailer fields will follow the last chunk (until they are written)
+    _dropping_trailers = False  # promised trailers this response cannot carry: dropped
+    _trailer_fields: list[Any] | None = None  # fields of more_trailers messages, so far
     # Output corking: while the host runs one synchronous step of the app, the response's bytes
     # are held and go out as ONE write when the step ends (a 10-chunk stream: one send(2), not
     # eleven), when the response completes, or when _CORK_LIMIT bytes pile up.
@@ -211,17 +223,44 @@ class RequestCycle:
                 raise RuntimeError(f"unexpected ASGI message {kind!r} in this state")
             await self._send_file(event)
         elif kind == "http.response.trailers":
-            if not self._trailers or not self.head_sent or self.complete:
-                raise RuntimeError("unexpected http.response.trailers")
-            if self._chunked:
-                data = encode_trailers(event.get("headers", ()))
-                if not event.get("more_trailers", False):
-                    self._write(data)
-            if not event.get("more_trailers", False):
-                self._trailers = False
-                self._complete()
+            self._send_trailers(event)
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
+
+    def _send_trailers(self, event: dict[str, Any]) -> None:
+        """http.response.trailers, after the last body message of a response that promised them.
+
+        The fields of every message are written together, after the last chunk, when the final
+        one (more_trailers false) arrives. A response that cannot carry them (no chunked coding:
+        HTTP/1.0, HEAD, 204/304, the app's own Content-Length) or whose client did not send
+        `TE: trailers` (ASGI's HTTP Trailers extension) ended at its last body message; its
+        trailers messages are accepted and dropped.
+        """
+        head = self._head
+        if head is None or not head[2] or not self.head_sent:
+            raise RuntimeError("unexpected http.response.trailers")
+        more = event.get("more_trailers", False)
+        if not self._trailers:
+            if self._dropping_trailers:
+                self._dropping_trailers = bool(more)
+                return
+            raise RuntimeError("unexpected http.response.trailers")
+        if self.complete:
+            raise RuntimeError("unexpected http.response.trailers")
+        fields = self._trailer_fields
+        if fields is None:
+            fields = self._trailer_fields = []
+        fields.extend(event.get("headers", ()))
+        if not more:
+            try:
+                data = encode_trailers(fields)
+            except ResponseError:
+                self._fail()
+                raise
+            self._trailers = False
+            self._trailer_fields = None
+            self._write(data)
+            self._complete()
 
     async def _send_file(self, message: Message) -> None:
         """http.response.pathsend / zerocopysend: the file goes out zero-copy (asgi/pathsend)."""
@@ -288,8 +327,13 @@ class RequestCycle:
         self.keep_alive = keep_alive
         self._length = length
         self._chunked = chunked
-        self._trailers = trailers and chunked
-        if head_request or status < 200 or status in (204, 304):
+        no_body = head_request or status < 200 or status in (204, 304)
+        if trailers:
+            if chunked and not no_body and _accepts_trailers(self.scope["headers"]):
+                self._trailers = True
+            else:
+                self._dropping_trailers = True
+        if no_body:
             self.head_sent = True
             self._write(head)
             return

@@ -224,17 +224,98 @@ def test_scope_shape(serve: Any) -> None:
     assert "http.response.trailers" in scope["extensions"]
 
 
-def test_response_trailers(serve: Any) -> None:
+def _trailers_app(errors: list[BaseException], status: int = 200) -> Any:
+    """Promises trailers, sends them in two messages, and records what send() raised."""
+
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
-        await send({"type": "http.response.body", "body": b"abc", "more_body": False})
-        await send({"type": "http.response.trailers", "headers": [(b"x-sum", b"42")]})
+        try:
+            await send(
+                {"type": "http.response.start", "status": status, "headers": [], "trailers": True}
+            )
+            await send({"type": "http.response.body", "body": b"ab", "more_body": True})
+            await send({"type": "http.response.body", "body": b"c", "more_body": False})
+            await send(
+                {
+                    "type": "http.response.trailers",
+                    "headers": [(b"x-sum", b"42")],
+                    "more_trailers": True,
+                }
+            )
+            await send({"type": "http.response.trailers", "headers": [(b"x-count", b"3")]})
+        except BaseException as exc:
+            errors.append(exc)
+            raise
+
+    return app
+
+
+def test_response_trailers_of_every_message_follow_the_last_chunk(serve: Any) -> None:
+    errors: list[BaseException] = []
+    server = serve(_trailers_app(errors))
+    with Wire(server.port) as wire:
+        for _ in range(2):  # the connection stays usable
+            wire.send(b"GET / HTTP/1.1\r\nHost: t\r\nTE: gzip, Trailers\r\n\r\n")
+            resp = wire.read_response()
+            assert resp.header(b"transfer-encoding") == b"chunked"
+            assert resp.body == b"abc"
+            assert resp.trailers == [(b"x-sum", b"42"), (b"x-count", b"3")]
+    assert errors == []
+
+
+def test_trailers_go_only_to_a_client_that_sent_te_trailers(serve: Any) -> None:
+    # ASGI's HTTP Trailers extension: "The ASGI server will only send the trailing headers in
+    # case the client has sent the TE: trailers header". The app's messages are still accepted.
+    errors: list[BaseException] = []
+    server = serve(_trailers_app(errors))
+    with Wire(server.port) as wire:
+        for _ in range(2):
+            wire.send(GET)
+            resp = wire.read_response()
+            assert resp.status == 200 and resp.body == b"abc" and resp.trailers == []
+    wait_for(lambda: server.stats.requests_total == 2)
+    assert errors == []
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "body"),
+    [
+        (b"GET / HTTP/1.0\r\nTE: trailers\r\n\r\n", 200, b"abc"),  # no chunked in 1.0
+        (b"HEAD / HTTP/1.1\r\nHost: t\r\nTE: trailers\r\n\r\n", 200, b""),
+        (b"GET / HTTP/1.1\r\nHost: t\r\nTE: trailers\r\n\r\n", 204, b""),
+    ],
+)
+def test_promised_trailers_a_response_cannot_carry_are_dropped_not_an_app_error(
+    serve: Any, request_bytes: bytes, status: int, body: bytes
+) -> None:
+    errors: list[BaseException] = []
+    server = serve(_trailers_app(errors, status))
+    with Wire(server.port) as wire:
+        wire.send(request_bytes)
+        resp = wire.read_response(head_request=request_bytes.startswith(b"HEAD"))
+        assert resp.status == status and resp.body == body and resp.trailers == []
+        assert not resp.has(b"transfer-encoding") or request_bytes.startswith(b"HEAD")
+    wait_for(lambda: server.stats.requests_total == 1)
+    time.sleep(0.1)  # the app's last send() comes after the response is out
+    assert errors == []
+
+
+def test_unpromised_trailers_are_an_app_error(serve: Any) -> None:
+    errors: list[BaseException] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"abc", "more_body": True})
+        try:
+            await send({"type": "http.response.trailers", "headers": [(b"x-sum", b"42")]})
+        except RuntimeError as exc:
+            errors.append(exc)
+        await send({"type": "http.response.body", "body": b""})
 
     server = serve(app)
     with Wire(server.port) as wire:
         wire.send(GET)
-        resp = wire.read_response()
-    assert resp.body == b"abc" and resp.trailers == [(b"x-sum", b"42")]
+        assert wire.read_response().body == b"abc"
+    assert [str(e) for e in errors] == ["unexpected http.response.trailers"]
 
 
 def test_client_disconnect_gives_http_disconnect_and_send_raises(serve: Any) -> None:
