@@ -24,7 +24,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Final
 
 from aioprefork.asgi.types import Message, Scope
-from aioprefork.errors import ClientDisconnected
+from aioprefork.errors import ClientDisconnected, WriteTimeout
 from aioprefork.protocol.framing import BodyFraming
 from aioprefork.protocol.writer import (
     CONTINUE,
@@ -208,7 +208,7 @@ class RequestCycle:
             if not more:
                 self._finish()
             elif self._owner.flow.write_paused:
-                await self._owner.flow.drain(self._owner.write_timeout)
+                await self._drain()
         elif kind == "http.response.start":
             if self._head is not None:
                 raise RuntimeError("http.response.start sent twice")
@@ -226,6 +226,23 @@ class RequestCycle:
             self._send_trailers(event)
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
+
+    async def _drain(self) -> None:
+        """Wait until the client reads; one that never does (or is gone) is a disconnect.
+
+        Raised into the app as ClientDisconnected, never logged as an app error: a client that
+        stops reading must not be able to fill the error log.
+        """
+        owner = self._owner
+        try:
+            await owner.flow.drain(owner.write_timeout)
+        except WriteTimeout:
+            self.disconnected = True
+            owner.transport.abort()
+            raise ClientDisconnected("client did not read within write_timeout") from None
+        except ConnectionError:
+            self.disconnected = True
+            raise ClientDisconnected("client disconnected") from None
 
     def _send_trailers(self, event: dict[str, Any]) -> None:
         """http.response.trailers, after the last body message of a response that promised them.

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
+import struct
 import time
 from typing import Any
 
+import pytest
 from http_wire import Wire, echo, exchange, simple, status_of, wait_for
 
 from examples.hello import app as hello
@@ -141,7 +144,9 @@ def test_max_keepalive_requests(serve: Any) -> None:
         assert wire.closed()
 
 
-def test_write_timeout_for_a_client_that_never_reads(serve: Any) -> None:
+def test_write_timeout_for_a_client_that_never_reads(
+    serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     outcome: list[str] = []
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -159,12 +164,53 @@ def test_write_timeout_for_a_client_that_never_reads(serve: Any) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", server.port))
     try:
-        sock.sendall(GET)
-        wait_for(lambda: bool(outcome), timeout=10)
-        assert outcome == ["WriteTimeout"]
-        wait_for(lambda: server.server.open_connections == 0)
+        with caplog.at_level(logging.DEBUG, logger="aioprefork.error"):
+            sock.sendall(GET)
+            wait_for(lambda: bool(outcome), timeout=10)
+            assert outcome == ["ClientDisconnected"]  # a disconnect, as the app sees it
+            wait_for(lambda: server.server.open_connections == 0)
+            wait_for(lambda: server.stats.requests_total == 1)
+        # any client can stop reading: never an ERROR (and a traceback) in the log
+        assert [r.levelno for r in caplog.records if r.levelno >= logging.WARNING] == []
     finally:
         sock.close()
+
+
+def test_a_client_gone_while_the_app_waits_to_write_is_a_disconnect_not_an_error(
+    serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Users cancel downloads all the time: the app waiting in send() (the transport is above
+    # its high-water mark) gets ClientDisconnected, and nothing is logged as an error.
+    outcome: list[str] = []
+    writing = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        chunk = b"x" * 65536
+        try:
+            for _ in range(2000):
+                writing.set()
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except OSError as exc:
+            outcome.append(type(exc).__name__)
+            raise
+
+    server = serve(app, write_timeout=30)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    with caplog.at_level(logging.DEBUG, logger="aioprefork.error"):
+        try:
+            sock.sendall(GET)
+            wait_for(writing.is_set)
+            time.sleep(0.2)  # the app is now parked on a full transport
+        finally:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # a reset, as a cancelled download often is
+        wait_for(lambda: bool(outcome), timeout=10)
+        wait_for(lambda: server.stats.requests_total == 1)
+    assert outcome == ["ClientDisconnected"]
+    assert [r.levelno for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_upload_pauses_reading_until_the_app_reads(serve: Any) -> None:
