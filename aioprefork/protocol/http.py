@@ -287,6 +287,7 @@ class HttpProtocol(asyncio.Protocol):
         "_template",
         "_timer",
         "_timer_at",
+        "_trailer_fields",
         "_trusted",
         "_upgrade",
         "_upgrade_asked",
@@ -345,6 +346,7 @@ class HttpProtocol(asyncio.Protocol):
         self._head_bytes = 0
         self._body_bytes = 0
         self._chunked = False
+        self._trailer_fields = 0  # trailer fields of the current chunked body so far
         self._deadline = 0.0
         self._deadline_kind = _NONE
         self._timer: asyncio.TimerHandle | None = None
@@ -473,6 +475,9 @@ class HttpProtocol(asyncio.Protocol):
             self._deadline = 0.0  # header_timeout is armed only if the head spans reads
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._state == _BODY:
+            self._on_trailer(name, value)
+            return
         headers = self._headers
         if len(headers) >= self._max_fields:
             raise HeadersTooLarge("too many header fields")
@@ -489,6 +494,19 @@ class HttpProtocol(asyncio.Protocol):
         elif first == 117:  # upgrade
             self._upgrade_asked = True
         headers.append((name, value))
+
+    def _on_trailer(self, name: bytes, value: bytes) -> None:
+        """A trailer field of a chunked request body: checked against the head's limits, dropped.
+
+        Never merged into the request's headers (RFC 9110 section 6.5.1): the app already holds
+        that list, and a trailer must not smuggle in a second Host, a forged Authorization or an
+        X-Forwarded-For that the head's checks never saw. ASGI has no event to carry them.
+        """
+        self._trailer_fields += 1
+        if self._trailer_fields > self._max_fields:
+            raise HeadersTooLarge("too many trailer fields")
+        if len(name) + len(value) > self._max_field:
+            raise HeadersTooLarge("trailer field too large")
 
     def _lower_by_position(self, name: bytes, index: int) -> bytes:
         """`name` lower-cased, looked up first where the previous request had its index-th field.
@@ -617,6 +635,7 @@ class HttpProtocol(asyncio.Protocol):
         if framing.length:
             self._chunked = framing.length < 0
             self._body_bytes = 0
+            self._trailer_fields = 0
             self._set_deadline(_BODY_WAIT, limits.body_timeout)
         else:
             self._deadline = 0.0

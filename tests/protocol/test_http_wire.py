@@ -89,6 +89,52 @@ def test_chunked_request_with_extensions_and_trailers(serve: Any) -> None:
     assert resp.body == b"hello world"
 
 
+def test_request_trailers_never_join_the_headers_the_app_holds(serve: Any) -> None:
+    # RFC 9110 section 6.5.1: a trailer field is not merged into the header section. llhttp
+    # reports trailers through on_header, like the head's fields.
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body = b""
+        more = True
+        while more:
+            event = await receive()
+            body += event["body"]
+            more = event["more_body"]
+        seen.append(list(scope["headers"]))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    server = serve(app)
+    with Wire(server.port) as wire:
+        for _ in range(2):
+            wire.send(
+                b"POST / HTTP/1.1\r\nHost: x\r\nX-User: alice\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+                b"X-User: admin\r\nAuthorization: Bearer forged\r\nHost: evil.example\r\n"
+                b"X-Forwarded-For: 6.6.6.6\r\n\r\n"
+            )
+            assert wire.read_response().body == b"hello"
+    head = [(b"host", b"x"), (b"x-user", b"alice"), (b"transfer-encoding", b"chunked")]
+    assert seen == [head, head]
+
+
+def test_request_trailers_are_held_to_the_head_limits(serve: Any) -> None:
+    server = serve(echo, limit_request_fields=3, limit_request_field_size=64)
+    body = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n"
+    with Wire(server.port) as wire:  # three trailer fields: within the limit
+        wire.send(body + b"A: 1\r\nB: 2\r\nC: 3\r\n\r\n")
+        assert wire.read_response().body == b"a"
+    with Wire(server.port) as wire:
+        wire.send(body + b"A: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n")
+        resp = wire.read_response()
+        assert resp.status == 431 and resp.header(b"connection") == b"close"
+        assert wire.closed()
+    with Wire(server.port) as wire:
+        wire.send(body + b"A: " + b"x" * 100 + b"\r\n\r\n")
+        assert wire.read_response().status == 431
+
+
 def test_chunked_response_http11_and_close_delimited_http10(serve: Any) -> None:
     server = serve(hello)
     with Wire(server.port) as wire:
