@@ -543,6 +543,9 @@ class HttpProtocol(asyncio.Protocol):
                 target = url.decode("ascii")
             except UnicodeDecodeError:
                 target = ""  # raw non-ASCII (strict llhttp refuses it first): split as bytes
+            if "#" in target or (not target and b"#" in url):
+                # a fragment is never sent (RFC 9112 section 3.2.1): not ours to pass on
+                raise RequestRejected("invalid request target", reason="target")
             if target:
                 query = target.find("?")
                 if query < 0:
@@ -687,7 +690,18 @@ class HttpProtocol(asyncio.Protocol):
             raise RequestRejected("invalid request target", reason="target") from None
         if not parsed.schema or not parsed.host:
             raise RequestRejected("invalid request target", reason="target")
+        start = url.find(b"://") + 3
+        end = len(url)
+        for separator in (b"/", b"?"):
+            at = url.find(separator, start)
+            if 0 <= at < end:
+                end = at
+        if b"@" in url[start:end] or b"#" in url:
+            # RFC 9110 section 4.2.4 (userinfo is an error), 9112 section 3.2 (no fragment)
+            raise RequestRejected("invalid request target", reason="target")
         host: bytes = parsed.host
+        if b":" in host:
+            host = b"[%s]" % host  # an IPv6 literal: parse_url drops its brackets
         authority = host if parsed.port is None else b"%s:%d" % (host, parsed.port)
         return parsed.path or b"/", parsed.query or b"", authority
 

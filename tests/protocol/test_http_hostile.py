@@ -157,6 +157,12 @@ CORPUS: list[tuple[str, bytes, int, str | None]] = [
     ("invalid-host-slash", b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400, "host"),
     ("invalid-host-port", b"GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n", 400, "host"),
     ("absolute-form-missing-host", b"GET http://a/ HTTP/1.1\r\n\r\n", 400, "host"),
+    # request target forms (RFC 9112 section 3.2): no fragment, no userinfo
+    ("fragment-origin-form", b"GET /a#frag HTTP/1.1\r\n" + H + b"\r\n", 400, "target"),
+    ("fragment-in-query", b"GET /a?b#c HTTP/1.1\r\n" + H + b"\r\n", 400, "target"),
+    ("fragment-absolute-form", b"GET http://t/a# HTTP/1.1\r\n" + H + b"\r\n", 400, "target"),
+    ("userinfo", b"GET http://u:p@t/a HTTP/1.1\r\n" + H + b"\r\n", 400, "target"),
+    ("userinfo-empty", b"GET http://@t/a HTTP/1.1\r\n" + H + b"\r\n", 400, "target"),
     ("expect-unknown", b"GET / HTTP/1.1\r\n" + H + b"Expect: something\r\n\r\n", 417, "expect"),
 ]
 

@@ -239,6 +239,28 @@ def test_absolute_form_target_authority_wins(serve: Any) -> None:
     assert dict(scope["headers"])[b"host"] == b"example.com:8080"
 
 
+@pytest.mark.parametrize(
+    ("target", "host"),
+    [
+        (b"http://[::1]:8080/a", b"[::1]:8080"),
+        (b"http://[::1]/a", b"[::1]"),
+        (b"http://[2001:db8::7]/a?q=@", b"[2001:db8::7]"),  # an @ in the query is no userinfo
+    ],
+)
+def test_absolute_form_with_an_ipv6_literal(serve: Any, target: bytes, host: bytes) -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope)
+        await simple()(scope, receive, send)
+
+    server = serve(app)
+    with Wire(server.port) as wire:
+        wire.send(b"GET %s HTTP/1.1\r\nHost: [::1]\r\n\r\n" % target)
+        assert wire.read_response().status == 200
+    assert seen[0]["path"] == "/a" and dict(seen[0]["headers"])[b"host"] == host
+
+
 def test_scope_shape(serve: Any) -> None:
     seen: list[dict[str, Any]] = []
 
