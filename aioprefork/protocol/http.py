@@ -481,13 +481,19 @@ class HttpProtocol(asyncio.Protocol):
         headers = self._headers
         if len(headers) >= self._max_fields:
             raise HeadersTooLarge("too many header fields")
-        if len(name) + len(value) > self._max_field:
+        size = len(value)
+        if len(name) + size > self._max_field:
             raise HeadersTooLarge("header field too large")
         if _NAMES_BY_POSITION:
             name = self._lower_by_position(name, len(headers))
         else:
             lowered = _LOWERED.get(name)
             name = _lowered(name) if lowered is None else lowered
+        if size:
+            last = value[size - 1]
+            if last == 32 or last == 9:
+                # llhttp keeps trailing SP/HTAB; a field value has none (RFC 9110 section 5.5)
+                value = value.rstrip(b" \t")
         first = name[0]
         if first == 120 or first == 102:  # x-forwarded-*, forwarded
             self._forwarded = True

@@ -261,6 +261,33 @@ def test_absolute_form_with_an_ipv6_literal(serve: Any, target: bytes, host: byt
     assert seen[0]["path"] == "/a" and dict(seen[0]["headers"])[b"host"] == host
 
 
+def test_header_values_reach_the_app_without_surrounding_whitespace(serve: Any) -> None:
+    # RFC 9110 section 5.5: OWS around a field value is not part of it (llhttp strips only the
+    # leading part). Inner whitespace stays.
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope["headers"])
+        await simple()(scope, receive, send)
+
+    server = serve(app)
+    with Wire(server.port) as wire:
+        wire.send(
+            b"GET / HTTP/1.1\r\nHost: h \t\r\nUser-Agent: \tf\t\r\nX-A:  a b  \r\n"
+            b"X-Empty: \t \r\nX-Plain: p\r\n\r\n"
+        )
+        assert wire.read_response().status == 200
+    assert seen == [
+        [
+            (b"host", b"h"),
+            (b"user-agent", b"f"),
+            (b"x-a", b"a b"),
+            (b"x-empty", b""),
+            (b"x-plain", b"p"),
+        ]
+    ]
+
+
 def test_scope_shape(serve: Any) -> None:
     seen: list[dict[str, Any]] = []
 
