@@ -213,9 +213,11 @@ class RequestCycle:
             if self._head is not None:
                 raise RuntimeError("http.response.start sent twice")
             status = event["status"]
-            if type(status) is not int or status not in STATUS_LINE:
+            if type(status) is not int or status not in STATUS_LINE or status < 200:
                 self._fail()
                 status_line(status)  # raises ResponseError, naming the bad status
+                # an interim (1xx) status is no final answer (RFC 9110 section 15.2)
+                raise ResponseError(f"status {status} cannot end a response")
             self._head = (status, event.get("headers", ()), event.get("trailers", False))
             self.status = status
         elif kind in _FILE_EVENTS:
@@ -458,7 +460,7 @@ class RequestCycle:
         self.uncork()
         self.keep_alive = False
         if not self.head_sent and not self.disconnected:
-            self._owner.write(error_response(500, self._owner.defaults))
+            self._owner.write(error_response(500, self._owner.defaults, self.method == "HEAD"))
             self.status = 500
             self.head_sent = True
         elif self.head_sent:

@@ -277,6 +277,7 @@ class HttpProtocol(asyncio.Protocol):
         "_proxy",
         "_queue",
         "_reading",
+        "_refused_head",
         "_requests",
         "_root_path",
         "_scheme",
@@ -333,6 +334,7 @@ class HttpProtocol(asyncio.Protocol):
         self._state = _IDLE
         self._keep_alive = True  # the connection may serve another request
         self._pending_error = 0  # status to answer once the responses before it are out
+        self._refused_head = False  # the refused request was a HEAD (its answer has no content)
         self._dispatching = False
         self._requests = 0
         self._url = b""
@@ -814,7 +816,7 @@ class HttpProtocol(asyncio.Protocol):
             if not self._dispatching:
                 self._loop.call_soon(self._dispatch)
         elif self._pending_error:
-            self.write(error_response(self._pending_error, shared.defaults))
+            self.write(error_response(self._pending_error, shared.defaults, self._refused_head))
             self._linger()
         elif not self._keep_alive:
             self._close()
@@ -893,6 +895,8 @@ class HttpProtocol(asyncio.Protocol):
         if self.phase == "closing":
             return
         self._shared.stats.reject(exc.reason)
+        # (a head begun means its method was parsed: a HEAD gets its answer without content)
+        self._refused_head = self._state != _IDLE and self._parser.get_method() == b"HEAD"
         reading = self._reading
         if self._state == _BODY and reading is not None:
             self._reading = None
@@ -912,7 +916,7 @@ class HttpProtocol(asyncio.Protocol):
         self._deadline = 0.0
         self.flow.pause_reading()
         if self._cycle is None and not self._queue:
-            self.write(error_response(exc.status, self._shared.defaults))
+            self.write(error_response(exc.status, self._shared.defaults, self._refused_head))
             self._linger()
         else:
             self._pending_error = exc.status

@@ -379,8 +379,11 @@ def encode_trailers(headers: Iterable[Any]) -> bytes:
 _ERROR_HEADS: Final[dict[int, bytes]] = {}
 
 
-def error_response(status: int, defaults: DefaultHeaders) -> bytes:
-    """A complete small plain-text answer that closes the connection (rejections, 500, 503)."""
+def error_response(status: int, defaults: DefaultHeaders, head_request: bool = False) -> bytes:
+    """A complete small plain-text answer that closes the connection (rejections, 500, 503).
+
+    `head_request`: the answer to a HEAD has the same head and no content (RFC 9110 9.3.2).
+    """
     head = _ERROR_HEADS.get(status)
     if head is None:
         body = _phrase(status) or b"Error"
@@ -393,4 +396,6 @@ def error_response(status: int, defaults: DefaultHeaders) -> bytes:
             )
         )
         _ERROR_HEADS[status] = head
+    if head_request:
+        return b"%s%s\r\n" % (head, defaults.block)
     return b"%s%s\r\n%s\n" % (head, defaults.block, _phrase(status) or b"Error")

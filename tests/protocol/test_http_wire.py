@@ -479,6 +479,9 @@ def test_app_returns_without_response_is_500(serve: Any) -> None:
         ([(b"x-bad\r\n", b"v")], 200),
         ([], 1000),
         ([], 99),
+        ([], 100),  # an interim status cannot end a response (RFC 9110 section 15.2)
+        ([], 101),
+        ([], 103),
     ],
 )
 def test_invalid_response_is_500_and_never_written(
@@ -488,6 +491,32 @@ def test_invalid_response_is_500_and_never_written(
     raw = exchange(server.port, GET)
     assert status_of(raw) == 500
     assert b"Injected" not in raw and b"x-bad" not in raw and b"body" not in raw
+
+
+def test_error_answers_to_head_have_no_content(serve: Any) -> None:
+    """RFC 9110 section 9.3.2: the same head as for GET, no content (else a client reading the
+    next response on that connection would take the body for it)."""
+
+    async def boom(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        raise RuntimeError("boom")
+
+    server = serve(boom)
+    refused = exchange(server.port, b"HEAD / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+    assert status_of(refused) == 400 and b"content-length: 12\r\n" in refused
+    assert refused.endswith(b"\r\n\r\n")
+    failed = exchange(server.port, b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert status_of(failed) == 500 and failed.endswith(b"\r\n\r\n")
+    got = exchange(server.port, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+    assert got.endswith(b"\r\n\r\nBad Request\n")  # GET keeps its text
+    served = serve(simple(body=b"abc"))
+    with Wire(served.port) as wire:  # refused behind a pipelined request: answered in turn
+        wire.send(
+            b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"HEAD / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+        )
+        assert wire.read_response(head_request=True).status == 200
+        raw = wire.read_all()
+    assert status_of(raw) == 400 and raw.endswith(b"\r\n\r\n")
 
 
 def test_body_longer_than_content_length(serve: Any) -> None:
