@@ -40,6 +40,10 @@ def read_toml(path: str) -> dict[str, Any]:
         raise ConfigError("config", path, "--config", exc.strerror or str(exc)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("config", path, "--config", f"not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            "config", path, "--config", f"not UTF-8 text (byte {exc.start}): save it as UTF-8"
+        ) from None
     flat: dict[str, Any] = {}
     for key, value in raw.items():
         if isinstance(value, dict):

@@ -88,15 +88,28 @@ def _order_restart(arbiter: Arbiter, job: Job) -> None:
         return job.finish(False, f"cannot {kind} while {arbiter.state.value}")
     arbiter.set_state(MasterTrigger.RESTART)
     steps = restart.graceful if kind == "graceful" else restart.hard_restart
-    arbiter.restart_task = asyncio.ensure_future(_restarting(steps(arbiter, job), job))
+    arbiter.restart_task = asyncio.ensure_future(
+        _restarting(steps(arbiter, job), arbiter, job, kind)
+    )
 
 
-async def _restarting(steps: Coroutine[Any, Any, None], job: Job) -> None:
+async def _restarting(
+    steps: Coroutine[Any, Any, None], arbiter: Arbiter, job: Job, kind: str
+) -> None:
     try:
         await steps
     except asyncio.CancelledError:
         job.finish(False, "interrupted: the server is stopping")
         raise
+    except Exception as exc:
+        # A bug, not a bad config (those are rolled back inside the steps): say so, and never
+        # leave the master RESTARTING, where every later reload would be refused.
+        log.exception("%s failed unexpectedly", kind)
+        text = f"{kind} failed: {type(exc).__name__}: {exc}"
+        arbiter.record(kind, False, text)
+        if arbiter.state is MasterState.RESTARTING:
+            arbiter.set_state(MasterTrigger.RESTARTED)
+        job.finish(False, f"{text} (see the master's log)")
 
 
 def _order_scale(arbiter: Arbiter, job: Job) -> None:

@@ -43,13 +43,14 @@ def test_check_config_accepts_the_example_files(name: str) -> None:
         ('graceful_timeout = "soon"\n', ["graceful_timeout = 'soon'", "duration"]),
         ("workers = 9\nmax_workers = 2\n", ["workers = 9", "max_workers"]),
         ("workers = [1\n", ["not valid TOML"]),
+        ("workers = 2\n# caf\xe9\n", ["not UTF-8", "save it as UTF-8"]),  # a Latin-1 file
     ],
 )
 def test_check_config_rejects_bad_files_in_one_line(
     sock_dir: Path, body: str, words: list[str]
 ) -> None:
     conf = sock_dir / "bad.toml"
-    conf.write_text(body)
+    conf.write_bytes(body.encode("latin-1"))
     r = run_cli("check-config", "--config", str(conf))
     assert r.code == 2
     line = r.one_line_error

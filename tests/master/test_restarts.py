@@ -77,6 +77,12 @@ async def test_graceful_restart_rolls_back_on_broken_config(
     assert frames[-1]["error"].startswith("rolled back: config:")
     assert "workers" in frames[-1]["error"]
 
+    config.write_bytes(f'app = "{APP}"\nworkers = 2\n# caf\xe9\n'.encode("latin-1"))
+    frames = await master.ctl("graceful")  # not UTF-8: rolled back too, and not stuck
+    assert frames[-1]["ok"] is False
+    assert frames[-1]["error"].startswith("rolled back: config:")
+    assert "not UTF-8" in frames[-1]["error"]
+
     config.write_text('app = "broken_app:app"\nworkers = 2\n')  # the new app cannot import
     frames = await master.ctl("graceful")
     assert frames[-1]["ok"] is False
@@ -85,16 +91,16 @@ async def test_graceful_restart_rolls_back_on_broken_config(
 
     master.signal(signal.SIGUSR1)  # the same through the signal: still rolled back, still serving
     await until(
-        lambda: master.stderr.count("rolled back: ") == 3,
+        lambda: master.stderr.count("rolled back: ") == 4,
         10,
-        "the third rollback",
+        "the fourth rollback",
         master,
     )
     await until(lambda: set(master.workers()) == set(serving), 10, "the failed workers to go")
     snap = await master.status()
     assert snap["generation"] == 1
     assert snap["master_state"] == "running"
-    assert snap["restarts_total"] == {"graceful:rolled_back": 3}
+    assert snap["restarts_total"] == {"graceful:rolled_back": 4}
     assert snap["last_restart"]["result"] == "rolled_back"
     status, _ = await get(master.port)
     assert status == 200
