@@ -17,7 +17,7 @@ from typing import Any
 
 from aioprefork.cli.argv import cli_values
 from aioprefork.config.load import Loaded, load
-from aioprefork.errors import EXIT_BOOT, EXIT_USAGE, BootError, UserError
+from aioprefork.errors import EXIT_BOOT, EXIT_USAGE, BootError, ConfigError, UserError
 
 NO_APP = "no application given — pass module:attribute, e.g. `aioprefork serve myapp:app`"
 
@@ -34,7 +34,23 @@ def load_given(
     given = cli_values(options)
     if app_path:
         given["app"] = app_path
-    return load(given, config_file=config), given
+    return load_checked(given, config), given
+
+
+def load_checked(given: Mapping[str, Any], config_file: str | None) -> Loaded:
+    """config.load, plus the checks that need the request path's own tables (config/ may not
+    import them): at start, for check-config and on every reload alike. UserError."""
+    loaded = load(given, config_file=config_file)
+    cfg = loaded.config
+    from aioprefork.protocol.accesslog import check_format
+
+    try:
+        check_format(cfg.access_log_format)  # with the log off too: it may be turned on by a reload
+    except ValueError as exc:
+        problem = str(exc).partition(": ")[2] or str(exc)
+        key = "access_log_format"
+        raise ConfigError(key, cfg.access_log_format, loaded.sources[key], problem) from None
+    return loaded
 
 
 def serve(app_path: str | None, config: str | None, options: Mapping[str, Any]) -> int:
@@ -58,7 +74,7 @@ def serve(app_path: str | None, config: str | None, options: Mapping[str, Any]) 
             return run_single(cfg)
         from aioprefork.master.arbiter import run_master
 
-        return run_master(loaded, lambda: load(given, config_file=loaded.config_file))
+        return run_master(loaded, lambda: load_checked(given, loaded.config_file))
     except UserError as exc:
         say(str(exc))
         return exc.exit_code

@@ -132,13 +132,15 @@ def check_consistency(c: Config, sources: Mapping[str, str]) -> None:
         raise bad("ssl_keyfile", "needs ssl_certfile too")
     if c.ssl_cert_reqs != "none" and not c.ssl_ca_certs:
         raise bad("ssl_cert_reqs", "needs ssl_ca_certs to verify client certificates")
+    if not c.bind and not 0 <= c.port <= 65535:
+        raise bad("port", "must be a TCP port, 0-65535")
     for address in c.binds():
         if not _valid_bind(address):
             raise ConfigError(
                 "bind",
                 address,
                 sources.get("bind", DEFAULT),
-                "expected HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N",
+                "expected HOST:PORT (port 0-65535), [IPv6]:PORT, unix:PATH or fd://N",
             )
 
 

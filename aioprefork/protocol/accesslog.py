@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["COMBINED", "COMMON", "AccessLogger"]
+__all__ = ["COMBINED", "COMMON", "AccessLogger", "check_format"]
 
 COMMON: Final = '%h %l %u %t "%r" %>s %b'
 COMBINED: Final = '%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-agent}i"'
@@ -188,6 +188,11 @@ def _apache_time(second: int) -> str:
         f"[{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year:04d}:"
         f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} {sign}{offset // 60:02d}{offset % 60:02d}]"
     )
+
+
+def check_format(fmt: str) -> None:
+    """Raise ValueError, naming the directive, if `fmt` is no format AccessLogger can use."""
+    _compile(_NAMED.get(fmt, fmt), str)
 
 
 def _compile(fmt: str, time_getter: _Getter) -> tuple[str, list[_Getter]]:

@@ -44,6 +44,9 @@ def test_check_config_accepts_the_example_files(name: str) -> None:
         ("workers = 9\nmax_workers = 2\n", ["workers = 9", "max_workers"]),
         ("workers = [1\n", ["not valid TOML"]),
         ("workers = 2\n# caf\xe9\n", ["not UTF-8", "save it as UTF-8"]),  # a Latin-1 file
+        ('access_log_format = "%Q"\n', ["access_log_format = '%Q'", "unknown directive %Q"]),
+        ('access_log_format = "%{"\n', ["access_log_format = '%{'", "incomplete directive"]),
+        ("port = 70000\n", ["port = 70000", "0-65535"]),
     ],
 )
 def test_check_config_rejects_bad_files_in_one_line(

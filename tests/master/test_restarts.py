@@ -83,6 +83,11 @@ async def test_graceful_restart_rolls_back_on_broken_config(
     assert frames[-1]["error"].startswith("rolled back: config:")
     assert "not UTF-8" in frames[-1]["error"]
 
+    config.write_text(f'app = "{APP}"\nworkers = 2\naccess_log_format = "%Q"\n')
+    frames = await master.ctl("graceful")  # checked by the master, not by a booting worker
+    assert frames[-1]["error"].startswith("rolled back: config: config error: access_log_format")
+    assert "\n" not in frames[-1]["error"]
+
     config.write_text('app = "broken_app:app"\nworkers = 2\n')  # the new app cannot import
     frames = await master.ctl("graceful")
     assert frames[-1]["ok"] is False
@@ -91,16 +96,16 @@ async def test_graceful_restart_rolls_back_on_broken_config(
 
     master.signal(signal.SIGUSR1)  # the same through the signal: still rolled back, still serving
     await until(
-        lambda: master.stderr.count("rolled back: ") == 4,
+        lambda: master.stderr.count("rolled back: ") == 5,
         10,
-        "the fourth rollback",
+        "the fifth rollback",
         master,
     )
     await until(lambda: set(master.workers()) == set(serving), 10, "the failed workers to go")
     snap = await master.status()
     assert snap["generation"] == 1
     assert snap["master_state"] == "running"
-    assert snap["restarts_total"] == {"graceful:rolled_back": 4}
+    assert snap["restarts_total"] == {"graceful:rolled_back": 5}
     assert snap["last_restart"]["result"] == "rolled_back"
     status, _ = await get(master.port)
     assert status == 200
