@@ -35,7 +35,7 @@ from aioprefork import __version__
 from aioprefork.channel.messages import Fatal, Message, Ready, Retire
 from aioprefork.config.load import Loaded
 from aioprefork.config.model import Config, PoolPolicy
-from aioprefork.errors import EXIT_BOOT, EXIT_FAILURE, EXIT_OK, UserError
+from aioprefork.errors import EXIT_BOOT, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UserError
 from aioprefork.master import commands, daemon, exits, fork, maintenance, orders
 from aioprefork.master.listeners import Listener, bind_all, close_all
 from aioprefork.master.orders import REAP, WAKE, Order
@@ -61,21 +61,35 @@ def run_master(loaded: Loaded, reload: Callable[[], Loaded]) -> int:
     """
     config = loaded.config
     listeners = bind_all(config)
+    startup: daemon.Startup | None = None
     try:
         if config.daemon:
-            daemon.daemonize()
-        arbiter = Arbiter(loaded, reload, listeners)
+            startup = daemon.daemonize()
+        arbiter = Arbiter(loaded, reload, listeners, startup)
         with asyncio.Runner() as runner:  # a plain asyncio loop: the master never runs uvloop
-            return runner.run(arbiter.run())
+            code = runner.run(arbiter.run())
+        if startup is not None:  # (a no-op once it said "running")
+            startup.failed(code, arbiter.halt_reason or f"the master exited (code {code})")
+        return code
+    except UserError as exc:
+        if startup is not None:
+            startup.failed(EXIT_USAGE, str(exc))
+        raise
     finally:
         close_all([listener for listener in listeners if listener.sock.fileno() != -1])
 
 
 class Arbiter:
     def __init__(
-        self, loaded: Loaded, reload: Callable[[], Loaded], listeners: list[Listener]
+        self,
+        loaded: Loaded,
+        reload: Callable[[], Loaded],
+        listeners: list[Listener],
+        startup: daemon.Startup | None = None,
     ) -> None:
         self.loaded = loaded
+        self._startup = startup  # told once the first generation is running (--daemon)
+        self.halt_reason = ""
         self.config: Config = loaded.config
         self.policy = PoolPolicy.from_config(self.config)
         self._reload = reload
@@ -239,6 +253,8 @@ class Arbiter:
                 self.set_state(MasterTrigger.MIN_READY)
                 self._memo = maintenance.after_restart(self._memo)
                 log.info("running: %d workers ready", ready)
+                if self._startup is not None:
+                    self._startup.running()
             elif not current:  # every worker of the first generation is gone, none was ready
                 self.halt(f"no worker could boot: {self._last_fatal or 'workers exited'}")
         elif self.state is MasterState.STOPPING and not len(sb):
@@ -341,6 +357,7 @@ class Arbiter:
 
     def halt(self, message: str) -> None:
         log.error("%s", message)
+        self.halt_reason = self.halt_reason or message
         self.exit_code = EXIT_BOOT
         self.set_state(MasterTrigger.HALT)
         for slot in list(self.scoreboard):

@@ -44,17 +44,73 @@ def on_terminal() -> bool:
     return any(os.isatty(fd) for fd in (0, 1, 2))
 
 
-def daemonize() -> None:
+class Startup:
+    """The detached master's word to the command that started it: running, or why not.
+
+    Without it `serve --daemon` exited 0 at the fork whatever happened next, and the error (a pid
+    file that cannot be written, an app that cannot import) went to /dev/null. One line goes up a
+    pipe: "0" once min_workers are READY, or "<exit code> <message>"; the first parent waits for
+    it, prints the message and exits with that code (as `systemd` Type=forking expects).
+    """
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def running(self) -> None:
+        self._say(0, "")
+
+    def failed(self, code: int, message: str) -> None:
+        self._say(code or 1, message)
+
+    def _say(self, code: int, message: str) -> None:
+        fd, self._fd = self._fd, -1
+        if fd < 0:
+            return  # said already: only the first word counts
+        line = f"{code} {' '.join(message.split())}"[:4000] + "\n"
+        with contextlib.suppress(OSError):  # the starting command is gone: nobody to tell
+            os.write(fd, line.encode("utf-8", "replace"))
+        os.close(fd)
+
+
+def _await_startup(fd: int) -> int:
+    """In the command that ran `serve --daemon`: the daemon's exit code for it, message printed."""
+    data = b""
+    while b"\n" not in data:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    code, _, message = data.partition(b"\n")[0].decode("utf-8", "replace").partition(" ")
+    if not code.isdigit():
+        print(
+            "aioprefork: the daemon exited while starting (its stderr is /dev/null: "
+            "--log-config keeps its log)",
+            file=sys.stderr,
+        )
+        return 3
+    if message:
+        print(f"aioprefork: {message}", file=sys.stderr)
+    return int(code)
+
+
+def daemonize() -> Startup:
     """Detach from the terminal and the session: fork, setsid, fork, stdio to /dev/null.
 
-    The first parent and the session leader leave with os._exit (no atexit handlers, no buffered
-    output flushed twice); the grandchild continues as the master. Call before any thread or
-    event loop exists.
+    The first parent waits for the master's Startup word and exits with it; the session leader
+    leaves with os._exit (no atexit handlers, no buffered output flushed twice); the grandchild
+    continues as the master. Call before any thread or event loop exists.
     """
     sys.stdout.flush()
     sys.stderr.flush()
-    if os.fork():
-        os._exit(0)
+    ready_r, ready_w = os.pipe()
+    leader = os.fork()
+    if leader:
+        os.close(ready_w)
+        os.waitpid(leader, 0)  # it forks the master and leaves at once: no zombie while we wait
+        os._exit(_await_startup(ready_r))
+    os.close(ready_r)
     os.setsid()  # new session: no controlling terminal, immune to the shell's SIGHUP
     if os.fork():
         os._exit(0)  # the session leader leaves, so we can never reacquire a terminal
@@ -64,6 +120,7 @@ def daemonize() -> None:
         os.dup2(devnull, fd)
     if devnull > 2:
         os.close(devnull)
+    return Startup(ready_w)
 
 
 def write_pid_file(path: str) -> None:

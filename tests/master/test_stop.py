@@ -131,6 +131,29 @@ async def test_daemon_writes_pid_file_and_detaches(workdir: Path) -> None:
                     os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.parametrize(
+    ("app", "pid_file", "code", "words"),
+    [
+        (APP, "nodir/master.pid", 2, ["cannot write pid file", "No such file or directory"]),
+        ("no_such_module_xyz:app", "master.pid", 3, ["no worker could boot", "no_such_module_xyz"]),
+    ],
+)
+def test_a_daemon_that_cannot_start_says_why_and_exits_non_zero(
+    workdir: Path, app: str, pid_file: str, code: int, words: list[str]
+) -> None:
+    # The detached master's stderr is /dev/null: the command that started it reports for it.
+    args = [AIOPREFORK, "serve", app, "--app-dir", str(APPS), "--port", "0", "--workers", "1"]
+    args += ["--daemon", "--pid-file", str(workdir / pid_file), "--no-metrics"]
+    args += ["--ctl-socket", str(workdir / "ctl.sock")]
+    started = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert started.returncode == code
+    lines = started.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("aioprefork: "), started.stderr
+    for word in words:
+        assert word in lines[0]
+    assert not (workdir / "master.pid").exists()  # and nothing is left running
+
+
 async def _get_retry(port: int) -> int:
     for _ in range(50):
         try:
