@@ -3,6 +3,10 @@
 Each runs as a task beside the master's cycle, which keeps reaping, ticking and answering
 `ctl status` meanwhile; progress goes to the Job (a `ctl` client, or the log for a signal).
 
+Both switch the master's logging first when its settings changed (log_level, log_config,
+access_log): the new generation inherits it, and a bad log_config fails the reload like any bad
+value.
+
 graceful: re-read config -> fork generation g+1 (as many workers as are active now, within the
   new bounds) -> wait until all are READY (boot_timeout) -> commit: g+1 is current -> old
   workers drain (GracefulStop, graceful_timeout) -> done. A config that does not load, a new
@@ -15,12 +19,13 @@ restart (HUP, Apache's): re-read config (a bad one changes nothing) -> stop ever
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING
 
 from aioprefork.config.model import Config
 from aioprefork.errors import UserError
-from aioprefork.logs import reopen_log_files
+from aioprefork.logs import configure_logging, reopen_log_files
 from aioprefork.master.pool import KILL_GRACE
 from aioprefork.master.scoreboard import Slot
 from aioprefork.master.states import MasterTrigger, SlotState
@@ -29,9 +34,25 @@ if TYPE_CHECKING:
     from aioprefork.master.arbiter import Arbiter, Job
 
 
+def _logging(config: Config) -> tuple[str, str, bool]:
+    return config.log_level, config.log_config, config.access_log
+
+
+def _switch_logging(current: Config, new: Config) -> None:
+    """Configure the master's logging for `new` (the next generation inherits it). UserError."""
+    if _logging(new) != _logging(current):
+        try:
+            configure_logging(*_logging(new))
+        except UserError:
+            with contextlib.suppress(UserError):
+                configure_logging(*_logging(current))  # as it was: that one loaded before
+            raise
+
+
 async def graceful(arbiter: Arbiter, job: Job) -> None:
     try:
         config = arbiter.reload_config()
+        _switch_logging(arbiter.config, config)
     except UserError as exc:
         return _rolled_back(arbiter, job, f"config: {exc}")
     sb, pool = arbiter.scoreboard, arbiter.pool
@@ -46,6 +67,8 @@ async def graceful(arbiter: Arbiter, job: Job) -> None:
     if why:
         for slot in new:
             pool.stop_now(slot, "rollback")
+        with contextlib.suppress(UserError):
+            _switch_logging(config, arbiter.config)  # back to the serving generation's
         return _rolled_back(arbiter, job, why)
     arbiter.commit(config, gen)
     arbiter.set_state(MasterTrigger.RESTARTED)
@@ -71,6 +94,7 @@ def _rolled_back(arbiter: Arbiter, job: Job, why: str) -> None:
 async def hard_restart(arbiter: Arbiter, job: Job) -> None:
     try:
         config = arbiter.reload_config()
+        _switch_logging(arbiter.config, config)
     except UserError as exc:
         text = f"config: {exc}"
         arbiter.record("restart", False, text)

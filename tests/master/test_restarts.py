@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -60,6 +61,36 @@ async def test_hup_restart_while_idle(start_master: StartMaster) -> None:
     assert snap["restarts_total"] == {"restart:ok": 1}
     assert snap["spawned_total"] == {"start": 2, "restart": 2}
     print(f"\nHUP restart: new generation ready in {took:.2f}s")
+
+
+async def test_graceful_restart_applies_new_logging_settings(
+    start_master: StartMaster, workdir: Path
+) -> None:
+    config = workdir / "server.toml"
+    config.write_text(f'app = "{APP}"\nworkers = 1\n')
+    master = start_master("--config", str(config), app=None)
+    await master.wait_ready(1)
+
+    config.write_text(f'app = "{APP}"\nworkers = 1\nlog_config = "{workdir}/absent.json"\n')
+    frames = await master.ctl("graceful")
+    assert frames[-1]["ok"] is False
+    assert "log_config" in frames[-1]["error"] and "file not found" in frames[-1]["error"]
+
+    log_file = workdir / "error.log"
+    (workdir / "logging.json").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "handlers": {"file": {"class": "logging.FileHandler", "filename": str(log_file)}},
+                "root": {"level": "INFO", "handlers": ["file"]},
+            }
+        )
+    )
+    config.write_text(f'app = "{APP}"\nworkers = 1\nlog_config = "{workdir}/logging.json"\n')
+    frames = await master.ctl("graceful")
+    assert frames[-1]["ok"], frames
+    await until(lambda: "graceful restart done" in log_file.read_text(), 10, "the new log", master)
 
 
 async def test_graceful_restart_rolls_back_on_broken_config(
