@@ -94,7 +94,8 @@ def locate(
     try:
         cfg = load(given, config_file=config).config
     except UserError as exc:
-        fail(str(exc))
+        # ctl needs only where the server is: say how to name it without this configuration
+        fail(f"{exc} (or name the server with --ctl-socket or --pid-file)")
     return Target(ctl_socket_path(cfg), cfg.pid_file, cfg)
 
 

@@ -41,8 +41,22 @@ PARSERS: Final[Mapping[Kind, Callable[[object], Any]]] = {
     Kind.LIST: units.parse_list,
     Kind.NETWORKS: units.parse_networks,
     Kind.CHOICE: lambda v: str(v).strip().lower(),
-    Kind.OCTAL: lambda v: v if isinstance(v, int) and not isinstance(v, bool) else int(str(v), 8),
+    Kind.OCTAL: lambda v: _octal(v),
 }
+
+
+def _octal(value: object) -> int:
+    """Permissions: a string of octal digits ("660", "0o660"), or an int (a TOML 0o660) <= 0o777."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 0 <= value <= 0o777:
+            return value
+        _fail('expected octal permissions (in TOML write 0o660, or "660")')
+    text = str(value).strip()
+    digits = text[2:] if text[:2].lower() == "0o" else text
+    if not digits or any(c not in "01234567" for c in digits) or int(digits, 8) > 0o777:
+        _fail("expected octal permissions such as 660 or 0o600")
+    return int(digits, 8)
+
 
 SECTIONS: Final = (
     "app", "binding", "processes", "http", "timeouts", "proxies", "logging", "metrics", "tls",

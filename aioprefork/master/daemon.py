@@ -169,19 +169,25 @@ def alive(pid: int) -> bool:
         return True
 
 
+_NO_ACCOUNT = "no such account on this machine; create it or name an existing one"
+
+
 def resolve_owner(user: str, group: str) -> tuple[int, int] | None:
     """(uid, gid) for --user/--group (names or numbers), None when neither is given."""
     if not user and not group:
         return None
     try:
         entry = pwd.getpwnam(user) if user and not user.isdigit() else None
-        uid = entry.pw_uid if entry else (int(user) if user else os.getuid())
-        if group:
+    except KeyError:
+        raise UserError(f"unknown user {user!r} (--user): {_NO_ACCOUNT}") from None
+    uid = entry.pw_uid if entry else (int(user) if user else os.getuid())
+    if group:
+        try:
             gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-        else:
-            gid = entry.pw_gid if entry else os.getgid()
-    except KeyError as exc:
-        raise UserError(f"unknown user or group: {exc.args[0]}") from None
+        except KeyError:
+            raise UserError(f"unknown group {group!r} (--group): {_NO_ACCOUNT}") from None
+    else:
+        gid = entry.pw_gid if entry else os.getgid()
     return uid, gid
 
 

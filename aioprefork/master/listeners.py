@@ -173,4 +173,6 @@ def _explain(exc: OSError) -> str:
         return "permission denied (ports below 1024 need privileges; choose a port above 1024)"
     if exc.errno == errno.EADDRNOTAVAIL:
         return "address not available on this machine (check the host)"
+    if exc.errno == errno.ENOENT:
+        return "its directory does not exist (create it, or choose another path)"
     return exc.strerror or str(exc)

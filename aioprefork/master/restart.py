@@ -111,7 +111,11 @@ async def hard_restart(arbiter: Arbiter, job: Job) -> None:
     why = await await_ready(arbiter, gen, new, config, job)
     if why:
         arbiter.record("restart", False, why)
-        job.finish(False, f"generation {gen} failed to boot: {why}")
+        job.finish(
+            False,
+            f"generation {gen} failed to boot: {why}; the server has stopped (a restart stops the "
+            "old workers first; `ctl graceful` keeps them serving when the new ones fail)",
+        )
         return arbiter.halt(f"restart: no worker of generation {gen} could boot: {why}")
     arbiter.set_state(MasterTrigger.RESTARTED)
     text = f"restart done: generation {gen} ({len(new)} workers)"

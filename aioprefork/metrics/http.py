@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -389,5 +390,8 @@ async def open_metrics_server(
     try:
         await server._start(host, port)
     except OSError as exc:
-        raise BindError(f"metrics listener {bind}: {exc.strerror or exc}") from exc
+        problem = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            problem = "address already in use (choose another --metrics-bind, or --no-metrics)"
+        raise BindError(f"metrics listener {bind}: {problem}") from exc
     return server

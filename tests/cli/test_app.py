@@ -47,6 +47,7 @@ def test_check_config_accepts_the_example_files(name: str) -> None:
         ('access_log_format = "%Q"\n', ["access_log_format = '%Q'", "unknown directive %Q"]),
         ('access_log_format = "%{"\n', ["access_log_format = '%{'", "incomplete directive"]),
         ("port = 70000\n", ["port = 70000", "0-65535"]),
+        ("unix_socket_mode = 999\n", ["unix_socket_mode", "expected octal permissions"]),
     ],
 )
 def test_check_config_rejects_bad_files_in_one_line(

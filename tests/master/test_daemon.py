@@ -62,8 +62,14 @@ def test_resolve_owner() -> None:
     assert daemon.resolve_owner("", "") is None
     assert daemon.resolve_owner("0", "0") == (0, 0)
     assert daemon.resolve_owner(str(os.getuid()), "") == (os.getuid(), os.getgid())
-    with pytest.raises(UserError, match="unknown user"):
+    with pytest.raises(UserError) as info:
         daemon.resolve_owner("no-such-user-here", "")
+    assert str(info.value) == (
+        "unknown user 'no-such-user-here' (--user): no such account on this machine; "
+        "create it or name an existing one"
+    )
+    with pytest.raises(UserError, match=r"unknown group 'no-such-group' \(--group\)"):
+        daemon.resolve_owner("0", "no-such-group")
 
 
 def test_dropping_to_ourselves_is_a_no_op() -> None:

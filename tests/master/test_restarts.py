@@ -178,6 +178,21 @@ async def test_max_requests_recycles_under_load_without_failures(
     print(f"\nrecycling: {load.ok} requests ok, {len(master.seen - first)} replacements, 0 failed")
 
 
+async def test_a_restart_whose_app_cannot_boot_says_the_server_stopped(
+    start_master: StartMaster, workdir: Path
+) -> None:
+    config = workdir / "server.toml"
+    config.write_text(f'app = "{APP}"\nworkers = 1\n')
+    master = start_master("--config", str(config), app=None)
+    await master.wait_ready(1)
+    config.write_text('app = "broken_app:app"\nworkers = 1\n')
+    frames = await master.ctl("restart")
+    assert frames[-1]["ok"] is False
+    assert "failed to boot" in frames[-1]["error"]
+    assert "the server has stopped" in frames[-1]["error"] and "ctl graceful" in frames[-1]["error"]
+    assert await master.wait_exit(timeout=10) == 3  # HALTED, as at start
+
+
 async def test_control_commands(start_master: StartMaster, workdir: Path) -> None:
     master = start_master("--workers", "1")
     await master.wait_ready(1)

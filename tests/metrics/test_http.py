@@ -277,8 +277,9 @@ async def test_bind_errors_are_one_line_user_errors(board: Board) -> None:
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     try:
-        with pytest.raises(BindError, match=r"metrics listener 127\.0\.0\.1:"):
+        with pytest.raises(BindError, match=r"metrics listener 127\.0\.0\.1:") as info:
             await open_metrics_server(f"127.0.0.1:{taken.getsockname()[1]}", board)
+        assert "choose another --metrics-bind" in str(info.value)
     finally:
         taken.close()
     for bad in ("nope", "127.0.0.1", "::1:9464", "host:99999", "host:port"):

@@ -56,6 +56,15 @@ def test_port_in_use_is_one_clear_line() -> None:
         holder.close()
 
 
+def test_unix_socket_in_a_missing_directory_names_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "nodir" / "s.sock"
+    with pytest.raises(BindError) as info:
+        bind_one(f"unix:{path}", 16)
+    assert str(info.value) == (
+        f"cannot bind unix:{path}: its directory does not exist (create it, or choose another path)"
+    )
+
+
 def test_stale_unix_socket_is_replaced_but_a_live_one_is_not_stolen(tmp_path: Path) -> None:
     path = str(tmp_path / "s.sock")
     stale = socket.socket(socket.AF_UNIX)
