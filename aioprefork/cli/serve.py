@@ -11,6 +11,7 @@ no traceback reaches the terminal for them.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -38,18 +39,56 @@ def load_given(
 
 
 def load_checked(given: Mapping[str, Any], config_file: str | None) -> Loaded:
-    """config.load, plus the checks that need the request path's own tables (config/ may not
-    import them): at start, for check-config and on every reload alike. UserError."""
+    """config.load, plus what config/ cannot check alone (files, accounts, formats that other
+    layers own): at start, for check-config (apachectl -t) and on every reload alike, so that a
+    value `serve` would refuse later is refused here, in one line naming key, value and source.
+    UserError."""
     loaded = load(given, config_file=config_file)
     cfg = loaded.config
+
+    def bad(key: str, problem: str) -> ConfigError:
+        return ConfigError(key, getattr(cfg, key), loaded.sources.get(key, "default"), problem)
+
     from aioprefork.protocol.accesslog import check_format
 
     try:
         check_format(cfg.access_log_format)  # with the log off too: it may be turned on by a reload
     except ValueError as exc:
-        problem = str(exc).partition(": ")[2] or str(exc)
-        key = "access_log_format"
-        raise ConfigError(key, cfg.access_log_format, loaded.sources[key], problem) from None
+        raise bad("access_log_format", str(exc).partition(": ")[2] or str(exc)) from None
+    if cfg.app:
+        module, colon, attribute = cfg.app.partition(":")
+        if not colon or not module.strip() or not attribute.strip():
+            raise bad("app", "expected module:attribute, e.g. myapp:app")
+    if cfg.metrics:
+        from aioprefork.metrics.http import parse_bind
+
+        try:
+            parse_bind(cfg.metrics_bind)
+        except UserError:
+            raise bad("metrics_bind", "expected HOST:PORT or [IPv6]:PORT") from None
+    if cfg.log_config and not os.path.isfile(cfg.log_config):
+        raise bad("log_config", "file not found")
+    unix_binds = [a[5:] for a in cfg.binds() if a.startswith("unix:")]
+    for key, path in [("pid_file", cfg.pid_file), ("ctl_socket", cfg.ctl_socket)] + [
+        ("bind", p) for p in unix_binds
+    ]:
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise bad(key, f"the directory of {path} does not exist (create it first)")
+    if cfg.user or cfg.group:
+        from aioprefork.master.daemon import resolve_owner
+
+        try:
+            resolve_owner(cfg.user, cfg.group)
+        except UserError as exc:
+            key = "group" if str(exc).startswith("unknown group") else "user"
+            raise bad(key, str(exc).rpartition("): ")[2]) from None
+    if cfg.ssl_certfile:
+        from aioprefork.worker.tls import make_ssl_context
+
+        try:
+            make_ssl_context(cfg)
+        except ConfigError as exc:
+            raise bad(exc.key, exc.problem) from None
     return loaded
 
 

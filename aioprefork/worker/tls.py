@@ -130,4 +130,9 @@ def _escape(value: str) -> str:
 
 
 def _why(exc: OSError | ssl.SSLError) -> str:
-    return getattr(exc, "reason", None) or exc.strerror or str(exc)
+    reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+    if "PEM" in reason:  # "[SSL] PEM lib (_ssl.c:NNNN)": a file OpenSSL could not read as PEM
+        return "not a PEM certificate or key (or the key does not match the certificate)"
+    if reason == "KEY_VALUES_MISMATCH":
+        return "the private key does not match the certificate"
+    return reason

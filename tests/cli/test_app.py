@@ -48,6 +48,13 @@ def test_check_config_accepts_the_example_files(name: str) -> None:
         ('access_log_format = "%{"\n', ["access_log_format = '%{'", "incomplete directive"]),
         ("port = 70000\n", ["port = 70000", "0-65535"]),
         ("unix_socket_mode = 999\n", ["unix_socket_mode", "expected octal permissions"]),
+        ('app = "examples.hello"\n', ["app = 'examples.hello'", "module:attribute"]),
+        ('metrics_bind = "nonsense"\n', ["metrics_bind = 'nonsense'", "HOST:PORT"]),
+        ('log_config = "/nonexistent/log.json"\n', ["log_config", "file not found"]),
+        ('pid_file = "/nonexistent/x.pid"\n', ["pid_file", "does not exist"]),
+        ('bind = ["unix:/nonexistent/x.sock"]\n', ["bind", "does not exist"]),
+        ('user = "no-such-user-here"\n', ["user = 'no-such-user-here'", "no such account"]),
+        ('ssl_certfile = "/nonexistent/cert.pem"\n', ["ssl_certfile", "No such file"]),
     ],
 )
 def test_check_config_rejects_bad_files_in_one_line(
