@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from aioprefork.config.model import BY_NAME, SETTINGS, Config
 from aioprefork.errors import ConfigError
@@ -111,6 +111,9 @@ def _defaults() -> dict[str, Any]:
     return {s.name: s.default for s in SETTINGS}
 
 
+_MIN_WORKER_MEMORY: Final = 32 * 1024 * 1024
+
+
 def check_consistency(c: Config, sources: Mapping[str, str]) -> None:
     """Cross-key rules (Apache clamps these with a warning; we refuse, so surprises show at start)."""
 
@@ -127,6 +130,12 @@ def check_consistency(c: Config, sources: Mapping[str, str]) -> None:
         need = c.min_spare_slots + c.worker_connections + 1
         raise bad(
             "max_spare_slots", f"must be at least min_spare_slots + worker_connections + 1 = {need}"
+        )
+    if 0 < c.max_worker_memory < _MIN_WORKER_MEMORY:
+        raise bad(
+            "max_worker_memory",
+            "below 32MiB every worker is recycled as it starts (one serving hello-world holds"
+            " ~25MiB); give a size such as 512MiB, or 0 for off",
         )
     if c.ssl_keyfile and not c.ssl_certfile:
         raise bad("ssl_keyfile", "needs ssl_certfile too")

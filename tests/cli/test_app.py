@@ -49,6 +49,7 @@ def test_check_config_accepts_the_example_files(name: str) -> None:
         ("port = 70000\n", ["port = 70000", "0-65535"]),
         ("unix_socket_mode = 999\n", ["unix_socket_mode", "expected octal permissions"]),
         ('app = "examples.hello"\n', ["app = 'examples.hello'", "module:attribute"]),
+        ('max_worker_memory = "10"\n', ["max_worker_memory = 10", "below 32MiB"]),
         ('metrics_bind = "nonsense"\n', ["metrics_bind = 'nonsense'", "HOST:PORT"]),
         ('log_config = "/nonexistent/log.json"\n', ["log_config", "file not found"]),
         ('pid_file = "/nonexistent/x.pid"\n', ["pid_file", "does not exist"]),
