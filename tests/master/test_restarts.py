@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import APP, Load, StartMaster, get, until
+from .conftest import APP, Load, Master, StartMaster, get, until
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -63,13 +63,21 @@ async def test_hup_restart_while_idle(start_master: StartMaster) -> None:
     print(f"\nHUP restart: new generation ready in {took:.2f}s")
 
 
+async def _serving_from_file(
+    start_master: StartMaster, workdir: Path, workers: int
+) -> tuple[Master, Path]:
+    """A master started from a TOML file (which the test then edits and reloads), once ready."""
+    config = workdir / "server.toml"
+    config.write_text(f'app = "{APP}"\nworkers = {workers}\n')
+    master = start_master("--config", str(config), app=None)
+    await master.wait_ready(workers)
+    return master, config
+
+
 async def test_graceful_restart_applies_new_logging_settings(
     start_master: StartMaster, workdir: Path
 ) -> None:
-    config = workdir / "server.toml"
-    config.write_text(f'app = "{APP}"\nworkers = 1\n')
-    master = start_master("--config", str(config), app=None)
-    await master.wait_ready(1)
+    master, config = await _serving_from_file(start_master, workdir, workers=1)
 
     config.write_text(f'app = "{APP}"\nworkers = 1\nlog_config = "{workdir}/absent.json"\n')
     frames = await master.ctl("graceful")
@@ -96,10 +104,7 @@ async def test_graceful_restart_applies_new_logging_settings(
 async def test_graceful_restart_rolls_back_on_broken_config(
     start_master: StartMaster, workdir: Path
 ) -> None:
-    config = workdir / "server.toml"
-    config.write_text(f'app = "{APP}"\nworkers = 2\n')
-    master = start_master("--config", str(config), app=None)
-    await master.wait_ready(2)
+    master, config = await _serving_from_file(start_master, workdir, workers=2)
     serving = master.workers()
 
     config.write_text(f'app = "{APP}"\nworkers = "many"\n')  # invalid value
@@ -181,10 +186,7 @@ async def test_max_requests_recycles_under_load_without_failures(
 async def test_a_restart_whose_app_cannot_boot_says_the_server_stopped(
     start_master: StartMaster, workdir: Path
 ) -> None:
-    config = workdir / "server.toml"
-    config.write_text(f'app = "{APP}"\nworkers = 1\n')
-    master = start_master("--config", str(config), app=None)
-    await master.wait_ready(1)
+    master, config = await _serving_from_file(start_master, workdir, workers=1)
     config.write_text('app = "broken_app:app"\nworkers = 1\n')
     frames = await master.ctl("restart")
     assert frames[-1]["ok"] is False

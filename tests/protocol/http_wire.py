@@ -302,3 +302,14 @@ class ServerThread:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
         self.sock.close()
+
+
+def scope_recorder() -> tuple[Any, list[dict[str, Any]]]:
+    """(app, scopes): an app that keeps every scope it is given and answers 200 (simple())."""
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope)
+        await simple()(scope, receive, send)
+
+    return app, seen

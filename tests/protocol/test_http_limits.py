@@ -144,25 +144,37 @@ def test_max_keepalive_requests(serve: Any) -> None:
         assert wire.closed()
 
 
-def test_write_timeout_for_a_client_that_never_reads(
-    serve: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    outcome: list[str] = []
+def _endless_body(outcome: list[str], writing: asyncio.Event) -> Any:
+    """An app streaming 64 KiB chunks until send() raises; records what it raised."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         chunk = b"x" * 65536
         try:
             for _ in range(2000):
+                writing.set()
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except OSError as exc:
             outcome.append(type(exc).__name__)
             raise
 
-    server = serve(app, write_timeout=0.5)
+    return app
+
+
+def _slow_reader(port: int) -> socket.socket:
+    """A client with a tiny receive buffer that reads nothing (the server's writes back up)."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", server.port))
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def test_write_timeout_for_a_client_that_never_reads(
+    serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    outcome: list[str] = []
+    server = serve(_endless_body(outcome, asyncio.Event()), write_timeout=0.5)
+    sock = _slow_reader(server.port)
     try:
         with caplog.at_level(logging.DEBUG, logger="aioprefork.error"):
             sock.sendall(GET)
@@ -183,22 +195,8 @@ def test_a_client_gone_while_the_app_waits_to_write_is_a_disconnect_not_an_error
     # its high-water mark) gets ClientDisconnected, and nothing is logged as an error.
     outcome: list[str] = []
     writing = asyncio.Event()
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        chunk = b"x" * 65536
-        try:
-            for _ in range(2000):
-                writing.set()
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except OSError as exc:
-            outcome.append(type(exc).__name__)
-            raise
-
-    server = serve(app, write_timeout=30)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", server.port))
+    server = serve(_endless_body(outcome, writing), write_timeout=30)
+    sock = _slow_reader(server.port)
     with caplog.at_level(logging.DEBUG, logger="aioprefork.error"):
         try:
             sock.sendall(GET)

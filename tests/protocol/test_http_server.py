@@ -14,21 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from http_wire import Wire, exchange, simple, status_of, wait_for
+from http_wire import Wire, exchange, scope_recorder, simple, status_of, wait_for
 
 from examples.hello import app as hello
 
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
-
-
-def scope_recorder() -> tuple[Any, list[dict[str, Any]]]:
-    seen: list[dict[str, Any]] = []
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        seen.append(scope)
-        await simple()(scope, receive, send)
-
-    return app, seen
 
 
 def test_gate_stops_accepting_at_the_limit_and_resumes_below(serve: Any) -> None:

@@ -8,7 +8,16 @@ import time
 from typing import Any
 
 import pytest
-from http_wire import Wire, echo, exchange, simple, status_of, strip_date, wait_for
+from http_wire import (
+    Wire,
+    echo,
+    exchange,
+    scope_recorder,
+    simple,
+    status_of,
+    strip_date,
+    wait_for,
+)
 
 from examples.hello import app as hello
 
@@ -223,12 +232,7 @@ def test_expect_continue_only_when_body_is_read(serve: Any) -> None:
 
 
 def test_absolute_form_target_authority_wins(serve: Any) -> None:
-    seen: list[dict[str, Any]] = []
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        seen.append(scope)
-        await simple()(scope, receive, send)
-
+    app, seen = scope_recorder()
     server = serve(app)
     with Wire(server.port) as wire:
         wire.send(b"GET http://example.com:8080/a%20b?x=1 HTTP/1.1\r\nHost: other\r\n\r\n")
@@ -248,12 +252,7 @@ def test_absolute_form_target_authority_wins(serve: Any) -> None:
     ],
 )
 def test_absolute_form_with_an_ipv6_literal(serve: Any, target: bytes, host: bytes) -> None:
-    seen: list[dict[str, Any]] = []
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        seen.append(scope)
-        await simple()(scope, receive, send)
-
+    app, seen = scope_recorder()
     server = serve(app)
     with Wire(server.port) as wire:
         wire.send(b"GET %s HTTP/1.1\r\nHost: [::1]\r\n\r\n" % target)
@@ -264,12 +263,7 @@ def test_absolute_form_with_an_ipv6_literal(serve: Any, target: bytes, host: byt
 def test_header_values_reach_the_app_without_surrounding_whitespace(serve: Any) -> None:
     # RFC 9110 section 5.5: OWS around a field value is not part of it (llhttp strips only the
     # leading part). Inner whitespace stays.
-    seen: list[list[tuple[bytes, bytes]]] = []
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        seen.append(scope["headers"])
-        await simple()(scope, receive, send)
-
+    app, scopes = scope_recorder()
     server = serve(app)
     with Wire(server.port) as wire:
         wire.send(
@@ -277,7 +271,7 @@ def test_header_values_reach_the_app_without_surrounding_whitespace(serve: Any) 
             b"X-Empty: \t \r\nX-Plain: p\r\n\r\n"
         )
         assert wire.read_response().status == 200
-    assert seen == [
+    assert [scope["headers"] for scope in scopes] == [
         [
             (b"host", b"h"),
             (b"user-agent", b"f"),
@@ -659,12 +653,7 @@ def test_raw_non_ascii_target_is_refused(serve: Any) -> None:
 def test_header_names_are_lowered_through_a_bounded_cache(serve: Any) -> None:
     from aioprefork.protocol import http
 
-    seen: list[list[tuple[bytes, bytes]]] = []
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        seen.append(scope["headers"])
-        await simple()(scope, receive, send)
-
+    app, scopes = scope_recorder()
     server = serve(app)
     with Wire(server.port) as wire:
         for batch in range(15):
@@ -672,7 +661,7 @@ def test_header_names_are_lowered_through_a_bounded_cache(serve: Any) -> None:
             wire.send(b"GET / HTTP/1.1\r\nHost: h\r\n" + fields + b"\r\n")
             assert wire.read_response().status == 200
             assert len(http._LOWERED) <= 1024
-    assert seen[-1][-1] == (b"x-name-14-79", b"v")
+    assert scopes[-1]["headers"][-1] == (b"x-name-14-79", b"v")
 
 
 def test_method_and_query_string_are_each_requests_own_on_one_connection(serve: Any) -> None:
