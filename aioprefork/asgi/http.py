@@ -264,8 +264,6 @@ class RequestCycle:
                 self._dropping_trailers = bool(more)
                 return
             raise RuntimeError("unexpected http.response.trailers")
-        if self.complete:
-            raise RuntimeError("unexpected http.response.trailers")
         fields = self._trailer_fields
         if fields is None:
             fields = self._trailer_fields = []
@@ -346,13 +344,13 @@ class RequestCycle:
         self.keep_alive = keep_alive
         self._length = length
         self._chunked = chunked
-        no_body = head_request or status < 200 or status in (204, 304)
+        body_allowed = self._body_allowed()
         if trailers:
-            if chunked and not no_body and _accepts_trailers(self.scope["headers"]):
+            if chunked and body_allowed and _accepts_trailers(self.scope["headers"]):
                 self._trailers = True
             else:
                 self._dropping_trailers = True
-        if no_body:
+        if not body_allowed:
             self.head_sent = True
             self._write(head)
             return
@@ -394,7 +392,7 @@ class RequestCycle:
 
     def _finish(self) -> None:
         """The last body message: end the framing, or fail a short Content-Length body."""
-        if self.method == "HEAD" or self.status < 200 or self.status in (204, 304):
+        if not self._body_allowed():
             self._complete()
         elif self._chunked:
             if not self._trailers:

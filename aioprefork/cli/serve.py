@@ -79,9 +79,8 @@ def load_checked(given: Mapping[str, Any], config_file: str | None) -> Loaded:
 
         try:
             resolve_owner(cfg.user, cfg.group)
-        except UserError as exc:
-            key = "group" if str(exc).startswith("unknown group") else "user"
-            raise bad(key, str(exc).rpartition("): ")[2]) from None
+        except ConfigError as exc:
+            raise bad(exc.key, exc.problem) from None
     if cfg.ssl_certfile:
         from aioprefork.worker.tls import make_ssl_context
 

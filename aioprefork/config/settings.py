@@ -32,19 +32,6 @@ class Kind(enum.Enum):
     OCTAL = "octal"
 
 
-PARSERS: Final[Mapping[Kind, Callable[[object], Any]]] = {
-    Kind.STR: lambda v: v if isinstance(v, str) else _fail("expected a string"),
-    Kind.INT: units.parse_int,
-    Kind.SIZE: units.parse_size,
-    Kind.DURATION: units.parse_duration,
-    Kind.BOOL: units.parse_bool,
-    Kind.LIST: units.parse_list,
-    Kind.NETWORKS: units.parse_networks,
-    Kind.CHOICE: lambda v: str(v).strip().lower(),
-    Kind.OCTAL: lambda v: _octal(v),
-}
-
-
 def _octal(value: object) -> int:
     """Permissions: a string of octal digits ("660", "0o660"), or an int (a TOML 0o660) <= 0o777."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -56,6 +43,19 @@ def _octal(value: object) -> int:
     if not digits or any(c not in "01234567" for c in digits) or int(digits, 8) > 0o777:
         _fail("expected octal permissions such as 660 or 0o600")
     return int(digits, 8)
+
+
+PARSERS: Final[Mapping[Kind, Callable[[object], Any]]] = {
+    Kind.STR: lambda v: v if isinstance(v, str) else _fail("expected a string"),
+    Kind.INT: units.parse_int,
+    Kind.SIZE: units.parse_size,
+    Kind.DURATION: units.parse_duration,
+    Kind.BOOL: units.parse_bool,
+    Kind.LIST: units.parse_list,
+    Kind.NETWORKS: units.parse_networks,
+    Kind.CHOICE: lambda v: str(v).strip().lower(),
+    Kind.OCTAL: _octal,
+}
 
 
 SECTIONS: Final = (

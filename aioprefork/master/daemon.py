@@ -18,7 +18,7 @@ import sys
 import setproctitle
 
 from aioprefork.config.model import Config
-from aioprefork.errors import UserError
+from aioprefork.errors import ConfigError, UserError
 
 
 def ctl_socket_path(config: Config) -> str:
@@ -179,13 +179,13 @@ def resolve_owner(user: str, group: str) -> tuple[int, int] | None:
     try:
         entry = pwd.getpwnam(user) if user and not user.isdigit() else None
     except KeyError:
-        raise UserError(f"unknown user {user!r} (--user): {_NO_ACCOUNT}") from None
+        raise ConfigError("user", user, "--user", _NO_ACCOUNT) from None
     uid = entry.pw_uid if entry else (int(user) if user else os.getuid())
     if group:
         try:
             gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
         except KeyError:
-            raise UserError(f"unknown group {group!r} (--group): {_NO_ACCOUNT}") from None
+            raise ConfigError("group", group, "--group", _NO_ACCOUNT) from None
     else:
         gid = entry.pw_gid if entry else os.getgid()
     return uid, gid

@@ -65,10 +65,10 @@ def test_resolve_owner() -> None:
     with pytest.raises(UserError) as info:
         daemon.resolve_owner("no-such-user-here", "")
     assert str(info.value) == (
-        "unknown user 'no-such-user-here' (--user): no such account on this machine; "
-        "create it or name an existing one"
+        "config error: user = 'no-such-user-here' (from --user): no such account on this machine;"
+        " create it or name an existing one"
     )
-    with pytest.raises(UserError, match=r"unknown group 'no-such-group' \(--group\)"):
+    with pytest.raises(UserError, match=r"group = 'no-such-group' \(from --group\)"):
         daemon.resolve_owner("0", "no-such-group")
 
 
