@@ -44,7 +44,15 @@ class ConfigError(UserError):
 
 
 class AppLoadError(UserError):
-    """The application path could not be imported or does not name an ASGI callable."""
+    """The application path could not be imported or does not name an ASGI callable.
+
+    `detail` is the traceback of an error raised inside the application's own code (empty when
+    the one line says it all, e.g. a misspelt module): shown once, above the one line.
+    """
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class BindError(UserError):

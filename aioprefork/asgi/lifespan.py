@@ -28,6 +28,13 @@ _STARTUP_ANSWERS: Final = frozenset({"lifespan.startup.complete", "lifespan.star
 _SHUTDOWN_ANSWERS: Final = frozenset({"lifespan.shutdown.complete", "lifespan.shutdown.failed"})
 
 
+_UNSUPPORTED: Final = (
+    "the app does not support the ASGI lifespan protocol ({} on lifespan.startup; Django's ASGI"
+    ' handler never does), and lifespan = "on" requires it: set lifespan = "auto" (--lifespan'
+    " auto, AIOPREFORK_LIFESPAN=auto) to run such apps"
+)
+
+
 def _summary(message: str) -> str:
     """One line for BootError: the last non-blank line (a traceback's "ValueError: ...")."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
@@ -77,8 +84,12 @@ class Lifespan:
             summary = _summary(self._failure)
             raise BootError(f"ASGI lifespan startup failed{': ' if summary else ''}{summary}")
         if self._error is not None:
-            if self.mode == "auto" and not self._touched:
+            if not self._touched:
                 self._supported = False
+                if self.mode == "on":
+                    err = self._error
+                    raised = f"it raised {type(err).__name__}: {_summary(str(err))}"
+                    raise BootError(_UNSUPPORTED.format(raised)) from err
                 log.debug("ASGI lifespan unsupported by the app, carrying on", exc_info=self._error)
                 return
             err = self._error
@@ -90,10 +101,7 @@ class Lifespan:
         if self._phase == "startup":  # the app returned without answering
             self._supported = False
             if self.mode == "on":
-                raise BootError(
-                    "ASGI lifespan startup failed: the app returned without sending "
-                    "lifespan.startup.complete (lifespan = on)"
-                )
+                raise BootError(_UNSUPPORTED.format("it returned without answering"))
             log.debug("ASGI lifespan unsupported by the app (it returned), carrying on")
 
     async def shutdown(self, timeout: float | None = None) -> None:

@@ -13,6 +13,8 @@ import importlib
 import inspect
 import os
 import sys
+import sysconfig
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -62,7 +64,7 @@ def load_app(path: str, *, factory: bool = False, app_dir: str = ".") -> ASGIApp
         try:
             obj = obj()
         except Exception as exc:
-            raise AppLoadError(f"app factory {path!r} raised {_describe(exc)}") from exc
+            raise _in_app_code(f"app factory {path!r} raised {_describe(exc)}", exc) from exc
         what = f"the app returned by factory {path!r}"
     else:
         what = f"app {path!r}"
@@ -86,11 +88,70 @@ def _import(module_name: str, directory: str) -> Any:
                 f"cannot import app module {module_name!r}: no module named {missing!r} "
                 f"(searched {directory} and sys.path; check the name or --app-dir)"
             ) from exc
-        raise AppLoadError(f"error importing {module_name!r}: {_one_line(str(exc))}") from exc
+        raise _in_app_code(f"error importing {module_name!r}: {_one_line(str(exc))}", exc) from exc
     except ImportError as exc:
-        raise AppLoadError(f"error importing {module_name!r}: {_one_line(str(exc))}") from exc
+        raise _in_app_code(f"error importing {module_name!r}: {_one_line(str(exc))}", exc) from exc
     except (Exception, SystemExit) as exc:
-        raise AppLoadError(f"error importing {module_name!r}: {_describe(exc)}") from exc
+        raise _in_app_code(f"error importing {module_name!r}: {_describe(exc)}", exc) from exc
+
+
+def _in_app_code(message: str, exc: BaseException) -> AppLoadError:
+    """An error raised by the application's own code: the one line names where (file:line of the
+    innermost frame of the app's code), and `detail` carries the traceback for the log."""
+    stack = _app_stack(exc)
+    where = _innermost_app_frame(stack)
+    if isinstance(exc, SyntaxError) and exc.filename:  # raised by the compiler: no frame of its own
+        where = f"{_shown_path(exc.filename)}:{exc.lineno}"
+    at = f" (at {where})" if where else ""
+    return AppLoadError(f"{message}{at}", detail=_format(exc, stack))
+
+
+def _own_frame(filename: str) -> bool:
+    """importlib and this module: noise in an app's import traceback."""
+    return filename.startswith("<frozen importlib") or filename in (__file__, importlib.__file__)
+
+
+def _app_stack(exc: BaseException) -> traceback.StackSummary:
+    frames = traceback.extract_tb(exc.__traceback__)
+    return traceback.StackSummary.from_list([f for f in frames if not _own_frame(f.filename)])
+
+
+def _library_paths() -> tuple[str, ...]:
+    """Where the standard library, installed packages and aioprefork itself live."""
+    paths = {sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
+    paths.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # aioprefork/
+    return tuple(sorted(os.path.join(os.path.realpath(p), "") for p in paths if p))
+
+
+def _innermost_app_frame(stack: traceback.StackSummary) -> str:
+    """`file:line` of the deepest frame that is the application's, not a library's: where an
+    operator looks first. Falls back to the deepest frame of all."""
+    libraries = _library_paths()
+
+    def is_library(filename: str) -> bool:
+        real = os.path.realpath(filename)
+        return filename.startswith("<") or "site-packages" in real or real.startswith(libraries)
+
+    frames = [f for f in stack if not is_library(f.filename)] or list(stack)
+    if not frames:
+        return ""
+    frame = frames[-1]
+    return f"{_shown_path(frame.filename)}:{frame.lineno}"
+
+
+def _shown_path(filename: str) -> str:
+    """Relative to the working directory when under it (as an editor would open it)."""
+    try:
+        relative = os.path.relpath(filename)
+    except ValueError:
+        return filename
+    return filename if relative.startswith("..") else relative
+
+
+def _format(exc: BaseException, stack: traceback.StackSummary) -> str:
+    summary = traceback.TracebackException.from_exception(exc)
+    summary.stack = stack
+    return "".join(summary.format()).rstrip()
 
 
 def _one_line(text: str) -> str:

@@ -97,11 +97,13 @@ class Retire:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Fatal:
-    """worker -> master, just before exiting on a boot error: the message the operator must see."""
+    """worker -> master, just before exiting on a boot error: the message the operator must see
+    (one line) and, for an error in the application's code, its traceback (`detail`)."""
 
     TYPE = MsgType.FATAL
     code: int
     message: str
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -18,7 +18,14 @@ from typing import Any
 
 from aioprefork.cli.argv import cli_values
 from aioprefork.config.load import Loaded, load
-from aioprefork.errors import EXIT_BOOT, EXIT_USAGE, BootError, ConfigError, UserError
+from aioprefork.errors import (
+    EXIT_BOOT,
+    EXIT_USAGE,
+    AppLoadError,
+    BootError,
+    ConfigError,
+    UserError,
+)
 
 NO_APP = "no application given — pass module:attribute, e.g. `aioprefork serve myapp:app`"
 
@@ -113,6 +120,11 @@ def serve(app_path: str | None, config: str | None, options: Mapping[str, Any]) 
         from aioprefork.master.arbiter import run_master
 
         return run_master(loaded, lambda: load_checked(given, loaded.config_file))
+    except AppLoadError as exc:  # --workers 0: the app's traceback, then the one line
+        if exc.detail:
+            print(exc.detail, file=sys.stderr, flush=True)
+        say(str(exc))
+        return exc.exit_code
     except UserError as exc:
         say(str(exc))
         return exc.exit_code

@@ -92,7 +92,16 @@ class Config:
         auto=lambda v: cpu_count(),
         auto_doc="cpu count",
     )
-    min_workers: int = setting(1, "processes", "floor of active workers", Kind.INT, minimum=1)
+    min_workers: int = setting(
+        0,
+        "processes",
+        "floor of active workers: --workers N runs N; set this below it to let spare-pool "
+        "maintenance retire idle workers down to it (Apache MinSpareServers)",
+        Kind.INT,
+        minimum=1,
+        auto=lambda v: max(1, int(v["workers"])),
+        auto_doc="workers",
+    )
     max_workers: int = setting(
         0,
         "processes",

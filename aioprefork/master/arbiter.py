@@ -117,6 +117,7 @@ class Arbiter:
         self.tick_now = False  # run maintenance this cycle, not at the next tick
         self._change = asyncio.Event()
         self._last_fatal = ""
+        self._boot_errors: dict[int, set[str]] = {}  # generation -> boot errors already logged
         self.services = Services()
 
     # -- the cycle -------------------------------------------------------------------------------
@@ -137,8 +138,8 @@ class Arbiter:
                     if loop.time() >= next_tick:
                         next_tick = max(next_tick + TICK, loop.time())
                 self._check_progress()
-        except UserError:
-            self.exit_code = EXIT_FAILURE
+        except UserError as exc:
+            self.exit_code = exc.exit_code  # what the CLI exits with, so the log says the same
             raise  # a BOOTING failure: one line from the CLI, after the cleanup below
         except Exception:
             log.exception("master: internal error; stopping every worker")
@@ -256,7 +257,12 @@ class Arbiter:
                 if self._startup is not None:
                     self._startup.running()
             elif not current:  # every worker of the first generation is gone, none was ready
-                self.halt(f"no worker could boot: {self._last_fatal or 'workers exited'}")
+                self.halt(
+                    f"no worker could boot: {self._last_fatal or 'workers exited'}",
+                    logged="no worker could boot (the error is above): stopping"
+                    if self._last_fatal in self._boot_errors.get(sb.generation, ())
+                    else "",
+                )
         elif self.state is MasterState.STOPPING and not len(sb):
             self.set_state(MasterTrigger.ALL_EXITED)
 
@@ -279,8 +285,19 @@ class Arbiter:
                 self._recycle(slot)
         elif isinstance(msg, Fatal):
             self._last_fatal = msg.message
-            log.error("%s failed to boot: %s", where, msg.message)
+            self._report_boot_error(slot.gen, where, msg)
             self._notify()
+
+    def _report_boot_error(self, gen: int, where: str, msg: Fatal) -> None:
+        """Each distinct boot error once per generation, its traceback with it; the workers and
+        retries that fail the same way after it are only counted at debug level."""
+        seen = self._boot_errors.setdefault(gen, set())
+        if msg.message in seen:
+            log.debug("%s failed to boot: %s (as reported above)", where, msg.message)
+            return
+        seen.add(msg.message)
+        detail = f"\n{msg.detail}" if msg.detail else ""
+        log.error("%s failed to boot: %s%s", where, msg.message, detail)
 
     def _recycle(self, slot: Slot) -> None:
         """Start `slot`'s replacement; `slot` drains once the replacement is READY."""
@@ -301,7 +318,10 @@ class Arbiter:
         if cause in (exits.ExitCause.STOPPED, exits.ExitCause.RETIRED):
             log.info("%s exited (%s, %s)", where, slot.retiring or cause.value, how)
         elif cause is exits.ExitCause.BOOT_FAILURE:
-            log.error("%s failed to boot (%s)", where, how)
+            if slot.fatal is None:  # no Fatal said why: this line is all the operator gets
+                log.error("%s failed to boot (%s)", where, how)
+            else:
+                log.info("%s exited after its boot error (%s)", where, how)
             if slot.retiring == exits.BOOT_TIMEOUT:
                 how = f"not ready within boot_timeout ({self.policy.boot_timeout:g}s)"
             self._last_fatal = self._last_fatal or f"worker exited during boot ({how})"
@@ -355,8 +375,10 @@ class Arbiter:
         self.state = advance(self.state, trigger)
         self.scoreboard.master_state = self.state.value
 
-    def halt(self, message: str) -> None:
-        log.error("%s", message)
+    def halt(self, message: str, logged: str = "") -> None:
+        """Stop every worker now and exit EXIT_BOOT; `message` is the reason (for --daemon's
+        parent too), `logged` the log line when the reason was logged already."""
+        log.error("%s", logged or message)
         self.halt_reason = self.halt_reason or message
         self.exit_code = EXIT_BOOT
         self.set_state(MasterTrigger.HALT)

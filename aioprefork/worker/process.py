@@ -37,7 +37,13 @@ from aioprefork.channel.codec import MAX_FRAME
 from aioprefork.channel.endpoint import Endpoint, PeerGone
 from aioprefork.channel.messages import Fatal, GracefulStop, Ready, ReopenLogs, Stop
 from aioprefork.config.model import Config, HttpLimits
-from aioprefork.errors import EXIT_BOOT, EXIT_OK, AiopreforkError, ProtocolViolation
+from aioprefork.errors import (
+    EXIT_BOOT,
+    EXIT_OK,
+    AiopreforkError,
+    AppLoadError,
+    ProtocolViolation,
+)
 from aioprefork.logs import reopen_log_files
 from aioprefork.worker.balance import Balance
 from aioprefork.worker.reporter import Reporter
@@ -105,7 +111,7 @@ class Worker:
             await self._serve(endpoint, server, lifespan)
             return EXIT_OK
         except _BootFailed as failed:
-            _send_fatal(endpoint, failed.message)
+            _send_fatal(endpoint, failed)
             return EXIT_BOOT
         finally:
             reader.cancel()
@@ -128,7 +134,7 @@ class Worker:
         try:
             return boot.result()
         except BaseException as exc:
-            raise _BootFailed(_describe(exc)) from exc
+            raise _BootFailed(*_describe(exc)) from exc
 
     async def _boot(self) -> tuple[Any, Any]:
         config = self.config
@@ -242,23 +248,29 @@ class Worker:
 
 
 class _BootFailed(Exception):
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, detail: str = "") -> None:
         super().__init__(message)
         self.message = message
+        self.detail = detail
 
 
-def _describe(exc: BaseException) -> str:
-    """The operator's line for a boot failure: our own errors are already one line; anything
-    else gets its traceback (it is a bug in the app, and the traceback is the useful part)."""
+def _describe(exc: BaseException) -> tuple[str, str]:
+    """(the operator's one line, the traceback or ""). Our own errors are already one line, with
+    the app's traceback beside it when the app's code raised; anything else is a bug in the app,
+    and its traceback is the useful part."""
+    if isinstance(exc, AppLoadError):
+        return str(exc)[:FATAL_LIMIT], exc.detail[-FATAL_LIMIT:]
     if isinstance(exc, AiopreforkError):
-        text = str(exc)
-    else:
-        text = "".join(traceback.format_exception(exc)).rstrip()
-    return text[:FATAL_LIMIT]
+        return str(exc)[:FATAL_LIMIT], ""
+    text = " ".join(str(exc).split())
+    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    detail = "".join(traceback.format_exception(exc)).rstrip()
+    return line[:FATAL_LIMIT], detail[-FATAL_LIMIT:]
 
 
-def _send_fatal(endpoint: Endpoint, message: str) -> None:
+def _send_fatal(endpoint: Endpoint, failed: _BootFailed) -> None:
     try:
-        endpoint.send(Fatal(code=EXIT_BOOT, message=message))
+        endpoint.send(Fatal(code=EXIT_BOOT, message=failed.message, detail=failed.detail))
     except PeerGone:  # nobody to tell: say it where an operator may look
-        print(f"aioprefork worker boot failed: {message}", flush=True, file=sys.stderr)
+        text = f"{failed.detail}\n" if failed.detail else ""
+        print(f"{text}aioprefork worker boot failed: {failed.message}", flush=True, file=sys.stderr)

@@ -57,6 +57,7 @@ def test_production_example_is_behind_a_load_balancer_in_a_container() -> None:
     loaded = load(config_file=str(CONFIG_DIR / "production.toml"), env={})
     c = loaded.config
     assert c.binds() == ("0.0.0.0:8000",)
+    assert c.lifespan == "auto"  # "on" stops every Django app (no lifespan support) from booting
     assert c.metrics_bind == "0.0.0.0:9464"
     assert c.proxy_protocol is False
     assert c.forwarded_allow_ips and "127.0.0.1" not in c.forwarded_allow_ips

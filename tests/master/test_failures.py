@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
-from .conftest import StartMaster, alive, get, until
+from .conftest import AIOPREFORK, APPS, ROOT, StartMaster, alive, get, until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -36,6 +38,41 @@ async def test_broken_app_halts_with_exit_3_fast(
     assert "no worker could boot" in master.stderr
     assert master.stderr.count("failed to boot:") <= 2  # the two workers, never a respawn loop
     assert not master.workers()
+
+
+SETTINGS_LINE = "tests/master/apps/needs_env_settings.py:7"
+SUMMARY = (
+    "error importing 'needs_env': KeyError: 'AIOPF_TEST_DATABASE_URL' (at " + SETTINGS_LINE + ")"
+)
+
+
+async def test_an_import_error_shows_its_traceback_and_summary_once(
+    start_master: StartMaster,
+) -> None:
+    """Three workers fail the same way: one traceback, one summary naming file:line of the app's
+    code (not os.environ's), then the halt; never the same error per worker."""
+    master = start_master("--workers", "3", app="needs_env:app")
+    assert await master.wait_exit(timeout=10) == 3, master.stderr
+    log = master.stderr
+    assert log.count("Traceback (most recent call last):") == 1, log
+    assert log.count(SUMMARY) == 1, log
+    assert 'needs_env_settings.py", line 7, in <module>' in log
+    assert log.count("KeyError: 'AIOPF_TEST_DATABASE_URL'") == 2, (
+        log
+    )  # the summary, the traceback's last line
+    assert "no worker could boot" in log
+
+
+def test_an_import_error_in_process_shows_its_traceback_and_summary(tmp_path: Path) -> None:
+    """--workers 0 too: the traceback, then the one line."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPREFORK_")}
+    proc = subprocess.run(
+        [AIOPREFORK, "serve", "needs_env:app", "--workers", "0", "--app-dir", str(APPS)],
+        cwd=ROOT, capture_output=True, text=True, timeout=20, env=env, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("Traceback (most recent call last):") == 1, proc.stderr
+    assert proc.stderr.rstrip().endswith(f"aioprefork: {SUMMARY}"), proc.stderr
 
 
 async def test_worker_never_ready_halts_after_boot_timeout(start_master: StartMaster) -> None:

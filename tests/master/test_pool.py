@@ -91,3 +91,18 @@ async def test_ttin_ttou_and_ctl_scale_move_the_floor(start_master: StartMaster)
     await until(lambda: len(master.workers()) == 3, 5, "the surplus worker to go", master)
     await asyncio.sleep(1.2)
     assert (await master.status())["active_workers"] == 3
+
+
+async def test_workers_n_still_runs_n_after_several_maintenance_ticks(
+    start_master: StartMaster,
+) -> None:
+    """4 idle workers hold 4000 free slots, above max_spare_slots (2500): before --workers was
+    the floor, maintenance retired two of them within two seconds."""
+    master = start_master("--workers", "4", "--max-workers", "8")
+    await master.wait_ready(4)
+    await asyncio.sleep(4.5)  # four maintenance ticks and more
+    snap = await master.status()
+    assert snap["active_workers"] == 4, master.stderr
+    assert snap["min_workers"] == 4
+    assert len(master.workers()) == 4
+    assert "surplus" not in master.stderr

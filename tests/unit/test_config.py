@@ -153,3 +153,16 @@ def test_every_setting_has_help_section_and_env_name() -> None:
         assert info.env == "AIOPREFORK_" + info.name.upper()
         names.add(info.name)
     assert {"workers", "max_workers", "graceful_timeout", "forwarded_allow_ips"} <= names
+
+
+def test_workers_is_the_floor_unless_min_workers_is_set() -> None:
+    """`--workers 4` runs 4 (every other server's meaning): maintenance may grow the pool up to
+    max_workers and shrink it back to 4, never below; min_workers below it opts into Apache's
+    spare pool, which retires idle workers down to min_workers."""
+    loaded = load({"workers": "4", "max_workers": "8"}, env={})
+    assert loaded.config.min_workers == 4
+    assert loaded.sources["min_workers"] == "auto"
+    assert PoolPolicy.from_config(loaded.config).min_workers == 4
+    spare = load({"workers": "4", "min_workers": "1", "max_workers": "8"}, env={}).config
+    assert (spare.workers, spare.min_workers) == (4, 1)
+    assert load({"workers": "0"}, env={}).config.min_workers == 1  # in-process: no pool

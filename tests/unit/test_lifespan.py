@@ -150,9 +150,18 @@ async def test_auto_tolerates_app_without_lifespan(caplog: pytest.LogCaptureFixt
     assert "unsupported" in caplog.records[0].getMessage()
 
 
-async def test_on_rejects_app_without_lifespan() -> None:
-    with pytest.raises(BootError, match="ValueError: only http is supported, not lifespan"):
+async def test_on_rejects_app_without_lifespan_naming_the_setting() -> None:
+    """Django's ASGI handler raises like this one: the line says the app lacks lifespan support
+    and which setting lets it boot."""
+    with pytest.raises(BootError) as info:
         await Lifespan(no_lifespan_support, "on").startup(timeout=5)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(
+        "the app does not support the ASGI lifespan protocol (it raised ValueError: only http is"
+        " supported, not lifespan on lifespan.startup"
+    )
+    assert 'lifespan = "on" requires it: set lifespan = "auto" (--lifespan auto' in message
 
 
 async def test_auto_exception_after_receive_is_boot_error() -> None:
@@ -175,7 +184,11 @@ async def test_app_that_returns_auto_and_on() -> None:
     lifespan = Lifespan(returns_at_once, "auto")
     await lifespan.startup(timeout=5)
     await lifespan.shutdown(timeout=5)
-    with pytest.raises(BootError, match=r"returned without sending lifespan\.startup\.complete"):
+    with pytest.raises(
+        BootError,
+        match=r"does not support .* returned without answering .*"
+        r'set lifespan = "auto"',
+    ):
         await Lifespan(returns_at_once, "on").startup(timeout=5)
 
 

@@ -132,8 +132,43 @@ def test_import_error_inside_the_module_surfaces(
         load_app(f"{name}:app", app_dir=str(tmp_path))
     assert str(info.value) == (
         f"error importing {name!r}: No module named 'aiopf_missing_dependency'"
+        f" (at {tmp_path / name}.py:1)"
     )
     assert isinstance(info.value.__cause__, ModuleNotFoundError)
+
+
+def test_an_error_two_modules_deep_names_the_app_frame_and_keeps_the_traceback(
+    make_module: Callable[..., str], tmp_path: Path
+) -> None:
+    """The one line says file:line of the innermost frame of the app's code (not os.environ's,
+    not importlib's); the traceback rides along in `detail`, for the log, once."""
+    settings = make_module("import os\n\nDATABASE_URL = os.environ['AIOPF_NO_SUCH_VARIABLE']\n")
+    name = make_module(f"import {settings}\n" + ASGI3_SOURCE)
+    with pytest.raises(AppLoadError) as info:
+        load_app(f"{name}:app", app_dir=str(tmp_path))
+    error = info.value
+    assert str(error) == (
+        f"error importing {name!r}: KeyError: 'AIOPF_NO_SUCH_VARIABLE'"
+        f" (at {tmp_path / settings}.py:3)"
+    )
+    detail = error.detail
+    assert detail.startswith("Traceback (most recent call last):")
+    assert f'{tmp_path / name}.py", line 1' in detail
+    assert f'{tmp_path / settings}.py", line 3' in detail
+    assert detail.endswith("KeyError: 'AIOPF_NO_SUCH_VARIABLE'")
+    assert "importlib" not in detail and "loader.py" not in detail
+
+
+def test_a_syntax_error_names_its_line(make_module: Callable[..., str], tmp_path: Path) -> None:
+    name = make_module("x = 1\n\ndef broken(:\n")
+    with pytest.raises(AppLoadError, match=rf"\(at {tmp_path / name}\.py:3\)$"):
+        load_app(f"{name}:app", app_dir=str(tmp_path))
+
+
+def test_a_misspelt_module_is_one_line_without_a_traceback(tmp_path: Path) -> None:
+    with pytest.raises(AppLoadError) as info:
+        load_app("aiopf_mian:app", app_dir=str(tmp_path))
+    assert info.value.detail == ""
 
 
 def test_import_name_error_inside_the_module(
