@@ -33,7 +33,7 @@ from typing import Any, Final
 
 from aioprefork import __version__
 from aioprefork.channel.messages import Fatal, Message, Ready, Retire
-from aioprefork.config.load import Loaded
+from aioprefork.config.load import AUTO, DEFAULT, Loaded
 from aioprefork.config.model import Config, PoolPolicy
 from aioprefork.errors import EXIT_BOOT, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UserError
 from aioprefork.master import commands, daemon, exits, fork, maintenance, orders
@@ -174,7 +174,10 @@ class Arbiter:
         if config.pid_file:
             daemon.write_pid_file(config.pid_file)
         owner = daemon.resolve_owner(config.user, config.group)
-        await self.services.open(config, owner, self.control, self.snapshot)
+        chosen = self.loaded.sources.get("metrics_bind", DEFAULT) not in (DEFAULT, AUTO)
+        await self.services.open(
+            config, owner, self.control, self.snapshot, metrics_bind_given=chosen
+        )
         fork.preload()
         daemon.drop_privileges(config.user, config.group)
         self.set_state(MasterTrigger.BOUND)

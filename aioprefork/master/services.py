@@ -10,12 +10,13 @@ warning, not a BOOTING failure, because signals still work; closing never raises
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 from typing import TYPE_CHECKING
 
 from aioprefork.config.model import Config
-from aioprefork.errors import UserError
+from aioprefork.errors import BindError, UserError
 from aioprefork.master import daemon
 
 if TYPE_CHECKING:
@@ -39,10 +40,16 @@ class Services:
         owner: tuple[int, int] | None,
         handler: Handler,
         snapshot: SnapshotFn,
+        *,
+        metrics_bind_given: bool = True,
     ) -> None:
-        """Control socket, then app metrics and the metrics listener. UserError: BOOTING fails."""
+        """Control socket, then app metrics and the metrics listener. UserError: BOOTING fails.
+
+        `metrics_bind_given`: the operator chose the metrics address. When they did not and the
+        default one is taken (a second local server, an OpenTelemetry exporter: 9464 is its
+        default too), the server runs without metrics and says so in one line."""
         await self._open_control(config, owner, handler)
-        await self._open_metrics(config, owner, snapshot)
+        await self._open_metrics(config, owner, snapshot, metrics_bind_given)
 
     async def _open_control(
         self, config: Config, owner: tuple[int, int] | None, handler: Handler
@@ -58,7 +65,11 @@ class Services:
             log.warning("no control socket (%s); signals still work", exc)
 
     async def _open_metrics(
-        self, config: Config, owner: tuple[int, int] | None, snapshot: SnapshotFn
+        self,
+        config: Config,
+        owner: tuple[int, int] | None,
+        snapshot: SnapshotFn,
+        metrics_bind_given: bool,
     ) -> None:
         from aioprefork.metrics import appmetrics
 
@@ -69,9 +80,21 @@ class Services:
         if config.metrics:
             from aioprefork.metrics.http import open_metrics_server
 
-            self.metrics = await open_metrics_server(
-                config.metrics_bind, snapshot, registry_extra=appmetrics.collector()
-            )
+            try:
+                self.metrics = await open_metrics_server(
+                    config.metrics_bind, snapshot, registry_extra=appmetrics.collector()
+                )
+            except BindError as exc:
+                cause = exc.__cause__
+                in_use = isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE
+                if metrics_bind_given or not in_use:
+                    raise
+                log.warning(
+                    "metrics: the default address %s is in use (another server, or an"
+                    " OpenTelemetry exporter?): serving without /metrics; choose a free one with"
+                    " --metrics-bind HOST:PORT, or turn them off with --no-metrics",
+                    config.metrics_bind,
+                )
 
     def worker_exited(self, pid: int) -> None:
         """Drop a dead worker's live app gauges (its counters stay in the sum)."""

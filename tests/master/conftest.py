@@ -206,7 +206,12 @@ def start_master(workdir: Path) -> Iterator[StartMaster]:
     """start_master("--workers", "2", ...) -> Master; extra CLI flags pass straight through."""
     masters: list[Master] = []
 
-    def start(*flags: str, app: str | None = APP, env: dict[str, str] | None = None) -> Master:
+    def start(
+        *flags: str,
+        app: str | None = APP,
+        env: dict[str, str] | None = None,
+        default_metrics_bind: bool = False,
+    ) -> Master:
         listener = socket.create_server(("127.0.0.1", 0), backlog=512)
         fd = listener.fileno()
         args = [AIOPREFORK, "serve"] + ([app] if app else [])
@@ -218,7 +223,9 @@ def start_master(workdir: Path) -> Iterator[StartMaster]:
             "--ctl-socket",
             str(workdir / "ctl"),
         ]
-        args += ["--metrics-bind", "127.0.0.1:0", "--log-level", "info", "--no-access-log", *flags]
+        if not default_metrics_bind:
+            args += ["--metrics-bind", "127.0.0.1:0"]
+        args += ["--log-level", "info", "--no-access-log", *flags]
         with open(workdir / "stderr", "wb") as err:
             proc = subprocess.Popen(
                 args,
