@@ -63,15 +63,37 @@ def serve(app_path: AppArg = None, config: ConfigFile = None, **kwargs: Any) -> 
     raise typer.Exit(serving.serve(app_path, config, kwargs))
 
 
+NoImport = Annotated[
+    bool,
+    typer.Option(
+        "--no-import", help="do not import the app (by default it is imported in a child process)"
+    ),
+]
+
+
 @with_setting_options
-def check_config(app_path: AppArg = None, config: ConfigFile = None, **kwargs: Any) -> None:
-    """Validate the configuration and print every effective value with its source (like apachectl -t)."""
+def check_config(
+    app_path: AppArg = None, config: ConfigFile = None, no_import: NoImport = False, **kwargs: Any
+) -> None:
+    """Validate the configuration, import the app and print every effective value with its
+    source (like apachectl -t): anything `serve` would refuse is refused here, in one line."""
+    from aioprefork.cli import check
+
     loaded = _load(app_path, config, kwargs)
+    cfg = loaded.config
+    try:
+        check.resolve_binds(cfg)
+        if cfg.app and not no_import:
+            check.import_app(cfg, cfg.boot_timeout)
+    except UserError as exc:
+        fail(str(exc))
     width = max(len(s.name) for s in SETTINGS)
     for info in SETTINGS:
-        value = render_value(info.spec.kind, getattr(loaded.config, info.name))
+        value = render_value(info.spec.kind, getattr(cfg, info.name))
         shown = value if value else '""'
         typer.echo(f"{info.name:<{width}}  {shown:<28}  # {loaded.sources[info.name]}")
+    for line in check.describe_pool(cfg):
+        typer.echo(f"# {line}")
     typer.echo("Syntax OK", err=True)
 
 

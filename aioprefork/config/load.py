@@ -19,6 +19,7 @@ DEFAULT = "default"
 AUTO = "auto"
 ENV = "env"
 CLI = "cli"
+CONFIG_ENV: Final = "AIOPREFORK_CONFIG"  # the config file's path from the environment
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,21 +29,22 @@ class Loaded:
     config_file: str | None
 
 
-def read_toml(path: str) -> dict[str, Any]:
-    """The TOML file, flattened: top-level keys and keys inside [section] tables are equivalent."""
+def read_toml(path: str, source: str = "--config") -> dict[str, Any]:
+    """The TOML file, flattened: top-level keys and keys inside [section] tables are equivalent.
+    `source` says where the path came from (--config, or env AIOPREFORK_CONFIG)."""
     import tomllib  # here, not at the top: the master (and so every worker) needs it only for this
 
     try:
         raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError("config", path, "--config", "file not found") from None
+        raise ConfigError("config", path, source, "file not found") from None
     except OSError as exc:
-        raise ConfigError("config", path, "--config", exc.strerror or str(exc)) from None
+        raise ConfigError("config", path, source, exc.strerror or str(exc)) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("config", path, "--config", f"not valid TOML: {exc}") from None
+        raise ConfigError("config", path, source, f"not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(
-            "config", path, "--config", f"not UTF-8 text (byte {exc.start}): save it as UTF-8"
+            "config", path, source, f"not UTF-8 text (byte {exc.start}): save it as UTF-8"
         ) from None
     flat: dict[str, Any] = {}
     for key, value in raw.items():
@@ -65,10 +67,12 @@ def load(
 
     env = os.environ if env is None else env
     layers: list[tuple[str, Mapping[str, Any]]] = []
+    path_source = "--config"
     if config_file is None:
-        config_file = env.get("AIOPREFORK_CONFIG") or None
+        config_file = env.get(CONFIG_ENV) or None
+        path_source = f"env {CONFIG_ENV}"
     if config_file:
-        file_values = read_toml(config_file)
+        file_values = read_toml(config_file, path_source)
         for key, value in file_values.items():
             if key not in BY_NAME:
                 raise ConfigError(key, value, f"file {config_file}", "unknown setting")
@@ -120,10 +124,10 @@ def check_consistency(c: Config, sources: Mapping[str, str]) -> None:
     def bad(key: str, problem: str) -> ConfigError:
         return ConfigError(key, getattr(c, key), sources.get(key, DEFAULT), problem)
 
+    if c.workers > c.max_workers:  # first: min_workers follows workers unless set
+        raise bad("workers", f"must not exceed max_workers ({c.max_workers})")
     if c.min_workers > c.max_workers:
         raise bad("min_workers", f"must not exceed max_workers ({c.max_workers})")
-    if c.workers > c.max_workers:
-        raise bad("workers", f"must not exceed max_workers ({c.max_workers})")
     if c.max_workers > c.server_limit:
         raise bad("max_workers", f"must not exceed server_limit ({c.server_limit})")
     if c.max_spare_slots < c.min_spare_slots + c.worker_connections + 1:
@@ -159,9 +163,10 @@ def _valid_bind(address: str) -> bool:
     if address.startswith("fd://"):
         return address[5:].isdigit()
     host, sep, port = address.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
     return (
         bool(sep)
         and port.isdigit()
         and int(port) < 65536
-        and (not host.startswith("[") or host.endswith("]"))
+        and (bracketed or ("[" not in host and ":" not in host))  # 0.0.0.0:80:80 is not a host
     )

@@ -10,6 +10,7 @@ import pytest
 from .helpers import clean_env, run_cli
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+MASTER_APPS = Path(__file__).resolve().parents[1] / "master" / "apps"
 
 
 def effective(out: str) -> dict[str, tuple[str, str]]:
@@ -69,6 +70,65 @@ def test_check_config_rejects_bad_files_in_one_line(
     assert str(conf) in line or "--config" in line
     for word in words:
         assert word in line
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--bind", "0.0.0.0:80:80"], ["bind = '0.0.0.0:80:80' (from cli)", "HOST:PORT"]),
+        (["--bind", "aiopf-no-such-host.invalid:80"], ["aiopf-no-such-host.invalid:80", "unknown host"]),
+        (["aiopf_mian:app"], ["cannot import app module 'aiopf_mian'", "check the name or --app-dir"]),
+        (["broken_app:app", "--app-dir", str(MASTER_APPS)], ["No module named 'this_module_does_not_exist'", "broken_app.py:5)"]),
+        (["needs_env:app", "--app-dir", str(MASTER_APPS)], ["KeyError: 'AIOPF_TEST_DATABASE_URL' (at ", "needs_env_settings.py:7)"]),
+    ],
+    ids=["bind with two ports", "unknown host", "misspelt module", "missing dependency", "error two modules deep"],
+)  # fmt: skip
+def test_check_config_refuses_what_serve_would_refuse(flags: list[str], words: list[str]) -> None:
+    """It said "Syntax OK" for these; serve then failed. The app is imported in a child process."""
+    r = run_cli("check-config", *flags)
+    assert r.code == 2, r.out + r.err
+    line = r.one_line_error
+    for word in words:
+        assert word in line, line
+
+
+def test_check_config_no_import_skips_the_app(sock_dir: Path) -> None:
+    r = run_cli("check-config", "aiopf_mian:app", "--no-import")
+    assert r.code == 0, r.err
+    assert r.err.strip() == "Syntax OK"
+    assert effective(r.out)["app"] == ("aiopf_mian:app", "cli")
+
+
+def test_check_config_imports_a_good_app_in_a_child_process() -> None:
+    """The import runs elsewhere: a module that prints at import does not reach our output."""
+    r = run_cli("check-config", "prefork_apps:app", "--app-dir", str(MASTER_APPS))
+    assert r.code == 0, r.err
+    assert r.err.strip() == "Syntax OK"
+
+
+def test_check_config_explains_the_pool_and_how_to_get_the_spare_pool() -> None:
+    r = run_cli("check-config", "--workers", "4", "--max-workers", "8")
+    assert r.code == 0, r.err
+    notes = [line for line in r.out.splitlines() if line.startswith("# pool:")]
+    assert notes[0].startswith("# pool: 4 workers always (min_workers = 4)")
+    assert "up to max_workers = 8" in notes[0]
+    assert "set min_workers below workers (e.g. --min-workers 1)" in notes[1]
+    r = run_cli("check-config", "--workers", "4", "--min-workers", "1", "--max-workers", "8")
+    (note,) = [line for line in r.out.splitlines() if line.startswith("# pool:")]
+    assert "Apache's spare pool" in note and "down to min_workers = 1" in note
+
+
+def test_a_config_file_from_the_environment_is_labelled_so(sock_dir: Path) -> None:
+    """The error said "(from --config)" when the path came from AIOPREFORK_CONFIG."""
+    absent = sock_dir / "absent.toml"
+    r = run_cli("check-config", env=clean_env(AIOPREFORK_CONFIG=str(absent)))
+    assert r.code == 2
+    assert r.one_line_error == (
+        f"aioprefork: config error: config = '{absent}' (from env AIOPREFORK_CONFIG): "
+        "file not found"
+    )
+    r = run_cli("check-config", "--config", str(absent))
+    assert "(from --config)" in r.one_line_error
 
 
 def test_check_config_on_a_missing_file(sock_dir: Path) -> None:
