@@ -82,7 +82,9 @@ def describe_pool(config: Config) -> list[str]:
     if config.workers == 0:
         return ["pool: none; workers = 0 serves in this process, without a master (debugging)"]
     grow = (
-        f"grows with load up to max_workers = {config.max_workers} and shrinks back when idle"
+        f"grows with load up to max_workers = {config.max_workers}, and retires idle workers "
+        f"when more than max_spare_slots = {config.max_spare_slots} connection slots are free, "
+        f"never below {config.min_workers}"
         if config.max_workers > config.min_workers
         else "never grows (max_workers = min_workers)"
     )
@@ -94,8 +96,7 @@ def describe_pool(config: Config) -> list[str]:
             "set min_workers below workers (e.g. --min-workers 1).",
         ]
     return [
-        f"pool: starts {config.workers} workers; Apache's spare pool keeps "
+        f"pool: starts {config.workers} workers; Apache's spare pool: it keeps "
         f"{config.min_spare_slots}..{config.max_spare_slots} free connection slots "
-        f"(min_spare_slots..max_spare_slots), retiring idle workers down to min_workers = "
-        f"{config.min_workers}; it {grow}.",
+        f"(min_spare_slots..max_spare_slots), so it {grow}.",
     ]

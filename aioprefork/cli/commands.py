@@ -80,6 +80,8 @@ def check_config(
     from aioprefork.cli import check
 
     loaded = _load(app_path, config, kwargs)
+    for warning in loaded.warnings:
+        typer.echo(f"aioprefork: warning: {warning}", err=True)
     cfg = loaded.config
     try:
         check.resolve_binds(cfg)

@@ -142,7 +142,8 @@ def quiet_pid(target: Target) -> int | None:
 
 def not_running(target: Target, why: str) -> NoReturn:
     fail(
-        f"not running (no control socket at {target.socket_path}; {why})",
+        f"not running (no control socket at {target.socket_path}; {why}); if it is running, "
+        "tell ctl what serve was told: --port, --config or --pid-file (or --ctl-socket)",
         EXIT_NOT_RUNNING,
     )
 

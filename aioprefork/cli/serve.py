@@ -105,6 +105,8 @@ def serve(app_path: str | None, config: str | None, options: Mapping[str, Any]) 
     except UserError as exc:
         say(str(exc))
         return EXIT_USAGE
+    for warning in loaded.warnings:
+        say(f"warning: {warning}")
     cfg = loaded.config
     if not cfg.app:
         say(NO_APP)

@@ -7,7 +7,7 @@ every restart/graceful restart; a failure on reload leaves the running config in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -22,11 +22,41 @@ CLI = "cli"
 CONFIG_ENV: Final = "AIOPREFORK_CONFIG"  # the config file's path from the environment
 
 
+# AIOPREFORK_* variables that are not settings but are read on purpose: the config file's path,
+# the build's (setup.py, the Makefile) and the test suites' (AIOPREFORK_TEST_*).
+NOT_SETTINGS: Final = frozenset(
+    {CONFIG_ENV, "AIOPREFORK_MYPYC", "AIOPREFORK_EXPECT_COMPILED", "AIOPREFORK_DEPLOY_CACHE"}
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Loaded:
     config: Config
     sources: Mapping[str, str]  # key -> "default" | "auto" | "file PATH" | "env NAME" | "cli"
     config_file: str | None
+    warnings: tuple[str, ...] = ()  # said once at start (serve, check-config); never fatal
+
+
+def nearest(name: str, candidates: Iterable[str]) -> str:
+    """' (did you mean X?)' for the closest candidate to a misspelt name, else ''."""
+    import difflib
+
+    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]}?)" if match else ""
+
+
+def unknown_variables(env: Mapping[str, str]) -> tuple[str, ...]:
+    """One warning per AIOPREFORK_* variable that no setting reads: a typo silently ignored is
+    the worst kind (AIOPREFORK_WOKERS=8 and a server that runs the default)."""
+    names = {s.env for s in SETTINGS}
+    return tuple(
+        f"{var} is not a setting and is ignored{nearest(var, names)}"
+        for var in sorted(env)
+        if var.startswith("AIOPREFORK_")
+        and var not in names
+        and var not in NOT_SETTINGS
+        and not var.startswith("AIOPREFORK_TEST_")
+    )
 
 
 def read_toml(path: str, source: str = "--config") -> dict[str, Any]:
@@ -75,7 +105,9 @@ def load(
         file_values = read_toml(config_file, path_source)
         for key, value in file_values.items():
             if key not in BY_NAME:
-                raise ConfigError(key, value, f"file {config_file}", "unknown setting")
+                raise ConfigError(
+                    key, value, f"file {config_file}", "unknown setting" + nearest(key, BY_NAME)
+                )
         layers.append((f"file {config_file}", file_values))
     env_values = {s.name: env[s.env] for s in SETTINGS if s.env in env}
     for name in env_values:
@@ -84,7 +116,7 @@ def load(
         given = {k: v for k, v in cli.items() if v is not None}
         for key in given:
             if key not in BY_NAME:
-                raise ConfigError(key, given[key], CLI, "unknown setting")
+                raise ConfigError(key, given[key], CLI, "unknown setting" + nearest(key, BY_NAME))
         layers.append((CLI, given))
 
     values: dict[str, Any] = {}
@@ -108,7 +140,7 @@ def load(
             sources[info.name] = DEFAULT
     config = Config(**values)
     check_consistency(config, sources)
-    return Loaded(config, sources, config_file)
+    return Loaded(config, sources, config_file, unknown_variables(env))
 
 
 def _defaults() -> dict[str, Any]:

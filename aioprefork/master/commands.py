@@ -117,10 +117,16 @@ def _order_scale(arbiter: Arbiter, job: Job) -> None:
     before = sb.min_workers
     n = str(job.args.get("n", "+1" if job.command is Command.SCALE_UP else "-1"))
     target = before + int(n) if n[0] in "+-" else int(n)
-    sb.min_workers = max(1, min(target, arbiter.policy.max_workers))
+    ceiling = arbiter.policy.max_workers
+    sb.min_workers = max(1, min(target, ceiling))
+    clamped = ""
+    if target > ceiling:
+        clamped = f" (clamped to max_workers={ceiling})"
+    elif target < 1:
+        clamped = " (clamped to 1: a pool has at least one worker)"
     arbiter.tick_now = True
-    log.info("min_workers %d -> %d", before, sb.min_workers)
-    job.finish(True, f"min_workers {sb.min_workers} (was {before})")
+    log.info("min_workers %d -> %d%s", before, sb.min_workers, clamped)
+    job.finish(True, f"min_workers {sb.min_workers} (was {before}){clamped}")
 
 
 def _order_reopen_logs(arbiter: Arbiter, job: Job) -> None:

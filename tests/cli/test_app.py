@@ -38,7 +38,8 @@ def test_check_config_accepts_the_example_files(name: str) -> None:
 @pytest.mark.parametrize(
     ("body", "words"),
     [
-        ("wrokers = 4\n", ["wrokers = 4", "unknown setting"]),
+        ("wokers = 4\n", ["wokers = 4", "unknown setting (did you mean workers?)"]),
+        ("[processes]\nmax_wrokers = 4\n", ["unknown setting (did you mean max_workers?)"]),
         ('workers = "many"\n', ["workers = 'many'", "expected an integer"]),
         ("min_workers = 0\n", ["min_workers = 0", "at least 1"]),
         ('graceful_timeout = "soon"\n', ["graceful_timeout = 'soon'", "duration"]),
@@ -115,7 +116,7 @@ def test_check_config_explains_the_pool_and_how_to_get_the_spare_pool() -> None:
     assert "set min_workers below workers (e.g. --min-workers 1)" in notes[1]
     r = run_cli("check-config", "--workers", "4", "--min-workers", "1", "--max-workers", "8")
     (note,) = [line for line in r.out.splitlines() if line.startswith("# pool:")]
-    assert "Apache's spare pool" in note and "down to min_workers = 1" in note
+    assert "Apache's spare pool" in note and "never below 1" in note
 
 
 def test_a_config_file_from_the_environment_is_labelled_so(sock_dir: Path) -> None:
@@ -129,6 +130,34 @@ def test_a_config_file_from_the_environment_is_labelled_so(sock_dir: Path) -> No
     )
     r = run_cli("check-config", "--config", str(absent))
     assert "(from --config)" in r.one_line_error
+
+
+def test_unknown_environment_variables_warn_with_the_nearest_name() -> None:
+    env = clean_env(
+        AIOPREFORK_WOKERS="8",
+        AIOPREFORK_MYPYC="1",  # the build's, not settings: never warned about
+        AIOPREFORK_EXPECT_COMPILED="1",
+    )
+    r = run_cli("check-config", "--no-import", env=env)
+    assert r.code == 0, r.err
+    assert r.err.splitlines() == [
+        "aioprefork: warning: AIOPREFORK_WOKERS is not a setting and is ignored"
+        " (did you mean AIOPREFORK_WORKERS?)",
+        "Syntax OK",
+    ]
+    r = run_cli("serve", env=env)  # serve says it too, before anything else
+    assert r.code == 2
+    assert r.err.splitlines()[0] == (
+        "aioprefork: warning: AIOPREFORK_WOKERS is not a setting and is ignored"
+        " (did you mean AIOPREFORK_WORKERS?)"
+    )
+    assert "AIOPREFORK_MYPYC" not in r.err and "EXPECT_COMPILED" not in r.err
+
+
+def test_a_misspelt_flag_names_the_right_one() -> None:
+    r = run_cli("serve", "examples.hello:app", "--wokers", "4")
+    assert r.code == 2
+    assert "No such option: --wokers" in r.err and "--workers" in r.err
 
 
 def test_check_config_on_a_missing_file(sock_dir: Path) -> None:

@@ -149,7 +149,8 @@ def test_not_running_without_a_pid_file(sock_dir: Path) -> None:
         assert r.code == 1
         assert r.one_line_error == (
             f"aioprefork ctl: not running (no control socket at {sock_dir}/none.pid.ctl; "
-            f"no pid file at {sock_dir}/none.pid)"
+            f"no pid file at {sock_dir}/none.pid); if it is running, tell ctl what serve was "
+            "told: --port, --config or --pid-file (or --ctl-socket)"
         )
     r = run_cli("ctl", "restart", "--ctl-socket", str(sock_dir / "x.ctl"))
     assert r.code == 1

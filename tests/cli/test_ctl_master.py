@@ -273,6 +273,22 @@ def test_scale_up_and_down(server: Server) -> None:
     assert server.status()["min_workers"] == 1
 
 
+def test_scale_says_when_it_clamps(server: Server) -> None:
+    """`scale 99` and `scale 0` were clamped silently."""
+    ceiling = server.status()["max_workers"]
+    r = server.ctl("scale", "0")
+    assert r.code == 0, r.err
+    assert r.out.strip() == "min_workers 1 (was 1) (clamped to 1: a pool has at least one worker)"
+    r = server.ctl("scale", "99")
+    assert r.code == 0, r.err
+    assert r.out.strip() == f"min_workers {ceiling} (was 1) (clamped to max_workers={ceiling})"
+    r = server.ctl("scale", "1")
+    assert r.code == 0, r.err
+    assert r.out.strip() == f"min_workers 1 (was {ceiling})"
+    # 4000 free slots > max_spare_slots: idle workers retire, one per tick (2 hold 2000, kept)
+    wait_for(lambda: server.status()["active_workers"] <= 2, 30, "idle workers to retire")
+
+
 def test_reopen_logs(server: Server) -> None:
     r = server.ctl("reopen-logs")
     assert r.code == 0, r.err + server.log()

@@ -83,7 +83,7 @@ async def test_ttin_ttou_and_ctl_scale_move_the_floor(start_master: StartMaster)
     frames = await master.ctl("scale", n="+1")
     await master.wait_ready(4)
     frames = await master.ctl("scale", n="+1")
-    assert frames[-1]["result"] == "min_workers 4 (was 4)"  # clamped at max_workers
+    assert frames[-1]["result"] == "min_workers 4 (was 4) (clamped to max_workers=4)"
     master.signal(signal.SIGTTOU)
     await until(lambda: "min_workers 4 -> 3" in master.stderr, 5, "TTOU", master)
     assert (await master.status())["min_workers"] == 3
