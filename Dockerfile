@@ -44,7 +44,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-COPY pyproject.toml README.md setup.py ./
+COPY pyproject.toml README.md LICENSE setup.py ./
 COPY aioprefork ./aioprefork
 # The compiled wheel is built by /opt/mypyc, a venv with mypy, the type stubs and the runtime
 # dependencies (mypyc type-checks the package as `make types` does) that the runtime never sees;

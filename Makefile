@@ -9,13 +9,25 @@ STAMP  := $(VENV)/.installed
 COMPILED := build/compiled
 COMPILED_STAMP := $(COMPILED)/.built
 
-.PHONY: run test lint types unit compiled system-deps bench clean
+RUNTIME := $(VENV)/.runtime
 
-$(STAMP): pyproject.toml
+.PHONY: run dev test lint types unit compiled system-deps bench clean
+
+# `make run`: aioprefork and its runtime dependencies only (no test tools), then hello.
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $(RUNTIME)
+
+# `make dev` (and every target that tests): the runtime plus the test extra's tools and apps.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip 'setuptools>=77'
 	$(PY) -m pip install -q -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUNTIME)
+
+dev: $(STAMP)
 
 # System packages the tests drive for real (wrk for load). Skipped when already present.
 system-deps:
@@ -40,7 +52,7 @@ $(COMPILED_STAMP): $(STAMP) setup.py $(shell find aioprefork -name '*.py')
 
 compiled: $(COMPILED_STAMP)
 
-run: $(STAMP)
+run: $(RUNTIME)
 	$(VENV)/bin/aioprefork serve examples.hello:app --host 127.0.0.1 --port 8000
 
 lint: $(STAMP)

@@ -18,6 +18,7 @@ from aioprefork import __version__
 from aioprefork.cli import serve as serving
 from aioprefork.cli.argv import CONFIG_FLAGS
 from aioprefork.cli.ctl import ctl_app
+from aioprefork.cli.helptext import PlainHelpCommand
 from aioprefork.cli.options import with_setting_options
 from aioprefork.config.load import Loaded
 from aioprefork.config.model import SETTINGS
@@ -109,8 +110,8 @@ def version() -> None:
     )
 
 
-app.command("serve", no_args_is_help=False)(serve)
-app.command("check-config")(check_config)
+app.command("serve", no_args_is_help=False, cls=PlainHelpCommand)(serve)
+app.command("check-config", cls=PlainHelpCommand)(check_config)
 app.command("version")(version)
 
 app.add_typer(

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from aioprefork.cli.argv import option_flags
+from aioprefork.config.model import SETTINGS
+
 from .helpers import clean_env, run_cli
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
@@ -226,6 +229,24 @@ def test_serve_help_groups_options_with_defaults_and_env_names() -> None:
     assert "AIOPREFORK_GRACEFUL_TIMEOUT" in r.out
     assert "default: 30s" in r.out
     assert "default: cpu count" in r.out
+
+
+@pytest.mark.parametrize("command", ["serve", "check-config"])
+def test_help_is_whole_in_an_80_column_terminal(command: str) -> None:
+    """rich's tables cut defaults and AIOPREFORK_* names with an ellipsis at 80 columns."""
+    r = run_cli(command, "--help", env=clean_env(COLUMNS="80"))
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert not [line for line in lines if len(line) > 80]
+    assert "\u2026" not in r.out  # the ellipsis of a cut cell
+    text = " ".join(r.out.split())
+    for info in SETTINGS:
+        if not info.spec.cli:
+            continue
+        assert f"(default: {info.default_doc() or 'none'}; env {info.env})" in text, info.name
+        assert f"  {option_flags(info)[0].partition('/')[0]}" in r.out, info.name
+    for panel in ("Application:", "Binding:", "Processes:", "Logging:", "Metrics:", "TLS:"):
+        assert panel in lines, panel
 
 
 def test_top_level_help_lists_the_commands() -> None:
