@@ -159,7 +159,8 @@ def _one_line(text: str) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    text = _one_line(str(exc))
+    # a SyntaxError's str() ends with "(file, line N)": the caller names the place itself
+    text = _one_line(exc.msg if isinstance(exc, SyntaxError) and exc.msg else str(exc))
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -73,6 +73,16 @@ def load_checked(given: Mapping[str, Any], config_file: str | None) -> Loaded:
             parse_bind(cfg.metrics_bind)
         except UserError:
             raise bad("metrics_bind", "expected HOST:PORT or [IPv6]:PORT") from None
+    if cfg.reload:
+        from aioprefork.master.reloader import INSTALL_HINT, have_watchfiles
+
+        if not have_watchfiles():
+            raise bad("reload", f"needs the watchfiles package: {INSTALL_HINT}")
+        if cfg.workers == 0:
+            raise bad("reload", "restarts workers, and workers = 0 has none: use --workers 1")
+        for directory in cfg.reload_dirs:
+            if not os.path.isdir(directory):
+                raise bad("reload_dirs", f"{directory} is not a directory")
     if cfg.log_config and not os.path.isfile(cfg.log_config):
         raise bad("log_config", "file not found")
     unix_binds = [a[5:] for a in cfg.binds() if a.startswith("unix:")]

@@ -55,6 +55,35 @@ class Config:
         choices=("auto", "on", "off"),
     )
 
+    reload: bool = setting(
+        False,
+        "app",
+        "development: watch the app's files and gracefully restart the workers when one changes "
+        "(a broken edit is rolled back, the old code keeps serving); needs aioprefork[reload]",
+        Kind.BOOL,
+    )
+    reload_dirs: tuple[str, ...] = setting(
+        (),
+        "app",
+        "directories --reload watches (repeatable; default: app_dir)",
+        Kind.LIST,
+        flags=("--reload-dir",),
+    )
+    reload_includes: tuple[str, ...] = setting(
+        ("*.py",),
+        "app",
+        "glob patterns of the files --reload watches (repeatable)",
+        Kind.LIST,
+        flags=("--reload-include",),
+    )
+    reload_excludes: tuple[str, ...] = setting(
+        (".*", "*.py[cod]", "*~"),
+        "app",
+        "glob patterns of the files --reload ignores, even when included (repeatable)",
+        Kind.LIST,
+        flags=("--reload-exclude",),
+    )
+
     # --- binding ----------------------------------------------------------------------------
     bind: tuple[str, ...] = setting(
         (),

@@ -27,9 +27,10 @@ import dataclasses
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aioprefork import __version__
 from aioprefork.channel.messages import Fatal, Message, Ready, Retire
@@ -43,9 +44,12 @@ from aioprefork.master.orders import Job as Job  # re-exported: master/restart.p
 from aioprefork.master.pool import WorkerPool
 from aioprefork.master.scoreboard import Scoreboard, Slot
 from aioprefork.master.services import Services
-from aioprefork.master.signals import SIGNALS
+from aioprefork.master.signals import SIGNALS, Command
 from aioprefork.master.snapshot import Snapshot
 from aioprefork.master.states import TERMINAL, MasterState, MasterTrigger, SlotState, advance
+
+if TYPE_CHECKING:
+    from aioprefork.master.reloader import Reloader
 
 log = logging.getLogger("aioprefork.error")
 
@@ -119,6 +123,8 @@ class Arbiter:
         self._last_fatal = ""
         self._boot_errors: dict[int, set[str]] = {}  # generation -> boot errors already logged
         self.services = Services()
+        self.reloader: Reloader | None = None  # serve --reload's file watcher
+        self.reload_pending = False  # files changed: a graceful restart is due
 
     # -- the cycle -------------------------------------------------------------------------------
 
@@ -188,10 +194,35 @@ class Arbiter:
         log.info("starting %d workers for %s (pid %d)", count, config.app, os.getpid())
         for _ in range(count):
             self.pool.spawn(1, config, "start")
+        if config.reload:
+            self._start_reloader(config)
+
+    # -- serve --reload --------------------------------------------------------------------------
+
+    def _start_reloader(self, config: Config) -> None:
+        from aioprefork.master.reloader import Reloader
+
+        sys.dont_write_bytecode = True  # no .pyc of a file saved twice within a second goes stale
+        self.reloader = Reloader(config, self._files_changed)
+
+    def _files_changed(self, paths: list[str]) -> None:
+        more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
+        log.info("reload: %s%s changed", paths[0], more)
+        self.reload_pending = True
+        self._reload_if_due()
+
+    def _reload_if_due(self) -> None:
+        """A graceful restart for the changes seen, once no other restart is running (changes
+        saved during one are picked up by the next)."""
+        if self.reload_pending and self.state is MasterState.RUNNING and not self.restarting():
+            self.reload_pending = False
+            self._inbox.put_nowait(Command.GRACEFUL)
 
     async def _shutdown(self) -> None:
         """Leave nothing behind: kill and reap our children, close the master-only sockets."""
         self.cancel_restart()
+        if self.reloader is not None:
+            self.reloader.close()
         await self.pool.close()
         await self.services.close()
         daemon.remove_pid_file(self.config.pid_file)
@@ -210,6 +241,7 @@ class Arbiter:
         self.scoreboard.spawn_rate = self._memo.spawn_rate
         for action in actions:
             self._execute(action, now)
+        self._reload_if_due()
         if self.state is MasterState.RUNNING:  # recycling whose replacement failed: try again
             for slot in list(self.scoreboard):
                 if slot.state is SlotState.READY and slot.retiring in exits.RECYCLE_REASONS:
