@@ -248,5 +248,5 @@ async def test_a_bad_config_file_is_one_line_exit_2(sock_dir: Path) -> None:
     assert r.code == 2
     assert r.one_line_error == (
         f"aioprefork ctl: config error: wrokers = 4 (from file {conf}): unknown setting"
-        " (or name the server with --ctl-socket or --pid-file)"
+        " (did you mean workers?) (or name the server with --ctl-socket or --pid-file)"
     )
