@@ -56,6 +56,8 @@ def test_check_config_accepts_the_example_files(name: str) -> None:
         ('app = "examples.hello"\n', ["app = 'examples.hello'", "module:attribute"]),
         ('max_worker_memory = "10"\n', ["max_worker_memory = 10", "below 32MiB"]),
         ('metrics_bind = "nonsense"\n', ["metrics_bind = 'nonsense'", "HOST:PORT"]),
+        ("reload = true\nworkers = 0\n", ["reload = True", "use --workers 1"]),
+        ('reload = true\nreload_dirs = ["/nonexistent"]\n', ["reload_dirs", "not a directory"]),
         ('log_config = "/nonexistent/log.json"\n', ["log_config", "file not found"]),
         ('pid_file = "/nonexistent/x.pid"\n', ["pid_file", "does not exist"]),
         ('bind = ["unix:/nonexistent/x.sock"]\n', ["bind", "does not exist"]),
