@@ -326,6 +326,8 @@ class Arbiter:
     def _report_boot_error(self, gen: int, where: str, msg: Fatal) -> None:
         """Each distinct boot error once per generation, its traceback with it; the workers and
         retries that fail the same way after it are only counted at debug level."""
+        if gen not in self._boot_errors:  # keep the last few generations' (--reload makes many)
+            self._boot_errors = {g: e for g, e in self._boot_errors.items() if g > gen - 4}
         seen = self._boot_errors.setdefault(gen, set())
         if msg.message in seen:
             log.debug("%s failed to boot: %s (as reported above)", where, msg.message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ import pytest
 
 from aioprefork.master.reloader import wanted
 
-from .conftest import ROOT, StartMaster, get, until
+from .conftest import ROOT, StartMaster, alive, get, until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -70,6 +71,11 @@ async def test_an_edit_is_served_and_a_broken_one_rolled_back(
     while await body() != b"three":
         assert time.monotonic() < deadline, master.stderr
     assert master.proc.poll() is None
+
+    # the watcher never outlives the master, even one killed with SIGKILL
+    (watcher,) = [pid for pid, title in master.workers().items() if "reloader" in title]
+    master.signal(signal.SIGKILL)
+    await until(lambda: not alive(watcher), 10, "the watcher to exit", master)
 
 
 def test_reload_without_watchfiles_says_what_to_install() -> None:
