@@ -64,9 +64,17 @@ class ControlError(UserError):
 
 
 class BootError(AiopreforkError):
-    """A worker failed before it could serve: import error or lifespan startup failure."""
+    """A worker failed before it could serve: import error or lifespan startup failure.
+
+    `detail` is what the app said beyond the one line (its traceback): logged once per
+    generation by the master, not once per worker.
+    """
 
     exit_code: int = EXIT_BOOT
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class ProtocolViolation(AiopreforkError):

@@ -7,14 +7,16 @@ startup; the HTTP side hands each request a shallow copy of it.
 
 Modes (Config.lifespan): "off" never calls the app; "auto" tolerates an app without lifespan
 support (it raises or returns before touching receive/send); "on" treats that as a boot failure.
-A startup failure always becomes errors.BootError (the worker reports it as Fatal and exits
-EXIT_BOOT); shutdown problems are logged on "aioprefork.error" and never raised.
+A startup failure always becomes errors.BootError (the worker reports it as Fatal, with the app's
+traceback as its detail, and exits EXIT_BOOT; the master logs it once per generation); shutdown
+problems are logged on "aioprefork.error" and never raised.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -78,11 +80,13 @@ class Lifespan:
             await self._cancel()
             raise BootError(f"ASGI lifespan startup did not complete within {timeout:g}s") from None
         if self._failure is not None:
-            log.error("ASGI lifespan startup failed: %s", self._failure)
             self._supported = False
             await self._cancel()
             summary = _summary(self._failure)
-            raise BootError(f"ASGI lifespan startup failed{': ' if summary else ''}{summary}")
+            detail = self._failure.strip() if self._failure.strip() != summary else ""
+            raise BootError(
+                f"ASGI lifespan startup failed{': ' if summary else ''}{summary}", detail
+            )
         if self._error is not None:
             if not self._touched:
                 self._supported = False
@@ -94,9 +98,9 @@ class Lifespan:
                 return
             err = self._error
             self._supported = False
-            log.error("ASGI lifespan startup raised", exc_info=err)
             raise BootError(
-                f"ASGI lifespan startup failed: {type(err).__name__}: {_summary(str(err))}"
+                f"ASGI lifespan startup failed: {type(err).__name__}: {_summary(str(err))}",
+                "".join(traceback.format_exception(err)).rstrip(),
             ) from err
         if self._phase == "startup":  # the app returned without answering
             self._supported = False

@@ -19,7 +19,6 @@ from typing import Any
 from aioprefork.cli.argv import cli_values
 from aioprefork.config.load import Loaded, load
 from aioprefork.errors import (
-    EXIT_BOOT,
     EXIT_USAGE,
     AppLoadError,
     BootError,
@@ -132,7 +131,7 @@ def serve(app_path: str | None, config: str | None, options: Mapping[str, Any]) 
         from aioprefork.master.arbiter import run_master
 
         return run_master(loaded, lambda: load_checked(given, loaded.config_file))
-    except AppLoadError as exc:  # --workers 0: the app's traceback, then the one line
+    except (AppLoadError, BootError) as exc:  # --workers 0: the app's traceback, then one line
         if exc.detail:
             print(exc.detail, file=sys.stderr, flush=True)
         say(str(exc))
@@ -140,8 +139,5 @@ def serve(app_path: str | None, config: str | None, options: Mapping[str, Any]) 
     except UserError as exc:
         say(str(exc))
         return exc.exit_code
-    except BootError as exc:
-        say(str(exc))
-        return EXIT_BOOT
     except KeyboardInterrupt:
         return 0

@@ -42,6 +42,7 @@ from aioprefork.errors import (
     EXIT_OK,
     AiopreforkError,
     AppLoadError,
+    BootError,
     ProtocolViolation,
 )
 from aioprefork.logs import reopen_log_files
@@ -258,7 +259,7 @@ def _describe(exc: BaseException) -> tuple[str, str]:
     """(the operator's one line, the traceback or ""). Our own errors are already one line, with
     the app's traceback beside it when the app's code raised; anything else is a bug in the app,
     and its traceback is the useful part."""
-    if isinstance(exc, AppLoadError):
+    if isinstance(exc, AppLoadError | BootError):
         return str(exc)[:FATAL_LIMIT], exc.detail[-FATAL_LIMIT:]
     if isinstance(exc, AiopreforkError):
         return str(exc)[:FATAL_LIMIT], ""

@@ -63,6 +63,17 @@ async def test_an_import_error_shows_its_traceback_and_summary_once(
     assert "no worker could boot" in log
 
 
+async def test_a_lifespan_startup_error_shows_its_traceback_once(start_master: StartMaster) -> None:
+    """Each worker logged the app's traceback itself: three workers, three tracebacks."""
+    master = start_master("--workers", "3", app="prefork_apps:raising_lifespan")
+    assert await master.wait_exit(timeout=10) == 3, master.stderr
+    log = master.stderr
+    assert log.count("Traceback (most recent call last):") == 1, log
+    summary = "ASGI lifespan startup failed: ConnectionRefusedError: db:5432 refused the connection"
+    assert log.count(summary) == 1, log
+    assert 'prefork_apps.py", line' in log
+
+
 def test_an_import_error_in_process_shows_its_traceback_and_summary(tmp_path: Path) -> None:
     """--workers 0 too: the traceback, then the one line."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPREFORK_")}

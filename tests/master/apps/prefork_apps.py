@@ -54,3 +54,11 @@ async def hanging_lifespan(scope: dict[str, Any], receive: Any, send: Any) -> No
         await receive()
         await asyncio.sleep(3600)
     await _reply(send, b"never")
+
+
+async def raising_lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Its lifespan startup raises (a database that is down): a traceback, in every worker."""
+    if scope["type"] == "lifespan":
+        await receive()
+        raise ConnectionRefusedError("db:5432 refused the connection")
+    await _reply(send, b"never")
