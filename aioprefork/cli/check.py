@@ -22,10 +22,12 @@ PROBE_MARK: Final = "aioprefork-probe: "  # the child's verdict line on stderr
 
 
 def resolve_binds(config: Config) -> None:
-    """Every TCP listen address resolves (what bind_all will ask getaddrinfo). BindError."""
-    for address in config.binds():
-        if address.startswith(("unix:", "fd://")):
-            continue
+    """Every TCP listen address resolves (what bind_all and the metrics listener will ask
+    getaddrinfo), the metrics address included. BindError."""
+    addresses = [a for a in config.binds() if not a.startswith(("unix:", "fd://"))]
+    if config.metrics:
+        addresses.append(config.metrics_bind)
+    for address in addresses:
         host, _, port = address.rpartition(":")
         host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
         try:

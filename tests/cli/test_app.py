@@ -83,11 +83,12 @@ def test_check_config_rejects_bad_files_in_one_line(
     [
         (["--bind", "0.0.0.0:80:80"], ["bind = '0.0.0.0:80:80' (from cli)", "HOST:PORT"]),
         (["--bind", "aiopf-no-such-host.invalid:80"], ["aiopf-no-such-host.invalid:80", "unknown host"]),
+        (["--metrics-bind", "aiopf-no-such-host.invalid:9464"], ["aiopf-no-such-host.invalid:9464", "unknown host"]),
         (["aiopf_mian:app"], ["cannot import app module 'aiopf_mian'", "check the name or --app-dir"]),
         (["broken_app:app", "--app-dir", str(MASTER_APPS)], ["No module named 'this_module_does_not_exist'", "broken_app.py:5)"]),
         (["needs_env:app", "--app-dir", str(MASTER_APPS)], ["KeyError: 'AIOPF_TEST_DATABASE_URL' (at ", "needs_env_settings.py:7)"]),
     ],
-    ids=["bind with two ports", "unknown host", "misspelt module", "missing dependency", "error two modules deep"],
+    ids=["bind with two ports", "unknown host", "unknown metrics host", "misspelt module", "missing dependency", "error two modules deep"],
 )  # fmt: skip
 def test_check_config_refuses_what_serve_would_refuse(flags: list[str], words: list[str]) -> None:
     """It said "Syntax OK" for these; serve then failed. The app is imported in a child process."""
