@@ -125,6 +125,12 @@ class RequestCycle:
             self.more_body = True
             self._expect = framing.expect_continue
 
+    @property
+    def response_headers(self) -> Any:
+        """The header fields of the app's response start (the access log's %{Name}o); () if none."""
+        head = self._head
+        return () if head is None else head[1]
+
     # --- fed by the protocol ----------------------------------------------------------------
 
     def feed_body(self, data: bytes) -> None:
@@ -460,6 +466,7 @@ class RequestCycle:
         if not self.head_sent and not self.disconnected:
             self._owner.write(error_response(500, self._owner.defaults, self.method == "HEAD"))
             self.status = 500
+            self._head = None  # the app's header fields never went out
             self.head_sent = True
         elif self.head_sent:
             self._owner.transport.abort()
