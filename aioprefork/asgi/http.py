@@ -40,7 +40,7 @@ from aioprefork.protocol.writer import (
 
 __all__ = ["RequestCycle"]
 
-log: Final = logging.getLogger("aioprefork.error")
+log: Final = logging.getLogger("aioprefork.app")
 
 _BIG: Final = 16 * 1024  # above this, a body is written as its own buffer, never joined
 _CORK_LIMIT: Final = 64 * 1024  # held bytes that go out at once, even mid-step

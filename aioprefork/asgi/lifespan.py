@@ -8,7 +8,7 @@ startup; the HTTP side hands each request a shallow copy of it.
 Modes (Config.lifespan): "off" never calls the app; "auto" tolerates an app without lifespan
 support (it raises or returns before touching receive/send); "on" treats that as a boot failure.
 A startup failure always becomes errors.BootError (the worker reports it as Fatal and exits
-EXIT_BOOT); shutdown problems are logged on "aioprefork.error" and never raised.
+EXIT_BOOT); shutdown problems are logged on "aioprefork.app" and never raised.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from aioprefork.errors import BootError
 
 __all__ = ["Lifespan"]
 
-log: Final = logging.getLogger("aioprefork.error")
+log: Final = logging.getLogger("aioprefork.app")
 
 _STARTUP_ANSWERS: Final = frozenset({"lifespan.startup.complete", "lifespan.startup.failed"})
 _SHUTDOWN_ANSWERS: Final = frozenset({"lifespan.shutdown.complete", "lifespan.shutdown.failed"})

@@ -47,7 +47,7 @@ from aioprefork.master.signals import SIGNALS
 from aioprefork.master.snapshot import Snapshot
 from aioprefork.master.states import TERMINAL, MasterState, MasterTrigger, SlotState, advance
 
-log = logging.getLogger("aioprefork.error")
+log = logging.getLogger("aioprefork.server")
 
 TICK: Final = 1.0  # maintenance interval (Apache: once a second)
 
@@ -77,6 +77,17 @@ def run_master(loaded: Loaded, reload: Callable[[], Loaded]) -> int:
         raise
     finally:
         close_all([listener for listener in listeners if listener.sock.fileno() != -1])
+
+
+def size_line(ready: int, booting: bool, announced: int) -> str:
+    """The log's word on how many workers serve: nothing while some still boot or when nothing
+    changed; "running: N workers ready" once the first generation is all up (not when the first
+    of them is), then one line per change of size (ctl scale, maintenance, a restart)."""
+    if booting or not ready or ready == announced:
+        return ""
+    if not announced:
+        return f"running: {ready} workers ready"
+    return f"workers: {ready} ready (was {announced})"
 
 
 class Arbiter:
@@ -111,6 +122,7 @@ class Arbiter:
         self._memo = maintenance.PoolMemo()
         self._crashes = exits.CrashRecord()
         self._last_gen = 0
+        self._announced = 0  # READY workers the log last reported (size_line)
         self._inbox: asyncio.Queue[Order] = asyncio.Queue()
         self._successor: dict[Slot, Slot] = {}  # replacement -> the recycled worker it replaces
         self.restart_task: asyncio.Task[None] | None = None  # a running master/restart.py
@@ -252,13 +264,20 @@ class Arbiter:
             if ready >= sb.min_workers or (ready and not booting):  # short: maintenance fills in
                 self.set_state(MasterTrigger.MIN_READY)
                 self._memo = maintenance.after_restart(self._memo)
-                log.info("running: %d workers ready", ready)
                 if self._startup is not None:
                     self._startup.running()
             elif not current:  # every worker of the first generation is gone, none was ready
                 self.halt(f"no worker could boot: {self._last_fatal or 'workers exited'}")
         elif self.state is MasterState.STOPPING and not len(sb):
             self.set_state(MasterTrigger.ALL_EXITED)
+        if self.state is MasterState.RUNNING:
+            current = [s for s in sb if s.gen == sb.generation]
+            ready = sum(s.state is SlotState.READY for s in current)
+            booting = any(s.state is SlotState.STARTING for s in current)
+            line = size_line(ready, booting, self._announced)
+            if line:
+                log.info("%s", line)
+                self._announced = ready
 
     # -- what the workers tell us (PoolEvents) ---------------------------------------------------
 

@@ -86,7 +86,7 @@ def _await_startup(fd: int) -> int:
     if not code.isdigit():
         print(
             "aioprefork: the daemon exited while starting (its stderr is /dev/null: "
-            "--log-config keeps its log)",
+            "--error-log PATH keeps its log)",
             file=sys.stderr,
         )
         return 3

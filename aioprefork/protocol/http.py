@@ -50,7 +50,7 @@ from aioprefork.worker.tls import tls_extension
 
 __all__ = ["HttpProtocol", "Shared"]
 
-log: Final = logging.getLogger("aioprefork.error")
+log: Final = logging.getLogger("aioprefork.http")
 
 # Where the parser is in the current message.
 _IDLE: Final = 0  # between messages: no byte of the next head yet
