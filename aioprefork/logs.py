@@ -139,7 +139,7 @@ def keep_server_loggers() -> None:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record (JSON lines) for the error log; config/logging.json uses it.
+    """One JSON object per record (JSON lines) for the error log; config/logging.toml uses it.
 
     Fields: time (UTC, ISO 8601, milliseconds), level, logger, pid, message, and exc_info (the
     traceback as text) when there is one. A message that is itself a JSON access line (the

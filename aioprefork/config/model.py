@@ -278,7 +278,8 @@ class Config:
     log_config: str = setting(
         "",
         "logging",
-        "logging configuration file (.json, .toml or .ini dictConfig/fileConfig)",
+        "logging configuration file (.json, .toml or .ini dictConfig/fileConfig) replacing "
+        "ours; example: config/logging.toml",
         Kind.STR,
     )
     error_log: str = setting(

@@ -28,10 +28,11 @@ def test_every_logger_in_the_code_is_listed_and_documented() -> None:
     assert used - {"aioprefork"} <= set(LOGGERS), sorted(used - set(LOGGERS))
     assert {"aioprefork.server", "aioprefork.access", "aioprefork.app"} <= used
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    example = (ROOT / "config" / "logging.json").read_text(encoding="utf-8")
+    example = (ROOT / "config" / "logging.toml").read_text(encoding="utf-8")
     for name in LOGGERS:
         assert f"`{name}`" in readme, f"README does not document the logger {name}"
-    assert '"aioprefork"' in example and '"aioprefork.access"' in example
+    for name in LOGGERS:
+        assert re.search(rf"^#   {re.escape(name)} ", example, re.M), f"{name} not in the example"
 
 
 def test_the_example_log_config_writes_json_lines(tmp_path: Path) -> None:
@@ -42,7 +43,7 @@ def test_the_example_log_config_writes_json_lines(tmp_path: Path) -> None:
         out, err = tmp_path / "stdout", tmp_path / "stderr"
         command = [
             sys.executable, "-m", "aioprefork", "serve", "examples.hello:app", "--workers", "0",
-            "--no-metrics", "--log-config", str(ROOT / "config" / "logging.json"),
+            "--no-metrics", "--log-config", str(ROOT / "config" / "logging.toml"),
             "--access-log-format", "json", "--bind",
         ]  # fmt: skip
         with open(out, "wb") as stdout, open(err, "wb") as stderr:
