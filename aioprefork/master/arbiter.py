@@ -187,6 +187,7 @@ class Arbiter:
         owner = daemon.resolve_owner(config.user, config.group)
         await self.services.open(config, owner, self.control, self.snapshot)
         fork.preload()
+        daemon.hand_over_log_files([config.error_log, config.access_log_file], owner)
         daemon.drop_privileges(config.user, config.group)
         self.set_state(MasterTrigger.BOUND)
         self._last_gen = self.scoreboard.generation = 1

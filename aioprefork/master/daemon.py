@@ -191,6 +191,18 @@ def resolve_owner(user: str, group: str) -> tuple[int, int] | None:
     return uid, gid
 
 
+def hand_over_log_files(paths: list[str], owner: tuple[int, int] | None) -> None:
+    """Give the log files the master opened as root to the --user it is about to become: every
+    worker reopens its logs after the fork, and `ctl reopen-logs` reopens them in every process,
+    all as that user (nginx chowns its logs to its worker user the same way)."""
+    if owner is None or os.geteuid() != 0:
+        return
+    for path in paths:
+        if path:
+            with contextlib.suppress(OSError):  # gone already: the next write recreates it
+                os.chown(path, *owner)
+
+
 def drop_privileges(user: str, group: str) -> None:
     """Become --user/--group after binding (ports < 1024, root-owned paths). Group first: once
     the uid changes we may no longer change groups. A no-op when already that user."""

@@ -167,3 +167,33 @@ def test_the_daemon_warning_names_what_is_discarded() -> None:
     assert discarded_by_daemon(Config(daemon=True, error_log="e", access_log=False)) == ""
     assert discarded_by_daemon(Config(daemon=True, log_config="l.json")) == ""
     assert discarded_by_daemon(Config()) == ""
+
+
+async def test_log_files_stay_writable_after_dropping_to_user(
+    start_master: StartMaster, workdir: Path
+) -> None:
+    # The master opens the files as root; workers reopen them after the fork, and reopen-logs
+    # reopens them everywhere, as --user: the files are handed over to that user first.
+    workdir.chmod(0o777)  # a log directory that user may create files in (logrotate's job)
+    error_log, access_log = workdir / "error.log", workdir / "access.log"
+    master = start_master(
+        "--workers", "1", "--user", "nobody", "--error-log", str(error_log),
+        "--access-log", "--access-log-file", str(access_log),
+    )  # fmt: skip
+    if os.geteuid() != 0:  # only root may switch users: the master refuses at boot, one line
+        assert await master.wait_exit(timeout=10) == 2
+        assert "need root" in error_log.read_text() + master.stderr
+        return
+    await master.wait_ready(1)
+    assert (await get(master.port, "/"))[0] == 200
+    await until(
+        lambda: '"GET / HTTP/1.1" 200' in access_log.read_text(), 5, "the access line", master
+    )
+    assert "Logging error" not in master.stderr + error_log.read_text()
+    access_log.rename(workdir / "access.log.1")
+    assert (await master.ctl("reopen-logs"))[-1]["ok"]
+    assert (await get(master.port, "/"))[0] == 200
+    await until(
+        lambda: access_log.exists() and "GET /" in access_log.read_text(), 5, "reopened", master
+    )
+    assert access_log.stat().st_uid == 65534
