@@ -307,6 +307,10 @@ def _text(value: bytes) -> str | None:
     return value.decode("latin-1") if value else None
 
 
+def _address(address: str) -> str | None:
+    return None if address in ("", "-") else address  # a Unix socket has none
+
+
 def json_line(a: _Args, event: str, close_code: int, when: str) -> str:
     """One JSON object on one line (json.dumps escapes every control and non-ASCII character)."""
     path, mark, query = a[_TARGET].partition(b"?")
@@ -317,8 +321,8 @@ def json_line(a: _Args, event: str, close_code: int, when: str) -> str:
     record: dict[str, object] = {
         "time": when,
         "event": event,
-        "client": a[_CLIENT] or None,
-        "peer": a[_PEER] or None,
+        "client": _address(a[_CLIENT]),
+        "peer": _address(a[_PEER]),
         "method": a[_METHOD],
         "path": path.decode("latin-1"),
         "query": query.decode("latin-1") if mark else None,

@@ -35,7 +35,9 @@ def test_every_logger_in_the_code_is_listed_and_documented() -> None:
         assert re.search(rf"^#   {re.escape(name)} ", example, re.M), f"{name} not in the example"
 
 
-def test_the_example_log_config_writes_json_lines(tmp_path: Path) -> None:
+def _serve_one_request(tmp_path: Path, headers: dict[str, str], *flags: str) -> tuple[str, str]:
+    """`aioprefork serve examples.hello:app --workers 0 FLAGS`, one GET /?q=1 with `headers`,
+    a graceful stop; (stdout, stderr)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen(16)
@@ -43,21 +45,14 @@ def test_the_example_log_config_writes_json_lines(tmp_path: Path) -> None:
         out, err = tmp_path / "stdout", tmp_path / "stderr"
         command = [
             sys.executable, "-m", "aioprefork", "serve", "examples.hello:app", "--workers", "0",
-            "--no-metrics", "--log-config", str(ROOT / "config" / "logging.toml"),
-            "--access-log-format", "json", "--bind",
+            "--no-metrics", *flags, "--bind", f"fd://{sock.fileno()}",
         ]  # fmt: skip
         with open(out, "wb") as stdout, open(err, "wb") as stderr:
             proc = subprocess.Popen(
-                [*command, f"fd://{sock.fileno()}"],
-                cwd=ROOT,
-                stdout=stdout,
-                stderr=stderr,
-                pass_fds=[sock.fileno()],
+                command, cwd=ROOT, stdout=stdout, stderr=stderr, pass_fds=[sock.fileno()]
             )
     try:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/?q=1", headers={"X-Request-ID": "abc-123"}
-        )
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/?q=1", headers=headers)
         for _ in range(100):
             try:
                 with urllib.request.urlopen(request, timeout=5) as response:
@@ -71,13 +66,41 @@ def test_the_example_log_config_writes_json_lines(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    (access,) = [json.loads(line) for line in out.read_text().splitlines()]
+    return out.read_text(), err.read_text()
+
+
+def test_the_example_log_config_writes_json_lines(tmp_path: Path) -> None:
+    example = str(ROOT / "config" / "logging.toml")
+    out, err = _serve_one_request(
+        tmp_path,
+        {"X-Request-ID": "abc-123"},
+        "--log-config",
+        example,
+        "--access-log-format",
+        "json",
+    )
+    (access,) = [json.loads(line) for line in out.splitlines()]
     assert (access["path"], access["query"], access["status"], access["request_id"]) == (
         "/",
         "q=1",
         200,
         "abc-123",
     )
-    errors = [json.loads(line) for line in err.read_text().splitlines()]
+    errors = [json.loads(line) for line in err.splitlines()]
     assert errors and {e["logger"] for e in errors} == {"aioprefork.server"}
     assert any(e["message"].startswith("serving examples.hello:app on") for e in errors), errors
+
+
+def test_access_log_headers_and_both_addresses_through_a_real_server(tmp_path: Path) -> None:
+    # 127.0.0.1 is a trusted proxy by default: %a is the address it forwarded, %{c}a the proxy
+    fmt = '%a %{c}a "%r" %>s "%{X-Request-ID}i" "%{traceparent}i" "%{content-type}o" "%{X-None}o"'
+    headers = {
+        "X-Forwarded-For": "203.0.113.7",
+        "X-Request-ID": "req-1",
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    }
+    out, _ = _serve_one_request(tmp_path, headers, "--access-log-format", fmt)
+    assert out.splitlines() == [
+        '203.0.113.7 127.0.0.1 "GET /?q=1 HTTP/1.1" 200 "req-1" '
+        '"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" "text/plain; charset=utf-8" "-"'
+    ]
