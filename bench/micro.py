@@ -7,6 +7,7 @@ request, which bench/run.py cannot separate from the kernel's. Two ways:
 
     .venv/bin/python bench/micro.py hello                 # microseconds per request (noisy)
     .venv/bin/python bench/micro.py hello --callgrind     # instructions per request (exact)
+    .venv/bin/python bench/micro.py hello --access-log --callgrind  # with the access log on
 
 `--callgrind` runs this script twice under valgrind (N and N + 10,000 requests) and divides the
 difference: the count is the same on a loaded machine, so it compares two builds or two commits
