@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -180,8 +181,28 @@ def _apply_log_config(path: str) -> None:
         raise ConfigError("log_config", path, "--log-config", f"invalid: {exc}") from None
 
 
+_stderr_path = ""  # the file a daemon's stderr (fd 2) goes to, reopened with the logs
+
+
+def redirect_stderr(path: str) -> None:
+    """Point fd 2 at `path` (appending): what bypasses logging (a traceback printed by a dying
+    worker, faulthandler's stacks of a hung one, warnings) lands in the error log, as Apache's
+    stderr does. reopen_log_files() points it at the path again; forked workers inherit both."""
+    global _stderr_path
+    _stderr_path = path
+    sys.stderr.flush()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError:
+        return  # gone or not ours: fd 2 keeps its file (configure_logging checked the path)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
 def reopen_log_files() -> None:
     """After logrotate: close every FileHandler so its next write reopens the path."""
+    if _stderr_path:
+        redirect_stderr(_stderr_path)
     for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
         if isinstance(logger, logging.Logger):
             for handler in logger.handlers:

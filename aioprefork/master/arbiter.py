@@ -64,7 +64,7 @@ def run_master(loaded: Loaded, reload: Callable[[], Loaded]) -> int:
     startup: daemon.Startup | None = None
     try:
         if config.daemon:
-            startup = daemon.daemonize()
+            startup = daemon.daemonize(config.error_log)
         arbiter = Arbiter(loaded, reload, listeners, startup)
         with asyncio.Runner() as runner:  # a plain asyncio loop: the master never runs uvloop
             code = runner.run(arbiter.run())

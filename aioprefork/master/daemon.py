@@ -19,6 +19,7 @@ import setproctitle
 
 from aioprefork.config.model import Config
 from aioprefork.errors import ConfigError, UserError
+from aioprefork.logs import redirect_stderr
 
 
 def ctl_socket_path(config: Config) -> str:
@@ -95,8 +96,9 @@ def _await_startup(fd: int) -> int:
     return int(code)
 
 
-def daemonize() -> Startup:
-    """Detach from the terminal and the session: fork, setsid, fork, stdio to /dev/null.
+def daemonize(error_log: str = "") -> Startup:
+    """Detach from the terminal and the session: fork, setsid, fork, stdio to /dev/null
+    (stderr to `error_log` when given: tracebacks and stack dumps that bypass logging land there).
 
     The first parent waits for the master's Startup word and exits with it; the session leader
     leaves with os._exit (no atexit handlers, no buffered output flushed twice); the grandchild
@@ -120,6 +122,8 @@ def daemonize() -> Startup:
         os.dup2(devnull, fd)
     if devnull > 2:
         os.close(devnull)
+    if error_log:
+        redirect_stderr(error_log)
     return Startup(ready_w)
 
 

@@ -197,3 +197,31 @@ async def test_log_files_stay_writable_after_dropping_to_user(
         lambda: access_log.exists() and "GET /" in access_log.read_text(), 5, "reopened", master
     )
     assert access_log.stat().st_uid == 65534
+
+
+async def test_a_daemon_with_an_error_log_sends_its_stderr_there(workdir: Path) -> None:
+    # Tracebacks of a dying worker and faulthandler's stacks of a hung one bypass logging: a
+    # daemon's stderr was /dev/null; it is now the error log, reopened with it.
+    pid_file, error_log = workdir / "master.pid", workdir / "error.log"
+    args = [AIOPREFORK, "serve", "stderr_app:app", "--app-dir", str(APPS), "--port", "0"]
+    args += ["--workers", "1", "--daemon", "--pid-file", str(pid_file), "--no-metrics"]
+    args += ["--ctl-socket", str(workdir / "ctl.sock"), "--no-access-log"]
+    args += ["--error-log", str(error_log)]
+    daemon_pid = 0
+    try:
+        started = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert (started.returncode, started.stderr) == (0, "")
+        daemon_pid = await until(lambda: pid_file.exists() and int(pid_file.read_text()), 5, "pid")
+        await until(lambda: "straight to stderr" in error_log.read_text(), 10, "the app's stderr")
+        error_log.rename(workdir / "error.log.1")
+        os.kill(daemon_pid, signal.SIGUSR1)  # graceful: a new worker imports the app again
+        await until(
+            lambda: error_log.exists() and "straight to stderr" in error_log.read_text(),
+            20,
+            "the new worker's stderr in the reopened file",
+        )
+    finally:
+        if daemon_pid:
+            for pid in [*children_of(daemon_pid), daemon_pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
