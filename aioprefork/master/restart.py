@@ -4,8 +4,8 @@ Each runs as a task beside the master's cycle, which keeps reaping, ticking and 
 `ctl status` meanwhile; progress goes to the Job (a `ctl` client, or the log for a signal).
 
 Both switch the master's logging first when its settings changed (log_level, log_config,
-access_log, error_log, access_log_file): the new generation inherits it, and a bad log_config fails the reload like any bad
-value.
+access_log, error_log, access_log_file): the new generation inherits it, and a bad log_config
+fails the reload like any bad value.
 
 graceful: re-read config -> fork generation g+1 (as many workers as are active now, within the
   new bounds) -> wait until all are READY (boot_timeout) -> commit: g+1 is current -> old
