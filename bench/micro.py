@@ -7,6 +7,7 @@ request, which bench/run.py cannot separate from the kernel's. Two ways:
 
     .venv/bin/python bench/micro.py hello                 # microseconds per request (noisy)
     .venv/bin/python bench/micro.py hello --callgrind     # instructions per request (exact)
+    .venv/bin/python bench/micro.py hello --access-log --callgrind  # with the access log on
 
 `--callgrind` runs this script twice under valgrind (N and N + 10,000 requests) and divides the
 difference: the count is the same on a loaded machine, so it compares two builds or two commits
@@ -20,6 +21,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import logging
+import os
 import re
 import subprocess
 import sys
@@ -92,8 +95,14 @@ class CountingTransport:
     def write_eof(self) -> None: ...
 
 
-def protocol_factory(server: str, loop: asyncio.AbstractEventLoop) -> Callable[[], Any]:
-    """A new connection's protocol for `server`, per call; what they share is built once."""
+def protocol_factory(
+    server: str, loop: asyncio.AbstractEventLoop, access_log: bool = False
+) -> Callable[[], Any]:
+    """A new connection's protocol for `server`, per call; what they share is built once.
+
+    `access_log`: aioprefork writes its access line per request (combined format) through a
+    real logging handler into /dev/null, so the cost of formatting and emitting it is counted.
+    """
     if server == "raw":
         from bench.raw_server import Canned, RawProtocol
 
@@ -105,8 +114,10 @@ def protocol_factory(server: str, loop: asyncio.AbstractEventLoop) -> Callable[[
         from aioprefork.worker.stats import WorkerStats
 
         limits = dataclasses.replace(
-            HttpLimits.from_config(Config()), access_log=False, max_keepalive_requests=0
+            HttpLimits.from_config(Config()), access_log=access_log, max_keepalive_requests=0
         )
+        if access_log:
+            _access_to_devnull()
         shared = Shared(
             app,
             limits,
@@ -128,10 +139,20 @@ def protocol_factory(server: str, loop: asyncio.AbstractEventLoop) -> Callable[[
     return lambda: HttpToolsProtocol(config=config, server_state=state, app_state={}, _loop=loop)
 
 
-async def drive(server: str, data: bytes, n: int) -> tuple[float, int]:
+def _access_to_devnull() -> None:
+    access = logging.getLogger("aioprefork.access")
+    access.handlers.clear()
+    handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115 (the process's life)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
+
+
+async def drive(server: str, data: bytes, n: int, access_log: bool = False) -> tuple[float, int]:
     """Feed `data` n times (after a warm-up), one request per loop callback; (seconds, writes)."""
     loop = asyncio.get_running_loop()
-    protocol = protocol_factory(server, loop)()
+    protocol = protocol_factory(server, loop, access_log)()
     transport = CountingTransport()
     protocol.connection_made(transport)
     await asyncio.sleep(0)
@@ -207,14 +228,20 @@ def main() -> None:
     parser.add_argument("--server", choices=("aioprefork", "uvicorn", "raw"), default="aioprefork")
     parser.add_argument("-n", type=int, default=100_000, help="requests measured")
     parser.add_argument("--callgrind", action="store_true", help="instructions per request")
+    parser.add_argument(
+        "--access-log", action="store_true", help="aioprefork logs each request (to /dev/null)"
+    )
     args = parser.parse_args()
     per_connection = args.scenario == "close"
     if args.callgrind:
         argv = [sys.executable, __file__, args.scenario, "--server", args.server]
+        if args.access_log:
+            argv.append("--access-log")
         low, extra = (1000, 2000) if per_connection else (2000, 10_000)
         counts = instructions(argv, low), instructions(argv, low + extra)
         print(
-            f"{args.server} {args.scenario}: {(counts[1] - counts[0]) / extra:,.0f} "
+            f"{args.server} {args.scenario}{' (access log)' if args.access_log else ''}: "
+            f"{(counts[1] - counts[0]) / extra:,.0f} "
             f"instructions/{'connection' if per_connection else 'request'}"
         )
         return
@@ -222,7 +249,9 @@ def main() -> None:
         seconds, writes = uvloop.run(drive_connections(args.server, REQUESTS["close"], args.n))
         total = args.n
     else:
-        seconds, writes = uvloop.run(drive(args.server, REQUESTS[args.scenario], args.n))
+        seconds, writes = uvloop.run(
+            drive(args.server, REQUESTS[args.scenario], args.n, args.access_log)
+        )
         total = args.n + WARMUP
     print(
         f"{args.server} {args.scenario}: {seconds / args.n * 1e6:.2f} us/request "

@@ -40,7 +40,7 @@ from aioprefork.protocol.writer import (
 
 __all__ = ["RequestCycle"]
 
-log: Final = logging.getLogger("aioprefork.error")
+log: Final = logging.getLogger("aioprefork.app")
 
 _BIG: Final = 16 * 1024  # above this, a body is written as its own buffer, never joined
 _CORK_LIMIT: Final = 64 * 1024  # held bytes that go out at once, even mid-step
@@ -124,6 +124,12 @@ class RequestCycle:
         if framing.length:
             self.more_body = True
             self._expect = framing.expect_continue
+
+    @property
+    def response_headers(self) -> Any:
+        """The header fields of the app's response start (the access log's %{Name}o); () if none."""
+        head = self._head
+        return () if head is None else head[1]
 
     # --- fed by the protocol ----------------------------------------------------------------
 
@@ -460,6 +466,7 @@ class RequestCycle:
         if not self.head_sent and not self.disconnected:
             self._owner.write(error_response(500, self._owner.defaults, self.method == "HEAD"))
             self.status = 500
+            self._head = None  # the app's header fields never went out
             self.head_sent = True
         elif self.head_sent:
             self._owner.transport.abort()

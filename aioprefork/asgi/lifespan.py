@@ -9,7 +9,7 @@ Modes (Config.lifespan): "off" never calls the app; "auto" tolerates an app with
 support (it raises or returns before touching receive/send); "on" treats that as a boot failure.
 A startup failure always becomes errors.BootError (the worker reports it as Fatal, with the app's
 traceback as its detail, and exits EXIT_BOOT; the master logs it once per generation); shutdown
-problems are logged on "aioprefork.error" and never raised.
+problems are logged on "aioprefork.app" and never raised.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from aioprefork.errors import BootError
 
 __all__ = ["Lifespan"]
 
-log: Final = logging.getLogger("aioprefork.error")
+log: Final = logging.getLogger("aioprefork.app")
 
 _STARTUP_ANSWERS: Final = frozenset({"lifespan.startup.complete", "lifespan.startup.failed"})
 _SHUTDOWN_ANSWERS: Final = frozenset({"lifespan.shutdown.complete", "lifespan.shutdown.failed"})

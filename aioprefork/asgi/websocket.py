@@ -33,7 +33,7 @@ from aioprefork.errors import ClientDisconnected
 
 __all__ = ["WebSocketConnection", "WebSocketSession", "check_headers", "websocket_scope"]
 
-log: Final = logging.getLogger("aioprefork.error")
+log: Final = logging.getLogger("aioprefork.app")
 
 CONNECTING: Final = 0
 ACCEPTED: Final = 1

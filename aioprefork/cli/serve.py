@@ -84,10 +84,13 @@ def load_checked(given: Mapping[str, Any], config_file: str | None) -> Loaded:
                 raise bad("reload_dirs", f"{directory} is not a directory")
     if cfg.log_config and not os.path.isfile(cfg.log_config):
         raise bad("log_config", "file not found")
+    for key in ("error_log", "access_log_file"):
+        if getattr(cfg, key) and cfg.log_config:
+            raise bad(key, "log_config replaces it: put a FileHandler in the log config instead")
     unix_binds = [a[5:] for a in cfg.binds() if a.startswith("unix:")]
-    for key, path in [("pid_file", cfg.pid_file), ("ctl_socket", cfg.ctl_socket)] + [
-        ("bind", p) for p in unix_binds
-    ]:
+    files = [("pid_file", cfg.pid_file), ("ctl_socket", cfg.ctl_socket)]
+    files += [("error_log", cfg.error_log), ("access_log_file", cfg.access_log_file)]
+    for key, path in files + [("bind", p) for p in unix_binds]:
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise bad(key, f"the directory of {path} does not exist (create it first)")
     if cfg.user or cfg.group:
@@ -120,10 +123,13 @@ def serve(app_path: str | None, config: str | None, options: Mapping[str, Any]) 
     if not cfg.app:
         say(NO_APP)
         return EXIT_USAGE
-    from aioprefork.logs import configure_logging
+    from aioprefork.logs import configure_logging, discarded_by_daemon, logging_settings
 
+    discarded = discarded_by_daemon(cfg)
+    if discarded:
+        say(discarded)
     try:
-        configure_logging(cfg.log_level, cfg.log_config, cfg.access_log)
+        configure_logging(*logging_settings(cfg))
         if cfg.workers == 0:
             from aioprefork.worker.single import run_single
 

@@ -316,14 +316,28 @@ class Config:
     log_config: str = setting(
         "",
         "logging",
-        "logging configuration file (.json, .toml or .ini dictConfig/fileConfig)",
+        "logging configuration file (.json, .toml or .ini dictConfig/fileConfig) replacing "
+        "ours; example: config/logging.toml",
+        Kind.STR,
+    )
+    error_log: str = setting(
+        "",
+        "logging",
+        "write the error log to this file (default: stderr); `ctl reopen-logs` reopens it",
         Kind.STR,
     )
     access_log: bool = setting(True, "logging", "write an access log line per request", Kind.BOOL)
+    access_log_file: str = setting(
+        "",
+        "logging",
+        "write the access log to this file (default: stdout); `ctl reopen-logs` reopens it",
+        Kind.STR,
+    )
     access_log_format: str = setting(
         "combined",
         "logging",
-        "'combined', 'common' or an Apache LogFormat string (%h %l %u %t \"%r\" %>s %b ...)",
+        "'combined', 'common', 'json' (JSON lines) or an Apache LogFormat string "
+        '(%h %a %{c}a %t "%r" %>s %b %D %{Name}i %{Name}o ...)',
         Kind.STR,
     )
 

@@ -51,7 +51,7 @@ from aioprefork.master.states import TERMINAL, MasterState, MasterTrigger, SlotS
 if TYPE_CHECKING:
     from aioprefork.master.reloader import Reloader
 
-log = logging.getLogger("aioprefork.error")
+log = logging.getLogger("aioprefork.server")
 
 TICK: Final = 1.0  # maintenance interval (Apache: once a second)
 
@@ -68,7 +68,7 @@ def run_master(loaded: Loaded, reload: Callable[[], Loaded]) -> int:
     startup: daemon.Startup | None = None
     try:
         if config.daemon:
-            startup = daemon.daemonize()
+            startup = daemon.daemonize(config.error_log)
         arbiter = Arbiter(loaded, reload, listeners, startup)
         with asyncio.Runner() as runner:  # a plain asyncio loop: the master never runs uvloop
             code = runner.run(arbiter.run())
@@ -81,6 +81,17 @@ def run_master(loaded: Loaded, reload: Callable[[], Loaded]) -> int:
         raise
     finally:
         close_all([listener for listener in listeners if listener.sock.fileno() != -1])
+
+
+def size_line(ready: int, booting: bool, announced: int) -> str:
+    """The log's word on how many workers serve: nothing while some still boot or when nothing
+    changed; "running: N workers ready" once the first generation is all up (not when the first
+    of them is), then one line per change of size (ctl scale, maintenance, a restart)."""
+    if booting or not ready or ready == announced:
+        return ""
+    if not announced:
+        return f"running: {ready} workers ready"
+    return f"workers: {ready} ready (was {announced})"
 
 
 class Arbiter:
@@ -115,6 +126,7 @@ class Arbiter:
         self._memo = maintenance.PoolMemo()
         self._crashes = exits.CrashRecord()
         self._last_gen = 0
+        self._announced = 0  # READY workers the log last reported (size_line)
         self._inbox: asyncio.Queue[Order] = asyncio.Queue()
         self._successor: dict[Slot, Slot] = {}  # replacement -> the recycled worker it replaces
         self.restart_task: asyncio.Task[None] | None = None  # a running master/restart.py
@@ -185,6 +197,7 @@ class Arbiter:
             config, owner, self.control, self.snapshot, metrics_bind_given=chosen
         )
         fork.preload()
+        daemon.hand_over_log_files([config.error_log, config.access_log_file], owner)
         daemon.drop_privileges(config.user, config.group)
         self.set_state(MasterTrigger.BOUND)
         self._last_gen = self.scoreboard.generation = 1
@@ -288,7 +301,6 @@ class Arbiter:
             if ready >= sb.min_workers or (ready and not booting):  # short: maintenance fills in
                 self.set_state(MasterTrigger.MIN_READY)
                 self._memo = maintenance.after_restart(self._memo)
-                log.info("running: %d workers ready", ready)
                 if self._startup is not None:
                     self._startup.running()
             elif not current:  # every worker of the first generation is gone, none was ready
@@ -300,6 +312,14 @@ class Arbiter:
                 )
         elif self.state is MasterState.STOPPING and not len(sb):
             self.set_state(MasterTrigger.ALL_EXITED)
+        if self.state is MasterState.RUNNING:
+            current = [s for s in sb if s.gen == sb.generation]
+            ready = sum(s.state is SlotState.READY for s in current)
+            booting = any(s.state is SlotState.STARTING for s in current)
+            line = size_line(ready, booting, self._announced)
+            if line:
+                log.info("%s", line)
+                self._announced = ready
 
     # -- what the workers tell us (PoolEvents) ---------------------------------------------------
 

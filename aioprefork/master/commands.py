@@ -30,7 +30,7 @@ from aioprefork.master.states import MasterState, MasterTrigger
 if TYPE_CHECKING:
     from aioprefork.master.arbiter import Arbiter
 
-log = logging.getLogger("aioprefork.error")
+log = logging.getLogger("aioprefork.server")
 
 
 def obey(arbiter: Arbiter, order: Order) -> None:

@@ -19,6 +19,7 @@ import setproctitle
 
 from aioprefork.config.model import Config
 from aioprefork.errors import ConfigError, UserError
+from aioprefork.logs import redirect_stderr
 
 
 def ctl_socket_path(config: Config) -> str:
@@ -86,7 +87,7 @@ def _await_startup(fd: int) -> int:
     if not code.isdigit():
         print(
             "aioprefork: the daemon exited while starting (its stderr is /dev/null: "
-            "--log-config keeps its log)",
+            "--error-log PATH keeps its log)",
             file=sys.stderr,
         )
         return 3
@@ -95,8 +96,9 @@ def _await_startup(fd: int) -> int:
     return int(code)
 
 
-def daemonize() -> Startup:
-    """Detach from the terminal and the session: fork, setsid, fork, stdio to /dev/null.
+def daemonize(error_log: str = "") -> Startup:
+    """Detach from the terminal and the session: fork, setsid, fork, stdio to /dev/null
+    (stderr to `error_log` when given: tracebacks and stack dumps that bypass logging land there).
 
     The first parent waits for the master's Startup word and exits with it; the session leader
     leaves with os._exit (no atexit handlers, no buffered output flushed twice); the grandchild
@@ -120,6 +122,8 @@ def daemonize() -> Startup:
         os.dup2(devnull, fd)
     if devnull > 2:
         os.close(devnull)
+    if error_log:
+        redirect_stderr(error_log)
     return Startup(ready_w)
 
 
@@ -189,6 +193,18 @@ def resolve_owner(user: str, group: str) -> tuple[int, int] | None:
     else:
         gid = entry.pw_gid if entry else os.getgid()
     return uid, gid
+
+
+def hand_over_log_files(paths: list[str], owner: tuple[int, int] | None) -> None:
+    """Give the log files the master opened as root to the --user it is about to become: every
+    worker reopens its logs after the fork, and `ctl reopen-logs` reopens them in every process,
+    all as that user (nginx chowns its logs to its worker user the same way)."""
+    if owner is None or os.geteuid() != 0:
+        return
+    for path in paths:
+        if path:
+            with contextlib.suppress(OSError):  # gone already: the next write recreates it
+                os.chown(path, *owner)
 
 
 def drop_privileges(user: str, group: str) -> None:

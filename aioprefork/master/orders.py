@@ -21,7 +21,7 @@ from typing import Any, Final
 from aioprefork.master.signals import Command
 from aioprefork.master.snapshot import Snapshot
 
-log = logging.getLogger("aioprefork.error")
+log = logging.getLogger("aioprefork.server")
 
 REAP: Final = "reap"  # queue marker from the SIGCHLD handler
 WAKE: Final = "wake"  # queue marker: a worker changed state, check progress now

@@ -31,7 +31,7 @@ from aioprefork.errors import ProtocolViolation
 from aioprefork.master import fork
 from aioprefork.master.scoreboard import Scoreboard, Slot
 
-log = logging.getLogger("aioprefork.error")
+log = logging.getLogger("aioprefork.server")
 
 STOP_GRACE: Final = 3.0  # after Stop (immediate): SIGKILL if the worker is still there
 ABORT_GRACE: Final = 2.0  # after SIGABRT (faulthandler dumps the stacks): SIGKILL

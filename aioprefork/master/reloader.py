@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from aioprefork.config.model import Config
 
-log = logging.getLogger("aioprefork.error")
+log = logging.getLogger("aioprefork.server")
 
 CHILD: Final = "from aioprefork.master.reloader import main; main()"
 WATCHING: Final = "watching"  # the child's first line: its watch is in place

@@ -4,8 +4,8 @@ Each runs as a task beside the master's cycle, which keeps reaping, ticking and 
 `ctl status` meanwhile; progress goes to the Job (a `ctl` client, or the log for a signal).
 
 Both switch the master's logging first when its settings changed (log_level, log_config,
-access_log): the new generation inherits it, and a bad log_config fails the reload like any bad
-value.
+access_log, error_log, access_log_file): the new generation inherits it, and a bad log_config
+fails the reload like any bad value.
 
 graceful: re-read config -> fork generation g+1 (as many workers as are active now, within the
   new bounds) -> wait until all are READY (boot_timeout) -> commit: g+1 is current -> old
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from aioprefork.config.model import Config
 from aioprefork.errors import UserError
-from aioprefork.logs import configure_logging, reopen_log_files
+from aioprefork.logs import configure_logging, logging_settings, reopen_log_files
 from aioprefork.master.pool import KILL_GRACE
 from aioprefork.master.scoreboard import Slot
 from aioprefork.master.states import MasterTrigger, SlotState
@@ -34,18 +34,14 @@ if TYPE_CHECKING:
     from aioprefork.master.arbiter import Arbiter, Job
 
 
-def _logging(config: Config) -> tuple[str, str, bool]:
-    return config.log_level, config.log_config, config.access_log
-
-
 def _switch_logging(current: Config, new: Config) -> None:
     """Configure the master's logging for `new` (the next generation inherits it). UserError."""
-    if _logging(new) != _logging(current):
+    if logging_settings(new) != logging_settings(current):
         try:
-            configure_logging(*_logging(new))
+            configure_logging(*logging_settings(new))
         except UserError:
             with contextlib.suppress(UserError):
-                configure_logging(*_logging(current))  # as it was: that one loaded before
+                configure_logging(*logging_settings(current))  # as it was: that one loaded before
             raise
 
 

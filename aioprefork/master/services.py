@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from aioprefork.control.server import ControlServer, Handler
     from aioprefork.metrics.http import MetricsServer, SnapshotFn
 
-log = logging.getLogger("aioprefork.error")
+log = logging.getLogger("aioprefork.server")
 
 
 class Services:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Final
 
 __all__ = ["MAX_HOLDING", "WriteCoalescer"]
 
-log: Final = logging.getLogger("aioprefork.error")
+log: Final = logging.getLogger("aioprefork.http")
 MAX_HOLDING: Final = 32  # connections holding bytes at once; one more flushes them all
 
 if TYPE_CHECKING:

@@ -50,7 +50,7 @@ from aioprefork.worker.tls import tls_extension
 
 __all__ = ["HttpProtocol", "Shared"]
 
-log: Final = logging.getLogger("aioprefork.error")
+log: Final = logging.getLogger("aioprefork.http")
 
 # Where the parser is in the current message.
 _IDLE: Final = 0  # between messages: no byte of the next head yet
@@ -834,22 +834,20 @@ class HttpProtocol(asyncio.Protocol):
             self.flow.resume_reading()
 
     def _log_access(self, access: AccessLogger, cycle: RequestCycle, duration: float) -> None:
-        referer = user_agent = b"-"
-        for name, value in cycle.scope["headers"]:
-            if name == b"referer":
-                referer = value
-            elif name == b"user-agent":
-                user_agent = value
-        client = cycle.scope["client"]
+        # Headers go as references: only the format's %{Name}i / %{Name}o directives read them.
+        scope = cycle.scope
+        client = scope["client"]
+        peer = self._client
         access.log(
             client=client[0] if client else "-",
+            peer=peer[0] if peer else "-",
             method=cycle.method,
             target=cycle.target,
-            http_version=cycle.scope["http_version"],
+            http_version=scope["http_version"],
             status=cycle.status,
             size=cycle.sent,
-            referer=referer,
-            user_agent=user_agent,
+            request_headers=scope["headers"],
+            response_headers=cycle.response_headers,
             duration=duration,
             now=time.time(),
         )
@@ -951,6 +949,9 @@ class HttpProtocol(asyncio.Protocol):
                 shared.stats,
                 self.defaults,
                 buffered,
+                access=shared.access,
+                peer=self._client[0] if self._client else "-",
+                target=self._url,
             )
         except Exception:
             log.exception("WebSocket upgrade failed")

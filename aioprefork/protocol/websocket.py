@@ -44,6 +44,7 @@ from aioprefork.asgi.types import ASGIApp, Scope
 from aioprefork.asgi.websocket import WebSocketSession, websocket_scope
 from aioprefork.config.model import HttpLimits, WsLimits
 from aioprefork.errors import ClientDisconnected, WriteTimeout
+from aioprefork.protocol.accesslog import AccessLogger, HeaderFields
 from aioprefork.protocol.flow import FlowControl
 from aioprefork.protocol.writer import (
     LAST_CHUNK,
@@ -113,13 +114,19 @@ def upgrade_to_websocket(
     stats: WorkerStats,
     defaults: DefaultHeaders,
     buffered: bytes = b"",
+    *,
+    access: AccessLogger | None = None,
+    peer: str = "-",
+    target: bytes = b"",
 ) -> WebSocketProtocol:
     """Take `transport` over after a WebSocket upgrade request; the caller stops using it.
 
     `http_scope` is the http scope the HTTP core built for the request (headers, client, proxy
     resolution, tls and state already done); `buffered` is what was read past its head. The
     caller has already dropped the connection from `stats.connections` and cancelled its own
-    timers; `limits.websocket` is not None (the caller checks ws is enabled).
+    timers; `limits.websocket` is not None (the caller checks ws is enabled). `access`, when
+    given, gets the handshake's line and the session's closing line (`peer`: the TCP peer's
+    address, `target`: the request target as sent).
     """
     assert limits.websocket is not None
     protocol = WebSocketProtocol(
@@ -129,10 +136,58 @@ def upgrade_to_websocket(
         stats,
         defaults,
         write_timeout=limits.write_timeout,
+        access=_AccessLine(access, http_scope, peer, target) if access is not None else None,
     )
     transport.set_protocol(protocol)
     protocol.start(app, http_scope, buffered)
     return protocol
+
+
+class _AccessLine:
+    """What the access log needs about one WebSocket session, kept from its upgrade request."""
+
+    __slots__ = ("client", "headers", "logger", "peer", "target", "version")
+
+    def __init__(self, logger: AccessLogger, http_scope: Scope, peer: str, target: bytes) -> None:
+        client = http_scope.get("client")
+        self.logger = logger
+        self.client: str = client[0] if client else "-"
+        self.peer = peer
+        self.target = target
+        self.version: str = http_scope.get("http_version", "1.1")
+        self.headers: list[tuple[bytes, bytes]] = http_scope["headers"]
+
+    def handshake(self, status: int, sent: int, headers: HeaderFields, duration: float) -> None:
+        if self.logger.enabled:
+            self.logger.log(
+                client=self.client,
+                peer=self.peer,
+                method="GET",
+                target=self.target,
+                http_version=self.version,
+                status=status,
+                size=sent,
+                request_headers=self.headers,
+                response_headers=headers,
+                duration=duration,
+                now=time.time(),
+                event="websocket.handshake",
+            )
+
+    def close(self, code: int, sent: int, headers: HeaderFields, duration: float) -> None:
+        if self.logger.enabled:
+            self.logger.log_websocket_close(
+                client=self.client,
+                peer=self.peer,
+                target=self.target,
+                http_version=self.version,
+                size=sent,
+                request_headers=self.headers,
+                response_headers=headers,
+                duration=duration,
+                now=time.time(),
+                close_code=code,
+            )
 
 
 class WebSocketProtocol(asyncio.Protocol):
@@ -147,8 +202,12 @@ class WebSocketProtocol(asyncio.Protocol):
         defaults: DefaultHeaders,
         *,
         write_timeout: float,
+        access: _AccessLine | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
+        self._access = access
+        self._sent = 0  # bytes written after the 101 (the access log's closing line)
+        self._accepted_headers: HeaderFields = ()
         self._transport = transport
         self._flow = FlowControl(transport, self._loop)
         self._limits = limits
@@ -241,7 +300,8 @@ class WebSocketProtocol(asyncio.Protocol):
         parts += (self._defaults.block, b"\r\n")
         head = b"".join(parts)
         self._transport.write(head)
-        self._observe(101, len(head))
+        self._accepted_headers = headers
+        self._observe(101, len(head), headers)
 
         proto = _Codec(state=OPEN, max_size=self._limits.max_size, logger=_frames_log)
         proto.extensions = handshake.extensions
@@ -278,7 +338,7 @@ class WebSocketProtocol(asyncio.Protocol):
             )
             self._deny_chunked = chunked
             self._transport.write(head)
-            self._observe(status, len(head) + len(body))
+            self._observe(status, len(head) + len(body), headers)
         if body:
             self._transport.write(chunk(body) if self._deny_chunked else body)
         if not more_body:
@@ -297,8 +357,12 @@ class WebSocketProtocol(asyncio.Protocol):
             self._transport.close()
         self._observe(status, len(data))
 
-    def _observe(self, status: int, sent: int) -> None:
-        self._stats.observe("GET", status, time.monotonic() - self._started, sent)
+    def _observe(self, status: int, sent: int, headers: HeaderFields = ()) -> None:
+        """The handshake's outcome: 101, or the status that denied it (counted and logged)."""
+        duration = time.monotonic() - self._started
+        self._stats.observe("GET", status, duration, sent)
+        if self._access is not None:
+            self._access.handshake(status, sent, headers, duration)
 
     # --- frames in --------------------------------------------------------------------------
 
@@ -429,6 +493,7 @@ class WebSocketProtocol(asyncio.Protocol):
         for data in proto.data_to_send():
             if data:
                 self._transport.write(data)
+                self._sent += len(data)
             else:  # SEND_EOF: the server closes the TCP connection (RFC 6455 section 7.1.1)
                 self._transport.close()
                 self._arm_close_timer()
@@ -490,3 +555,13 @@ class WebSocketProtocol(asyncio.Protocol):
             self.session.disconnected(received.code, received.reason)
         else:
             self.session.disconnected(ABNORMAL)
+        if proto is not None and self._access is not None:
+            # the peer's close code; else ours (it never answered); 1006: no close frame at all
+            sent_close = proto.close_sent
+            code = (
+                received.code
+                if received is not None
+                else (sent_close.code if sent_close is not None else ABNORMAL)
+            )
+            duration = time.monotonic() - self._started
+            self._access.close(code, self._sent, self._accepted_headers, duration)

@@ -52,7 +52,7 @@ from aioprefork.worker.server import WorkerServer
 from aioprefork.worker.stats import WorkerStats
 from aioprefork.worker.tls import make_ssl_context
 
-log = logging.getLogger("aioprefork.error")
+log = logging.getLogger("aioprefork.server")
 
 FATAL_LIMIT: Final = MAX_FRAME // 4  # characters of a boot error we send; the rest is cut
 LIFESPAN_SHUTDOWN_MIN: Final = 1.0  # lifespan shutdown gets at least this, even past the deadline

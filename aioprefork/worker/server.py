@@ -32,13 +32,14 @@ from typing import Any, Final
 
 from aioprefork.asgi.types import ASGIApp
 from aioprefork.config.model import HttpLimits
+from aioprefork.logs import keep_server_loggers
 from aioprefork.protocol.http import HttpProtocol, Shared
 from aioprefork.worker.balance import BEAT_INTERVAL, HAND_BACK_INTERVAL, PAUSED_INTERVAL, Balance
 from aioprefork.worker.stats import WorkerStats
 
 __all__ = ["WorkerServer"]
 
-log: Final = logging.getLogger("aioprefork.error")
+log: Final = logging.getLogger("aioprefork.server")
 _POLL: Final = 0.1  # shutdown re-checks this often for connections that leave without a callback
 
 
@@ -85,6 +86,7 @@ class WorkerServer:
 
     async def start(self) -> None:
         """Start accepting on every listening socket (bound and listening already)."""
+        keep_server_loggers()  # the app (imported and started by now) may have silenced them
         loop = asyncio.get_running_loop()
         self._shared = Shared(
             self.app,

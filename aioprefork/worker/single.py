@@ -23,7 +23,7 @@ from aioprefork.master.listeners import Listener, bind_all, close_all
 from aioprefork.worker.server import WorkerServer
 from aioprefork.worker.tls import make_ssl_context
 
-log = logging.getLogger("aioprefork.error")
+log = logging.getLogger("aioprefork.server")
 
 
 def run_single(config: Config) -> int:

@@ -107,18 +107,22 @@ async def test_daemon_writes_pid_file_and_detaches(workdir: Path) -> None:
     port, fd = listener.getsockname()[1], listener.fileno()
     args = [AIOPREFORK, "serve", APP, "--app-dir", str(APPS), "--bind", f"fd://{fd}"]
     args += ["--workers", "1", "--daemon", "--pid-file", str(pid_file), "--no-metrics"]
+    error_log, access_log = workdir / "error.log", workdir / "access.log"
+    args += ["--error-log", str(error_log), "--access-log-file", str(access_log)]
     daemon_pid = 0
     try:
         started = subprocess.run(args, cwd=ROOT, capture_output=True, timeout=10, pass_fds=(fd,))
         listener.close()
         assert started.returncode == 0, started.stderr
-        assert started.stdout == started.stderr == b""  # stdio went to /dev/null
+        assert started.stdout == started.stderr == b""  # stdio went to /dev/null, logs to files
         daemon_pid = await until(lambda: pid_file.exists() and int(pid_file.read_text()), 5, "pid")
         with open(f"/proc/{daemon_pid}/stat") as f:
             session = int(f.read().rsplit(")", 1)[1].split()[3])
         assert session != os.getsid(0)  # detached into its own session
         await until(lambda: len(children_of(daemon_pid)) == 1, 10, "the worker")
         assert await _get_retry(port) == 200
+        await until(lambda: '"GET / HTTP/1.1" 200' in access_log.read_text(), 5, "the access line")
+        assert "aioprefork.server: running: 1 workers ready" in error_log.read_text()
         assert os.path.exists(f"{pid_file}.ctl")  # the control socket sits beside the pid file
         os.kill(daemon_pid, signal.SIGTERM)
         await until(lambda: not alive(daemon_pid), 10, "the daemon to exit")
@@ -147,7 +151,8 @@ def test_a_daemon_that_cannot_start_says_why_and_exits_non_zero(
         pid_file.write_text(f"{os.getpid()}\n")  # a live process (this test) holds it
     args = [AIOPREFORK, "serve", app, "--app-dir", str(APPS), "--port", "0", "--workers", "1"]
     args += ["--daemon", "--pid-file", str(pid_file), "--no-metrics"]
-    args += ["--ctl-socket", str(workdir / "ctl.sock")]
+    args += ["--ctl-socket", str(workdir / "ctl.sock"), "--no-access-log"]
+    args += ["--error-log", str(workdir / "error.log")]
     started = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert started.returncode == code
     lines = started.stderr.strip().splitlines()

@@ -176,7 +176,7 @@ def test_write_timeout_for_a_client_that_never_reads(
     server = serve(_endless_body(outcome, asyncio.Event()), write_timeout=0.5)
     sock = _slow_reader(server.port)
     try:
-        with caplog.at_level(logging.DEBUG, logger="aioprefork.error"):
+        with caplog.at_level(logging.DEBUG, logger="aioprefork"):
             sock.sendall(GET)
             wait_for(lambda: bool(outcome), timeout=10)
             assert outcome == ["ClientDisconnected"]  # a disconnect, as the app sees it
@@ -197,7 +197,7 @@ def test_a_client_gone_while_the_app_waits_to_write_is_a_disconnect_not_an_error
     writing = asyncio.Event()
     server = serve(_endless_body(outcome, writing), write_timeout=30)
     sock = _slow_reader(server.port)
-    with caplog.at_level(logging.DEBUG, logger="aioprefork.error"):
+    with caplog.at_level(logging.DEBUG, logger="aioprefork"):
         try:
             sock.sendall(GET)
             wait_for(writing.is_set)

@@ -437,7 +437,7 @@ def test_app_exception_before_start_is_500_and_logged(
         raise ValueError("boom")
 
     server = serve(app)
-    with caplog.at_level(logging.ERROR, logger="aioprefork.error"):
+    with caplog.at_level(logging.ERROR, logger="aioprefork.app"):
         raw = exchange(server.port, GET)
     assert status_of(raw) == 500 and b"connection: close" in raw
     assert any(r.exc_info and "boom" in str(r.exc_info[1]) for r in caplog.records)

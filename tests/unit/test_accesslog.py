@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import json
 import logging
 import os
 import time
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from aioprefork.protocol.accesslog import AccessLogger, escape
+from aioprefork.protocol.accesslog import AccessLogger, check_format, escape
 
 NOW = calendar.timegm((2000, 10, 10, 13, 55, 36)) + 0.25  # Apache's documentation example
 
@@ -51,15 +52,23 @@ def tz(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def request(**overrides: Any) -> dict[str, Any]:
+    """log()'s arguments for Apache's documentation example; `referer` and `user_agent` become
+    request header fields (absent when empty)."""
+    referer = overrides.pop("referer", b"http://www.example.com/start.html")
+    user_agent = overrides.pop("user_agent", b"Mozilla/4.08 [en] (Win98; I ;Nav)")
+    headers = [(b"host", b"example.com")]
+    headers += [(b"referer", referer)] if referer else []
+    headers += [(b"user-agent", user_agent)] if user_agent else []
     fields: dict[str, Any] = {
         "client": "127.0.0.1",
+        "peer": "127.0.0.1",
         "method": "GET",
         "target": b"/apache_pb.gif",
         "http_version": "1.0",
         "status": 200,
         "size": 2326,
-        "referer": b"http://www.example.com/start.html",
-        "user_agent": b"Mozilla/4.08 [en] (Win98; I ;Nav)",
+        "request_headers": headers,
+        "response_headers": [(b"Content-Type", b"image/gif")],
         "duration": 0.0123456,
         "now": NOW,
     }
@@ -199,7 +208,9 @@ def test_enabled_follows_logger_level(lines: list[str]) -> None:
     ("fmt", "message"),
     [
         ("%h %Z", "unknown directive %Z"),
-        ("%{X-Forwarded-For}i", "unsupported directive %{X-Forwarded-For}i"),
+        ("%{X Forwarded}i", "unsupported directive %{X Forwarded}i"),
+        ("%{c}h", "unsupported directive %{c}h"),
+        ("%{}o", "unsupported directive %{}o"),
         ("%{%Y}t", "unsupported directive %{%Y}t"),
         ("%h %", "incomplete directive"),
         ("%{Referer}", "incomplete directive"),
@@ -211,3 +222,156 @@ def test_bad_format_raises_clear_error(fmt: str, message: str) -> None:
         AccessLogger(fmt)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+class _Untouchable:
+    """Response headers that fail the test if a format reads them."""
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
+        raise AssertionError("the response headers were read")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "overrides", "expected"),
+    [
+        # any request header, by name in any case; the first of repeated fields; "-" if absent
+        (
+            "%{X-Request-ID}i %{traceparent}i %{x-missing}i",
+            {
+                "request_headers": [
+                    (b"x-request-id", b"r-1"),
+                    (b"traceparent", b"00-4bf9-00f0-01"),
+                    (b"x-request-id", b"r-2"),
+                ]
+            },
+            "r-1 00-4bf9-00f0-01 -",
+        ),
+        # response headers as the app sent them (any case), escaped like request fields
+        (
+            "%{content-type}o|%{X-Request-Id}o|%{Location}o",
+            {"response_headers": [(b"Content-Type", b"text/html"), (b"x-request-id", b'a"b')]},
+            'text/html|a\\"b|-',
+        ),
+        # %a is the client (after X-Forwarded-For), %{c}a the TCP peer (the proxy)
+        (
+            "%a %h %{c}a",
+            {"client": "203.0.113.7", "peer": "10.0.0.2"},
+            "203.0.113.7 203.0.113.7 10.0.0.2",
+        ),
+        # a format without %{Name}o never reads the response headers
+        ("combined-check", {"response_headers": _Untouchable()}, None),
+    ],
+)
+def test_header_directives(
+    lines: list[str], tz: None, fmt: str, overrides: dict[str, Any], expected: str | None
+) -> None:
+    AccessLogger("combined" if fmt == "combined-check" else fmt).log(**request(**overrides))
+    if expected is not None:
+        assert lines == [expected]
+    else:
+        assert lines[0].endswith('"Mozilla/4.08 [en] (Win98; I ;Nav)"')
+
+
+def test_json_lines_exact(lines: list[str]) -> None:
+    AccessLogger("json").log(
+        **request(
+            client="203.0.113.7",
+            peer="10.0.0.2",
+            target=b"/a/b?x=1&y=2",
+            http_version="1.1",
+            request_headers=[(b"user-agent", b"curl/8.5"), (b"x-request-id", b"r-42")],
+        )
+    )
+    (line,) = lines
+    assert json.loads(line) == {
+        "time": "2000-10-10T13:55:36.250Z",
+        "event": "http",
+        "client": "203.0.113.7",
+        "peer": "10.0.0.2",
+        "method": "GET",
+        "path": "/a/b",
+        "query": "x=1&y=2",
+        "protocol": "HTTP/1.1",
+        "status": 200,
+        "bytes": 2326,
+        "duration_us": 12345,
+        "request_id": "r-42",
+        "user_agent": "curl/8.5",
+        "referer": None,
+    }
+
+
+def test_json_request_id_from_the_response_when_the_client_sent_none(lines: list[str]) -> None:
+    AccessLogger("json").log(
+        **request(
+            target=b"/",
+            request_headers=[],
+            response_headers=[(b"X-Request-ID", b"made-by-the-app")],
+        )
+    )
+    record = json.loads(lines[0])
+    assert (record["request_id"], record["query"], record["user_agent"]) == (
+        "made-by-the-app",
+        None,
+        None,
+    )
+
+
+def test_json_injection_stays_one_ascii_line(lines: list[str]) -> None:
+    fake = b'","status":200}\n{"client":"10.0.0.1'
+    AccessLogger("json").log(
+        **request(
+            target=b"/x?" + fake,
+            request_headers=[(b"user-agent", b"\x1b]0;pwned\x07\xff" + fake)],
+        )
+    )
+    (line,) = lines
+    assert line.isascii() and line.isprintable()
+    record = json.loads(line)
+    assert record["user_agent"] == "\x1b]0;pwned\x07\xff" + fake.decode()
+    assert record["status"] == 200
+
+
+def test_websocket_lines(lines: list[str], tz: None) -> None:
+    common = {
+        "client": "127.0.0.1",
+        "peer": "127.0.0.1",
+        "target": b"/ws",
+        "http_version": "1.1",
+        "request_headers": [],
+        "response_headers": [],
+        "now": NOW,
+    }
+    text, js = AccessLogger("common"), AccessLogger("json")
+    for logger in (text, js):
+        logger.log(
+            method="GET",
+            status=101,
+            size=129,
+            duration=0.001,
+            event="websocket.handshake",
+            **common,
+        )
+        logger.log_websocket_close(size=4096, duration=12.3456, close_code=1000, **common)
+    assert lines[:2] == [
+        '127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] "GET /ws HTTP/1.1" 101 129',
+        '127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] "GET /ws HTTP/1.1" 101 4096 '
+        "ws_close=1000 ws_duration=12.346s",
+    ]
+    opened, closed = (json.loads(line) for line in lines[2:])
+    assert (opened["event"], opened["status"], "close_code" in opened) == (
+        "websocket.handshake",
+        101,
+        False,
+    )
+    assert (closed["event"], closed["close_code"], closed["duration_us"], closed["bytes"]) == (
+        "websocket.close",
+        1000,
+        12345600,
+        4096,
+    )
+
+
+def test_json_is_a_format_name() -> None:
+    check_format("json")
+    assert AccessLogger("json").format == "json"

@@ -101,7 +101,7 @@ async def test_starlette_startup_exception_is_boot_error(caplog: pytest.LogCaptu
 
     lifespan = Lifespan(Starlette(lifespan=lifespan_cm), "auto")
     with (
-        caplog.at_level(logging.DEBUG, logger="aioprefork.error"),
+        caplog.at_level(logging.DEBUG, logger="aioprefork.app"),
         pytest.raises(BootError) as info,
     ):
         await lifespan.startup(timeout=5)
@@ -145,7 +145,7 @@ async def no_lifespan_support(scope: dict[str, Any], receive: Any, send: Any) ->
 
 async def test_auto_tolerates_app_without_lifespan(caplog: pytest.LogCaptureFixture) -> None:
     lifespan = Lifespan(no_lifespan_support, "auto")
-    with caplog.at_level(logging.DEBUG, logger="aioprefork.error"):
+    with caplog.at_level(logging.DEBUG, logger="aioprefork.app"):
         await lifespan.startup(timeout=5)
         await lifespan.shutdown(timeout=5)
     assert [r.levelno for r in caplog.records] == [logging.DEBUG]
@@ -230,7 +230,7 @@ async def test_shutdown_failed_is_logged_not_raised(caplog: pytest.LogCaptureFix
 
     lifespan = Lifespan(app, "on")
     await lifespan.startup(timeout=5)
-    with caplog.at_level(logging.ERROR, logger="aioprefork.error"):
+    with caplog.at_level(logging.ERROR, logger="aioprefork.app"):
         await lifespan.shutdown(timeout=5)
     assert "ASGI lifespan shutdown failed: could not flush queue" in caplog.text
 
@@ -244,7 +244,7 @@ async def test_shutdown_exception_is_logged(caplog: pytest.LogCaptureFixture) ->
 
     lifespan = Lifespan(app, "auto")
     await lifespan.startup(timeout=5)
-    with caplog.at_level(logging.ERROR, logger="aioprefork.error"):
+    with caplog.at_level(logging.ERROR, logger="aioprefork.app"):
         await lifespan.shutdown(timeout=5)
     (record,) = caplog.records
     assert record.getMessage() == "ASGI lifespan shutdown raised"
@@ -266,7 +266,7 @@ async def test_shutdown_timeout_is_logged_and_cancels(caplog: pytest.LogCaptureF
 
     lifespan = Lifespan(app, "on")
     await lifespan.startup(timeout=5)
-    with caplog.at_level(logging.ERROR, logger="aioprefork.error"):
+    with caplog.at_level(logging.ERROR, logger="aioprefork.app"):
         await lifespan.shutdown(timeout=0.05)
     assert "did not complete within 0.05s" in caplog.text
     assert cancelled.is_set()
@@ -283,7 +283,7 @@ async def test_crash_while_serving_is_logged(caplog: pytest.LogCaptureFixture) -
 
     lifespan = Lifespan(app, "on")
     await lifespan.startup(timeout=5)
-    with caplog.at_level(logging.ERROR, logger="aioprefork.error"):
+    with caplog.at_level(logging.ERROR, logger="aioprefork.app"):
         crash.set()
         for _ in range(5):
             await asyncio.sleep(0)
