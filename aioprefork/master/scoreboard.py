@@ -154,10 +154,11 @@ class Scoreboard:
         """Is this record still the live occupant of its index (not removed, not replaced)?"""
         return self._slots.get(slot.index) is slot
 
-    def free_index(self) -> int | None:
-        """The lowest open slot index below server_limit, or None when the table is full."""
+    def free_index(self, reserved: frozenset[int] = frozenset()) -> int | None:
+        """The lowest open slot index below server_limit that is not `reserved` (kept for a dead
+        worker's own replacement), or None when the table is full."""
         for index in range(self.server_limit):
-            if index not in self._slots:
+            if index not in self._slots and index not in reserved:
                 return index
         return None
 

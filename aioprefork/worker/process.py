@@ -35,10 +35,11 @@ from aioprefork.asgi.loader import load_app
 from aioprefork.channel.board import LoadBoard
 from aioprefork.channel.codec import MAX_FRAME
 from aioprefork.channel.endpoint import Endpoint, PeerGone
-from aioprefork.channel.messages import Fatal, GracefulStop, Ready, ReopenLogs, Stop
+from aioprefork.channel.messages import Fatal, GracefulStop, Ready, ReopenLogs, Retire, Stop
 from aioprefork.config.model import Config, HttpLimits
 from aioprefork.errors import EXIT_BOOT, EXIT_OK, AiopreforkError, ProtocolViolation
 from aioprefork.logs import reopen_log_files
+from aioprefork.master.exits import TERMINATED
 from aioprefork.worker.balance import Balance
 from aioprefork.worker.reporter import Reporter
 from aioprefork.worker.server import WorkerServer
@@ -231,6 +232,11 @@ class Worker:
             self._stop_requested.set_result(deadline)
 
     def _on_sigterm(self) -> None:
+        """Someone else (systemd, `tini -g`, an operator) told this worker to stop: say so, so
+        the master replaces it without calling it a crash, then drain."""
+        if self._stop_requested is not None and not self._stop_requested.done():
+            with contextlib.suppress(PeerGone, AttributeError):
+                self._endpoint.send(Retire(reason=TERMINATED))
         self._request_stop(time.time() + self.config.graceful_timeout)
 
     def _on_sigquit(self) -> None:
