@@ -47,6 +47,7 @@ from aioprefork.master.signals import SIGNALS
 from aioprefork.master.snapshot import Snapshot
 from aioprefork.master.states import TERMINAL, MasterState, MasterTrigger, SlotState, advance
 from aioprefork.ratelimit import RateLimit
+from aioprefork.worker import fdlimit
 
 log = logging.getLogger("aioprefork.error")
 
@@ -178,6 +179,9 @@ class Arbiter:
         config = self.config
         if config.pid_file:
             daemon.write_pid_file(config.pid_file)
+        soft, hard = fdlimit.raise_soft_limit(fdlimit.needed(config.worker_connections))
+        if warning := fdlimit.shortfall_warning(config.worker_connections, soft, hard):
+            log.warning("%s", warning)
         owner = daemon.resolve_owner(config.user, config.group)
         await self.services.open(config, owner, self.control, self.snapshot)
         fork.preload()

@@ -176,6 +176,7 @@ class WorkerPool:
         if endpoint is not None:
             endpoint.close()
         self._outbox.pop(slot, None)
+        slot.served = self.board.served_by(slot.index)  # beyond its last Status if SIGKILLed
         self.board.clear(slot.index)  # a crashed worker's count must not hold its siblings back
         self._events.on_exit(slot, status)
 
