@@ -41,6 +41,7 @@ __all__ = ["WorkerServer"]
 
 log: Final = logging.getLogger("aioprefork.error")
 _POLL: Final = 0.1  # shutdown re-checks this often for connections that leave without a callback
+RETIRED_REOPEN: Final = 15.0  # seconds a recycled worker waits for its replacement, gate shut
 
 
 class WorkerServer:
@@ -149,18 +150,30 @@ class WorkerServer:
             await asyncio.sleep(0.001)
         self._cancel_tick()
 
-    def retire(self) -> None:
+    def retire(self, reopen_after: float = RETIRED_REOPEN) -> None:
         """Recycled (max_requests, max_worker_memory): take no new connection, end keep-alive on
         the open ones (each closes after its next response), finish what is in flight until
         told to stop. The kernel hands new connections to siblings, or holds them in the backlog
-        for the replacement: a leak stops growing and a request limit holds."""
+        for the replacement: a leak stops growing and a request limit holds. If no replacement
+        has taken over after `reopen_after` seconds (it cannot boot), accept again: a broken
+        replacement must not turn a recycling into an outage."""
         if self._stopping or self._retired:
             return
         self._retired = True
+        asyncio.get_running_loop().call_later(reopen_after, self._unretire, reopen_after)
         self._stop_accepting()
         for conn in list(self._connections):
             if conn.phase != "closing":
                 conn.retire()
+
+    def _unretire(self, waited: float) -> None:
+        if self._stopping or not self._retired:
+            return
+        log.warning("recycled, but no replacement took over within %gs: accepting again", waited)
+        self._retired = False
+        self._resume()
+        if self._balance is not None:
+            self._on_beat()  # the balance heartbeat stopped with the gate
 
     def abort(self) -> None:
         """Immediate: stop accepting and drop every connection now."""
