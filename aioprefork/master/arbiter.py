@@ -115,6 +115,7 @@ class Arbiter:
         self._memo = maintenance.PoolMemo()
         self._crashes: dict[int, exits.CrashRecord] = {}  # boot-loop deaths per slot index
         self._crash_log = RateLimit(CRASH_LOGS, CRASH_LOG_WINDOW)
+        self._backoff_log = RateLimit(CRASH_LOGS, CRASH_LOG_WINDOW)
         self._last_gen = 0
         self._inbox: asyncio.Queue[Order] = asyncio.Queue()
         self._successor: dict[Slot, Slot] = {}  # replacement -> the recycled worker it replaces
@@ -291,7 +292,7 @@ class Arbiter:
                 self._recycle(slot)
         elif isinstance(msg, Fatal):
             self._last_fatal = msg.message
-            log.error("%s failed to boot: %s", where, msg.message)
+            self._log_death("%s failed to boot: %s", where, msg.message)
             self._notify()
 
     def _recycle(self, slot: Slot) -> None:
@@ -347,7 +348,7 @@ class Arbiter:
         self._memo = dataclasses.replace(self._memo, owed=(*others, owed))
         self.pool.reserved = self._memo.reserved
         delay = record.not_before - now
-        if delay > 0:  # once per step of the back-off: rate-limited by the schedule itself
+        if delay > 0 and self._backoff_log.take(time.monotonic())[0]:
             log.warning(
                 "worker slot %d: %d boot failures in a row: next try in %.0fs",
                 index, record.consecutive, delay,

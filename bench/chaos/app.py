@@ -4,6 +4,8 @@
 /crash       kills its own worker: SIGSEGV (a segfaulting C extension), or os._exit with ?how=exit
 /leak?mib=N  keeps N MiB more for ever (an endpoint that leaks)
 /sleep?s=X   answers after an asyncio sleep of X seconds (in-flight work for drains)
+/echo        reads the whole request body first (what a slow body attack holds up)
+/big?kib=N   answers N KiB (what a slow reader leaves buffered)
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif path == "/sleep":
         await asyncio.sleep(float(query.get("s", ["0"])[0]))
     body = b"ok %d" % os.getpid()
+    if path == "/echo":
+        more = True
+        while more:
+            message = await receive()
+            more = message.get("more_body", False) and message["type"] == "http.request"
+    elif path == "/big":
+        body = b"x" * (int(query.get("kib", ["64"])[0]) << 10)
     headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -1,6 +1,7 @@
 """The chaos suite: the reliability audit of issue 18 as a reproducible run (`make chaos`).
 
-Each scenario starts a real `aioprefork serve` (bench/chaos/app.py) on 127.0.0.1, puts it under
+Each scenario starts a real `aioprefork serve` (bench/chaos/app.py; a fixed pool of 2 workers unless said, as
+the audit ran) on 127.0.0.1, puts it under
 load, faults or hostile clients, and prints its figures beside PASS/FAIL: requests answered and
 failed (counting clients), the longest outage (no probe on a fresh connection answered for that
 long; probes every 50 ms), the peak RSS of any worker, and what the scenario itself checks.
@@ -144,7 +145,8 @@ def rss(pid: int) -> int:
 
 @contextlib.asynccontextmanager
 async def serving(*flags: str, workers: int = 2, **kw: Any) -> AsyncIterator[Server]:
-    server = Server("--workers", str(workers), *flags, **kw)
+    fixed = ("--min-workers", str(workers), "--max-workers", str(workers))  # a fixed pool
+    server = Server("--workers", str(workers), *fixed, *flags, **kw)
     try:
         await server.ready(workers)
         yield server
@@ -443,11 +445,17 @@ async def burst_at_capacity(quick: bool) -> Result:
         held: list[asyncio.StreamWriter] = []
         counts = Counts()
         try:
-            for _ in range(100):
+
+            async def connect_and_ask() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
                 reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
                 writer.write(b"GET / HTTP/1.1\r\nHost: burst\r\n\r\n")
-                await asyncio.wait_for(read_response(reader), 10)
+                return reader, writer
+
+            # all at once, as a load balancer's pool opens: accepted in one go, none idle yet
+            opened = await asyncio.gather(*(connect_and_ask() for _ in range(100)))
+            for reader, writer in opened:
                 held.append(writer)
+                await asyncio.wait_for(read_response(reader), 10)
             await asyncio.sleep(0.5)  # all idle now
             started = time.monotonic()
             await one_request(server.port, "/", counts, timeout=10)
@@ -466,17 +474,23 @@ async def slow_clients(kind: str, quick: bool) -> Result:
     name = f"slow clients: {kind}"
     if tool is None:
         return Result(name, False, note="slowhttptest missing (make system-deps)")
-    length = 10 if quick else 30
+    length = 10 if quick else 60
     mode = {"slowloris": ["-H"], "slow body": ["-B", "-s", "8192"], "slow read": ["-X", "-k", "3"]}
+    target = {"slowloris": "/", "slow body": "/echo", "slow read": "/big?kib=256"}[kind]
     async with serving(workers=1) as server:
         load = Load(server, keepalive=0, closing=0)
         argv = [tool, *mode[kind], "-c", "1000", "-r", "200", "-i", "10", "-l", str(length)]
-        argv += ["-u", f"http://127.0.0.1:{server.port}/", "-p", "3"]
+        argv += ["-u", f"http://127.0.0.1:{server.port}{target}", "-p", "3"]
+        if kind == "slow body":
+            argv += ["-t", "POST"]
         if kind == "slow read":
             argv += ["-w", "10", "-y", "20", "-n", "5", "-z", "32"]
         async with load.running():
             attack = await asyncio.create_subprocess_exec(
-                *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+                *argv,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+                preexec_fn=_many_files,  # slowhttptest holds one fd per connection
             )
             try:
                 await asyncio.wait_for(attack.wait(), length + 30)
@@ -486,6 +500,14 @@ async def slow_clients(kind: str, quick: bool) -> Result:
         assert load.probe is not None
         passed = load.probe.outage <= 1.0
         return from_load(name, load, passed, f"{length}s attack, 1 worker")
+
+
+def _many_files() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 8192 if hard == resource.RLIM_INFINITY else min(8192, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))
 
 
 async def stale_pid_file(quick: bool) -> Result:

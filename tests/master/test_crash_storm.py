@@ -16,10 +16,11 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
-from .conftest import StartMaster, get
+from .conftest import StartMaster, get, until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -149,3 +150,32 @@ async def test_a_worker_terminated_from_outside_is_replaced_without_a_crash(
     assert " died " not in master.stderr
     status, _ = await get(master.port)
     assert status == 200
+
+
+@pytest.mark.timeout(120)
+async def test_a_boot_loop_backs_off_in_its_own_slot_while_the_others_serve(
+    start_master: StartMaster, tmp_path: Path
+) -> None:
+    marker = tmp_path / "down"
+    master = start_master(
+        "--workers", "2", app="prefork_apps:flaky_boot", env={"FLAKY_BOOT_MARKER": str(marker)}
+    )
+    await master.wait_ready(2)
+    survivor, victim = sorted(master.workers())
+    marker.touch()  # from now on no worker can boot
+    async with Probe(master.port).running() as probe:
+        os.kill(victim, signal.SIGKILL)
+        await until(
+            lambda: "4 boot failures in a row: next try in 1s" in master.stderr,
+            10,
+            "the slot's back-off",
+            master,
+        )
+        failures = master.stderr.count("failed to boot (")
+        await asyncio.sleep(1.5)
+        assert master.stderr.count("failed to boot (") <= failures + 1  # backing off: 1 s, 2 s
+        assert survivor in master.workers()
+        marker.unlink()  # the dependency is back: the slot recovers at its next try
+        await master.wait_ready(2, timeout=30)  # at its next try, 2 or 4 s later
+    assert probe.outage < 1.0, probe.outage
+    assert master.proc.poll() is None

@@ -60,6 +60,15 @@ async def failing_lifespan(scope: dict[str, Any], receive: Any, send: Any) -> No
     await _reply(send, b"never")
 
 
+async def flaky_boot(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Boots while the file named by $FLAKY_BOOT_MARKER is absent (a dependency that goes away)."""
+    if scope["type"] == "lifespan" and os.path.exists(os.environ["FLAKY_BOOT_MARKER"]):
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "dependency down"})
+        return
+    await app(scope, receive, send)
+
+
 async def hanging_lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         await receive()
