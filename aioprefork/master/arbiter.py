@@ -15,8 +15,9 @@ master/maintenance.py (plan), master/exits.py (exit causes, crash back-off), mas
 
 Invariants: the arbiter decides, master/pool.py acts (fork, signal, reap); a generation that
 cannot boot never becomes a respawn loop (at start: HALTED, exit 3; on a graceful restart: rolled
-back); a crashed worker is replaced at once, then with back-off (master/exits.py); the master
-never runs application code and never touches a client connection.
+back); a worker that served is replaced at once, only boot loops back off, per slot, and never
+to an empty pool (master/exits.py, master/maintenance.py); queued orders are obeyed before exits
+are reaped; the master never runs application code and never touches a client connection.
 """
 
 from __future__ import annotations
