@@ -116,8 +116,9 @@ async def test_requests_of_a_sigkilled_worker_are_still_counted(start_master: St
     await asyncio.sleep(1.5)  # the live workers' next Status frames
     snap = await master.status()
     counted = snap["totals"]["requests"]
-    # each killed worker may have served up to 15 requests since its last board write
-    assert load.ok - 16 * kills <= counted <= load.ok + len(load.failures), (
+    # each killed worker may have served up to 15 requests since its last board write, and
+    # written a few responses it did not get to count (killed between the write and the count)
+    assert load.ok - 24 * kills <= counted <= load.ok + len(load.failures), (
         counted,
         load.ok,
         len(load.failures),
