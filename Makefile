@@ -68,7 +68,7 @@ bench: $(STAMP) system-deps $(COMPILED_STAMP)
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/run.py
 
-# The reliability audit as a run (not part of `make test`: about 4 minutes; its --quick subset is,
+# The reliability audit as a run (not part of `make test`: about 7 minutes; its --quick subset is,
 # through tests/bench/test_chaos.py): faults, storms, leaks and hostile clients, with figures.
 chaos: $(STAMP) system-deps
 	$(PY) bench/chaos/run.py

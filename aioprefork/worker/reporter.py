@@ -3,7 +3,7 @@ second, and at once when the accept gate flips.
 
 Because it runs on the serving loop, a loop blocked by the application (a `time.sleep` in a
 handler) stops the frames, and the master's heartbeat check sees it; the lateness of each tick
-is reported as `loop_lag`. It also decides recycling, once (README "Limits that hold"):
+is reported as `loop_lag`. It also decides recycling, once (README "Reliability"):
 
 - `Retire("max_requests")` from the request path itself (`on_served`, run by WorkerStats every
   PUBLISH_EVERY responses and exactly at the limit): max_requests_per_worker + a random

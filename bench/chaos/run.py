@@ -6,7 +6,7 @@ load, faults or hostile clients, and prints its figures beside PASS/FAIL: reques
 failed (counting clients), the longest outage (no probe on a fresh connection answered for that
 long; probes every 50 ms), the peak RSS of any worker, and what the scenario itself checks.
 
-    .venv/bin/python bench/chaos/run.py                      # every scenario (about 4 minutes)
+    .venv/bin/python bench/chaos/run.py                      # every scenario (about 7 minutes)
     .venv/bin/python bench/chaos/run.py --quick              # shorter runs (what tests/ runs)
     .venv/bin/python bench/chaos/run.py crash-storm kill9-storm
 
