@@ -11,7 +11,7 @@ COMPILED_STAMP := $(COMPILED)/.built
 
 RUNTIME := $(VENV)/.runtime
 
-.PHONY: run dev test lint types unit compiled system-deps bench clean
+.PHONY: run dev test lint types unit compiled system-deps bench chaos clean
 
 # `make run`: aioprefork and its runtime dependencies only (no test tools), then hello.
 $(RUNTIME): pyproject.toml
@@ -37,6 +37,10 @@ system-deps:
 	@command -v promtool >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; fi; }
+	@# the chaos suite's slow-client attacks (bench/chaos/run.py)
+	@command -v slowhttptest >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slowhttptest; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slowhttptest; fi; }
 	@# deploy tests: HAProxy, podman (image build + run), mmdebstrap (base rootfs), systemd-socket-activate;
 	@# iptables for netavark (podman's network: RUN steps and published ports), only Suggested by Debian
 	@for t in haproxy podman buildah runc mmdebstrap systemd-socket-activate iptables; do command -v $$t >/dev/null || missing=1; done; \
@@ -75,6 +79,11 @@ test: $(STAMP) system-deps lint types $(COMPILED_STAMP)
 bench: $(STAMP) system-deps $(COMPILED_STAMP)
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/run.py
+
+# The reliability audit as a run (not part of `make test`: about 7 minutes; its --quick subset is,
+# through tests/bench/test_chaos.py): faults, storms, leaks and hostile clients, with figures.
+chaos: $(STAMP) system-deps
+	$(PY) bench/chaos/run.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

@@ -84,6 +84,12 @@ def _import(module_name: str, directory: str) -> Any:
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
         if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            if not os.access(directory, os.R_OK | os.X_OK):  # e.g. --user cannot enter it
+                raise AppLoadError(
+                    f"cannot import app module {module_name!r}: permission denied reading "
+                    f"{directory} (as uid {os.geteuid()}); make it readable by that user or "
+                    "move the app"
+                ) from exc
             raise AppLoadError(
                 f"cannot import app module {module_name!r}: no module named {missing!r} "
                 f"(searched {directory} and sys.path; check the name or --app-dir)"

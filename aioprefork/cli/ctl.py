@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -27,7 +28,7 @@ from aioprefork.cli.render import render_status, snapshot_from_json
 from aioprefork.config import units
 from aioprefork.control import protocol
 from aioprefork.errors import EXIT_OK, ProtocolViolation
-from aioprefork.master.daemon import alive
+from aioprefork.master.daemon import alive, why_not_our_master
 from aioprefork.master.signals import SIGNAL_FOR, Command
 
 EXIT_INTERRUPTED: Final = 130
@@ -59,7 +60,24 @@ def connect(path: str) -> socket.socket | None:
     except OSError as exc:
         sock.close()
         fail(f"cannot connect to control socket {path}: {exc.strerror or exc}")
+    uid = peer_uid(sock)
+    if uid is not None and uid not in (os.geteuid(), 0):
+        sock.close()
+        fail(
+            f"control socket {path} is served by uid {uid}, neither us nor root: not trusting "
+            "its answers (someone else's socket at that path? remove it, or name the master "
+            "with --ctl-socket)"
+        )
     return sock
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process that listens on the other end (SO_PEERCRED; None off Linux)."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return None
+    return int(struct.unpack("3i", raw)[1])
 
 
 def exchange(
@@ -122,9 +140,13 @@ SIGNAL_MEANING: Final[Mapping[Command, str]] = {
 
 
 def signal_master(target: Target, command: Command) -> int:
-    """The fallback: send SIGNAL_FOR[command] to the pid in the pid file; returns the pid."""
+    """The fallback: send SIGNAL_FOR[command] to the pid in the pid file, only if that pid is
+    provably this server's master (master/daemon.py `why_not_our_master`); returns the pid."""
     pid = live_pid(target)
     sig = SIGNAL_FOR[command]
+    why = why_not_our_master(pid, target.pid_file)
+    if why:
+        fail(f"stale pid file {target.pid_file}: {why}; not signalling it (remove the pid file)")
     typer.echo(
         f"aioprefork ctl: no control socket at {target.socket_path}; "
         f"using pid file {target.pid_file}",

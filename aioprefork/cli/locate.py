@@ -55,7 +55,7 @@ FINDING_THE_MASTER: Final[tuple[inspect.Parameter, ...]] = (
     _option(
         "ctl_socket",
         ("--ctl-socket",),
-        "control socket path (default: <pid file>.ctl, else /tmp/aioprefork-<port>.ctl)"
+        "control socket path (default: <pid file>.ctl, else <runtime dir>/aioprefork-<port>.ctl)"
         " (env AIOPREFORK_CTL_SOCKET)",
     ),
     _option(

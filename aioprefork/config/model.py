@@ -222,7 +222,7 @@ class Config:
     ctl_socket: str = setting(
         "",
         "processes",
-        "control socket path for `aioprefork ctl` (default: beside the pid file, else /tmp/aioprefork-<port>.ctl)",
+        "control socket path for `aioprefork ctl` (default: beside the pid file, else aioprefork-<port>.ctl in a private runtime dir: /run/aioprefork, $XDG_RUNTIME_DIR or /tmp/aioprefork-<uid>)",
         Kind.STR,
     )
     daemon: bool = setting(

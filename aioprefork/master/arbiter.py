@@ -15,8 +15,9 @@ master/maintenance.py (plan), master/exits.py (exit causes, crash back-off), mas
 
 Invariants: the arbiter decides, master/pool.py acts (fork, signal, reap); a generation that
 cannot boot never becomes a respawn loop (at start: HALTED, exit 3; on a graceful restart: rolled
-back); a crashed worker is replaced at once, then with back-off (master/exits.py); the master
-never runs application code and never touches a client connection.
+back); a worker that served is replaced at once, only boot loops back off, per slot, and never
+to an empty pool (master/exits.py, master/maintenance.py); queued orders are obeyed before exits
+are reaped; the master never runs application code and never touches a client connection.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ from aioprefork.master.services import Services
 from aioprefork.master.signals import SIGNALS, Command
 from aioprefork.master.snapshot import Snapshot
 from aioprefork.master.states import TERMINAL, MasterState, MasterTrigger, SlotState, advance
+from aioprefork.ratelimit import RateLimit
+from aioprefork.worker import fdlimit
 
 if TYPE_CHECKING:
     from aioprefork.master.reloader import Reloader
@@ -54,6 +57,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("aioprefork.server")
 
 TICK: Final = 1.0  # maintenance interval (Apache: once a second)
+CRASH_LOGS: Final = 10  # worker death lines at ERROR per CRASH_LOG_WINDOW; the rest are counted
+CRASH_LOG_WINDOW: Final = 60.0
 
 
 def run_master(loaded: Loaded, reload: Callable[[], Loaded]) -> int:
@@ -124,7 +129,9 @@ class Arbiter:
         )
         self.pool = WorkerPool(self.scoreboard, [lsn.sock for lsn in listeners], self)
         self._memo = maintenance.PoolMemo()
-        self._crashes = exits.CrashRecord()
+        self._crashes: dict[int, exits.CrashRecord] = {}  # boot-loop deaths per slot index
+        self._crash_log = RateLimit(CRASH_LOGS, CRASH_LOG_WINDOW)
+        self._backoff_log = RateLimit(CRASH_LOGS, CRASH_LOG_WINDOW)
         self._last_gen = 0
         self._announced = 0  # READY workers the log last reported (size_line)
         self._inbox: asyncio.Queue[Order] = asyncio.Queue()
@@ -147,9 +154,11 @@ class Arbiter:
             next_tick = loop.time() + TICK
             while self.state not in TERMINAL:
                 batch = await self._wait(next_tick - loop.time())
-                self.pool.reap()
+                # Orders first: a SIGTERM to the whole process group reaches us and the workers
+                # together; their exits must be read as the stop it is, not as crashes.
                 for order in batch:
                     commands.obey(self, order)
+                self.pool.reap()
                 if self.tick_now or loop.time() >= next_tick:
                     self.tick_now = False
                     self._maintain()
@@ -191,6 +200,9 @@ class Arbiter:
         config = self.config
         if config.pid_file:
             daemon.write_pid_file(config.pid_file)
+        soft, hard = fdlimit.raise_soft_limit(fdlimit.needed(config.worker_connections))
+        if warning := fdlimit.shortfall_warning(config.worker_connections, soft, hard):
+            log.warning("%s", warning)
         owner = daemon.resolve_owner(config.user, config.group)
         chosen = self.loaded.sources.get("metrics_bind", DEFAULT) not in (DEFAULT, AUTO)
         await self.services.open(
@@ -251,6 +263,7 @@ class Arbiter:
     def _maintain(self) -> None:
         now = time.time()
         actions, self._memo = maintenance.plan(self.snapshot(), self.policy, now, self._memo)
+        self.pool.reserved = self._memo.reserved
         self.scoreboard.spawn_rate = self._memo.spawn_rate
         for action in actions:
             self._execute(action, now)
@@ -264,8 +277,9 @@ class Arbiter:
         sb, pool = self.scoreboard, self.pool
         slot = sb.get(getattr(action, "slot", -1))
         if isinstance(action, maintenance.Spawn):
-            for _ in range(action.count):
-                pool.spawn(sb.generation, self.config, action.cause)
+            for n in range(action.count):
+                index = action.slots[n] if n < len(action.slots) else None
+                pool.spawn(sb.generation, self.config, action.cause, index)
         elif isinstance(action, maintenance.Dismiss) and slot is not None:
             log.info("worker %d (pid %d): surplus, stopping it", slot.index, slot.pid)
             pool.stop_gracefully(slot, action.reason, now + self.config.graceful_timeout)
@@ -358,8 +372,8 @@ class Arbiter:
 
     def _recycle(self, slot: Slot) -> None:
         """Start `slot`'s replacement; `slot` drains once the replacement is READY."""
-        if slot in self._successor.values() or time.time() < self._memo.not_before:
-            return
+        if slot in self._successor.values() or self._memo.backing_off(time.time()):
+            return  # (a replacement that cannot boot waits out its slot's back-off)
         new = self.pool.spawn(self.scoreboard.generation, self.config, "recycle")
         if new is not None:
             self._successor[new] = slot
@@ -375,37 +389,48 @@ class Arbiter:
         if cause in (exits.ExitCause.STOPPED, exits.ExitCause.RETIRED):
             log.info("%s exited (%s, %s)", where, slot.retiring or cause.value, how)
         elif cause is exits.ExitCause.BOOT_FAILURE:
-            if slot.fatal is None:  # no Fatal said why: this line is all the operator gets
-                log.error("%s failed to boot (%s)", where, how)
-            else:
-                log.info("%s exited after its boot error (%s)", where, how)
             if slot.retiring == exits.BOOT_TIMEOUT:
                 how = f"not ready within boot_timeout ({self.policy.boot_timeout:g}s)"
+            if slot.fatal is None:  # no Fatal said why: this line is all the operator gets
+                self._log_death("%s failed to boot (%s)", where, how)
+            else:
+                log.info("%s exited after its boot error (%s)", where, how)
             self._last_fatal = self._last_fatal or f"worker exited during boot ({how})"
         else:
-            log.error(
-                "%s %s (%s)", where, "was hung" if cause is exits.ExitCause.HUNG else "died", how
-            )
+            hung = cause is exits.ExitCause.HUNG
+            self._log_death("%s %s (%s)", where, "was hung" if hung else "died", how)
         serving = self.state in (MasterState.STARTING, MasterState.RUNNING)
         crashed = serving and cause in (exits.ExitCause.CRASH, exits.ExitCause.HUNG)
         failed = self.state is MasterState.RUNNING and cause is exits.ExitCause.BOOT_FAILURE
         if slot.gen == sb.generation and (crashed or failed):
-            self._crashed(replace=crashed, healthy_for=healthy_for)
+            self._crashed(slot.index, healthy_for=healthy_for)
         self._notify()
 
-    def _crashed(self, *, replace: bool, healthy_for: float | None) -> None:
-        """Owe a replacement (at once, or after the back-off of master/exits.py)."""
-        self._crashes = exits.record_crash(self._crashes, time.time(), healthy_for)
-        self._memo = dataclasses.replace(
-            self._memo,
-            not_before=self._crashes.not_before,
-            owed=self._memo.owed + (1 if replace else 0),
-        )
-        delay = self._crashes.not_before - time.time()
-        if delay > 0:
-            log.warning(
-                "%d crashes in a row: next replacement in %.0fs", self._crashes.consecutive, delay
+    def _log_death(self, text: str, *args: object) -> None:
+        """One ERROR line per death, at most CRASH_LOGS a minute; then how many went unlogged."""
+        allowed, missed = self._crash_log.take(time.monotonic())
+        if missed:
+            log.error(
+                "%d more worker deaths were not logged in the last %gs", missed, CRASH_LOG_WINDOW
             )
+        if allowed:
+            log.error(text, *args)
+
+    def _crashed(self, index: int, *, healthy_for: float | None) -> None:
+        """Owe slot `index` a replacement: at once, or after its boot-loop back-off."""
+        now = time.time()
+        record = exits.record_crash(self._crashes.get(index, exits.CrashRecord()), now, healthy_for)
+        self._crashes[index] = record
+        owed = maintenance.Owed(index, now, record.not_before)
+        others = tuple(o for o in self._memo.owed if o.slot != index)
+        self._memo = dataclasses.replace(self._memo, owed=(*others, owed))
+        self.pool.reserved = self._memo.reserved
+        delay = record.not_before - now
+        if delay > 0 and self._backoff_log.take(time.monotonic())[0]:
+            log.warning(
+                "worker slot %d: %d boot failures in a row: next try in %.0fs",
+                index, record.consecutive, delay,
+            )  # fmt: skip
         self.tick_now = True
 
     def _notify(self) -> None:
@@ -461,7 +486,9 @@ class Arbiter:
         sb.server_limit, sb.worker_connections = config.server_limit, config.worker_connections
         sb.min_workers, sb.max_workers = config.min_workers, config.max_workers
         sb.min_spare_slots, sb.max_spare_slots = config.min_spare_slots, config.max_spare_slots
-        self._memo = maintenance.after_restart(dataclasses.replace(self._memo, owed=0))
+        self._memo = maintenance.after_restart(dataclasses.replace(self._memo, owed=()))
+        self.pool.reserved = frozenset()
+        self._crashes.clear()
         if config.binds() != self.loaded.config.binds():
             log.warning("bind addresses changed: listeners are kept; a full stop/start rebinds")
 

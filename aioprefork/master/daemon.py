@@ -1,7 +1,9 @@
 """The master's process-level chores: control socket path, detach, pid file, privileges, titles.
 
 `ctl_socket_path` is the ONE definition of the control socket's default path: the master binds it
-and `aioprefork ctl` connects to it, so both must derive it from the same Config the same way.
+and `aioprefork ctl` connects to it, so both must derive it from the same Config the same way. The
+default lives in a private runtime directory (README "Control plane trust"): a socket path in a
+world-writable /tmp could be pre-created by any local user, and `ctl` would trust whoever answers.
 The rest runs once in BOOTING (SPEC section 3), in this order: bind (arbiter) -> `daemonize()`
 (fork, setsid, fork, stdio to /dev/null: the seed's "become a daemon") -> `write_pid_file()` ->
 control socket and metrics listener -> `drop_privileges()`. Nothing here touches a worker.
@@ -13,7 +15,10 @@ import contextlib
 import grp
 import os
 import pwd
+import stat
 import sys
+import time
+from collections.abc import Mapping
 
 import setproctitle
 
@@ -21,18 +26,62 @@ from aioprefork.config.model import Config
 from aioprefork.errors import ConfigError, UserError
 from aioprefork.logs import redirect_stderr
 
+ROOT_RUNTIME_DIR = "/run/aioprefork"
+PID_FILE_MODE = 0o644
 
-def ctl_socket_path(config: Config) -> str:
-    """config.ctl_socket, else `<pid_file>.ctl`, else /tmp/aioprefork-<first TCP port | unix>.ctl."""
+
+def runtime_dir(euid: int | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """Where default control sockets live: /run/aioprefork for root, else $XDG_RUNTIME_DIR
+    (private to the user by definition), else /tmp/aioprefork-<uid> (created 0700)."""
+    euid = os.geteuid() if euid is None else euid
+    environ = os.environ if environ is None else environ
+    if euid == 0:
+        return ROOT_RUNTIME_DIR
+    xdg = environ.get("XDG_RUNTIME_DIR", "")
+    if xdg.startswith("/"):
+        return xdg
+    return f"/tmp/aioprefork-{euid}"
+
+
+def ctl_socket_path(config: Config, directory: str | None = None) -> str:
+    """config.ctl_socket, else `<pid_file>.ctl`, else <runtime_dir>/aioprefork-<first TCP port |
+    unix>.ctl."""
     if config.ctl_socket:
         return config.ctl_socket
     if config.pid_file:
         return f"{config.pid_file}.ctl"
+    directory = runtime_dir() if directory is None else directory
     for address in config.binds():
         if address.startswith(("unix:", "fd://")):
             continue
-        return f"/tmp/aioprefork-{address.rpartition(':')[2]}.ctl"
-    return "/tmp/aioprefork-unix.ctl"
+        return f"{directory}/aioprefork-{address.rpartition(':')[2]}.ctl"
+    return f"{directory}/aioprefork-unix.ctl"
+
+
+def is_default_ctl_socket(config: Config) -> bool:
+    return not config.ctl_socket and not config.pid_file
+
+
+def private_dir(path: str) -> str:
+    """Make `path` (mode 0700) or check that the one there is ours and closed to others;
+    UserError naming the fix otherwise. Returns `path`."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise UserError(f"cannot create runtime directory {path}: {exc.strerror or exc}") from None
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        raise UserError(f"runtime directory {path} is not a directory: remove it or set ctl_socket")
+    if info.st_uid != os.geteuid():
+        raise UserError(
+            f"runtime directory {path} is owned by uid {info.st_uid}, not by us: "
+            "remove it or set ctl_socket"
+        )
+    if info.st_mode & 0o077:
+        os.chmod(path, 0o700)  # ours: close it (an old one made under a loose umask)
+    return path
 
 
 def set_title(title: str) -> None:
@@ -128,13 +177,16 @@ def daemonize(error_log: str = "") -> Startup:
 
 
 def write_pid_file(path: str) -> None:
-    """Write our pid atomically (tmp + rename); refuse when a live process already holds it."""
+    """Write our pid atomically (tmp + rename), mode 0644 whatever the umask; refuse when a live
+    process already holds it."""
     other = read_pid_file(path)
     if other is not None and other != os.getpid() and alive(other):
         raise UserError(f"pid file {path} names a running process ({other}): is a master running?")
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        with open(tmp, "w", encoding="ascii") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, PID_FILE_MODE)
+        with open(fd, "w", encoding="ascii") as f:
+            os.fchmod(fd, PID_FILE_MODE)  # the umask may have taken bits away or left them
             f.write(f"{os.getpid()}\n")
         os.replace(tmp, path)
     except OSError as exc:
@@ -171,6 +223,47 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+MASTER_TITLE = "aioprefork: master"
+
+
+def started_at(pid: int) -> float | None:
+    """Unix time `pid` started (from /proc), or None when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat", encoding="ascii") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def master_title(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def why_not_our_master(pid: int, pid_file: str) -> str:
+    """'' when `pid` is provably the master that wrote `pid_file` (its process title, and a start
+    no later than the file was written); else why not. A pid is reused after a crash: a stale pid
+    file must never make `ctl stop` signal an unrelated process."""
+    title = master_title(pid)
+    if not title.startswith(MASTER_TITLE):
+        return f"pid {pid} is {title[:60] or 'another process'!r}, not an aioprefork master"
+    start = started_at(pid)
+    try:
+        written = os.stat(pid_file).st_mtime
+    except OSError as exc:
+        return f"cannot stat {pid_file}: {exc.strerror or exc}"
+    if start is None or start > written + 1.0:  # (1 s: /proc's start time is in clock ticks)
+        when = time.strftime("%H:%M:%S", time.localtime(start or 0))
+        return f"pid {pid} started at {when}, after the pid file was written"
+    return ""
 
 
 _NO_ACCOUNT = "no such account on this machine; create it or name an existing one"

@@ -1,11 +1,16 @@
-"""Pure: why did a worker exit, and how soon may a crashed one be replaced (SPEC section 3).
+"""Pure: why did a worker exit, and how soon may a crashed one be replaced (README "Reliability").
 
 `classify()` reads only what the master already knew about the slot when it was reaped (its
 state and the reason it was told to go) plus the wait status, so the same exit is always
-labelled the same way in logs and in `exited_total{cause}`. The crash schedule follows the
-SPEC: the first 3 consecutive crashes are respawned at once, later ones wait 1, 2, 4 ... up to
-30 s (so a crash loop costs little CPU and log volume), and a worker that was healthy for 10 s
-before it crashed starts the count afresh. Nothing here forks, kills or reads the clock.
+labelled the same way in logs and in `exited_total{cause}`.
+
+The back-off is against boot loops only, counted per slot: a worker that dies before READY (or
+within EARLY_EXIT of it) adds one to its slot's count; the first 3 in a row are replaced at once,
+later ones wait 1, 2, 4 ... up to 30 s, so an app that cannot boot costs little CPU and log
+volume. A worker that served (READY for EARLY_EXIT or more) is replaced at once whatever killed
+it, and clears its slot's count: one request that crashes its worker (a segfaulting C extension,
+an OOM-prone endpoint) must cost a replacement boot, never an outage. Nothing here forks, kills
+or reads the clock.
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ from aioprefork.master.states import SlotState
 
 IMMEDIATE_RESPAWNS: Final = 3
 MAX_BACKOFF: Final = 30.0  # seconds
-HEALTHY_RESET: Final = 10.0  # a worker READY this long before crashing resets the count
+EARLY_EXIT: Final = 1.0  # dying this soon after READY still counts as a boot loop
 
 # `retiring` reasons the arbiter records on a slot before it stops it.
+TERMINATED: Final = "terminated"  # the worker told us it got a SIGTERM we did not send
 HUNG: Final = "hung"  # heartbeat_timeout passed: SIGABRT, then SIGKILL
 BOOT_TIMEOUT: Final = "boot_timeout"  # not READY within boot_timeout: SIGKILL
-RECYCLE_REASONS: Final = frozenset({"max_requests", "max_memory"})
+# Exits whose replacement was started before the worker went (worker/reporter.py's Retire).
+RECYCLE_REASONS: Final = frozenset({"max_requests", "max_memory", TERMINATED})
 
 
 class ExitCause(enum.Enum):
@@ -78,22 +85,28 @@ def describe(wait_status: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class CrashRecord:
-    """Consecutive crashes so far and the earliest time a replacement may be forked."""
+    """One slot's boot-loop deaths in a row and the earliest time its replacement may be forked."""
 
     consecutive: int = 0
     not_before: float = 0.0
 
 
 def respawn_delay(consecutive: int) -> float:
-    """Seconds to wait before replacing the `consecutive`-th crashed worker in a row."""
+    """Seconds to wait before replacing the `consecutive`-th boot-loop death in a row."""
     if consecutive <= IMMEDIATE_RESPAWNS:
         return 0.0
     return min(MAX_BACKOFF, float(2 ** (consecutive - IMMEDIATE_RESPAWNS - 1)))
 
 
+def died_booting(healthy_for: float | None) -> bool:
+    """Never READY, or READY for less than EARLY_EXIT: the app's boot is what fails."""
+    return healthy_for is None or healthy_for < EARLY_EXIT
+
+
 def record_crash(record: CrashRecord, now: float, healthy_for: float | None) -> CrashRecord:
-    """The record after one more crash at `now`; `healthy_for` is how long the worker had been
-    READY (None if it never was)."""
-    healthy = healthy_for is not None and healthy_for >= HEALTHY_RESET
-    consecutive = 1 if healthy else record.consecutive + 1
+    """The slot's record after its worker died unasked at `now`; `healthy_for` is how long the
+    worker had been READY (None if it never was). A worker that served resets the count."""
+    if not died_booting(healthy_for):
+        return CrashRecord(0, now)
+    consecutive = record.consecutive + 1
     return CrashRecord(consecutive, now + respawn_delay(consecutive))

@@ -1,4 +1,4 @@
-"""Pure: the once-a-second pool decision (Apache `perform_idle_server_maintenance`, SPEC section 3).
+"""Pure: the once-a-second pool decision (Apache `perform_idle_server_maintenance`).
 
 `plan(snapshot, policy, now, memo)` returns the actions for this tick and the next `PoolMemo`
 (spawn rate, restart hold-off, max_workers episode, crash back-off), so the arbiter only
@@ -7,11 +7,14 @@ executes and the whole policy is testable with tables. Rules, first match wins:
   health (starting/running/restarting): a READY worker silent > heartbeat_timeout -> Abort;
          a worker still STARTING after boot_timeout -> Kill.
   sizing (running only):
-  0. replacements owed for crashed workers     -> Spawn them at once (crash back-off permitting)
-  1. active < min_workers                      -> Spawn the shortfall (crash back-off permitting)
+  0. replacements owed for dead workers        -> Spawn each into its own slot once that slot's
+                                                  boot-loop back-off is over (master/exits.py);
+                                                  with no worker left at all, the soonest one
+                                                  after at most FLOOR_RETRY: never an empty pool
+  1. active + owed < min_workers               -> Spawn the shortfall
   2. idle > max_spare_slots, active > min_workers, nothing starting
                                                -> Dismiss ONE worker (fewest open), rate = 1
-  3. idle < min_spare_slots                    -> Spawn `rate` (<= max_workers, <= server_limit),
+  3. idle < min_spare_slots, nothing owed      -> Spawn `rate` (<= max_workers, <= server_limit),
                                                   then rate *= 2 up to 32 unless in hold-off;
                                                   at max_workers: MaxWorkersReached once per episode
   4. otherwise                                 -> rate = 1
@@ -35,12 +38,23 @@ from aioprefork.master.snapshot import READY, STARTING, STOPPING, SlotView, Snap
 MAX_SPAWN_RATE: Final = 32  # Apache MAX_SPAWN_RATE
 HOLD_OFF_TICKS: Final = 10  # Apache hold_off_on_exponential_spawning after a restart
 STALE_AFTER: Final = 3.0  # seconds: 3 missed 1 s status frames -> the worker offers no capacity
+FLOOR_RETRY: Final = 1.0  # seconds: with no worker left, a backed-off slot retries this soon
 
 
 @dataclass(frozen=True, slots=True)
 class Spawn:
     count: int
     cause: str  # "crash" | "min_workers" | "spare"
+    slots: tuple[int, ...] = ()  # the slot indexes to fork into (a crash replacement's own)
+
+
+@dataclass(frozen=True, slots=True)
+class Owed:
+    """A worker died unasked: its slot is owed a replacement, not before `not_before`."""
+
+    slot: int
+    died_at: float
+    not_before: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +95,15 @@ class PoolMemo:
     spawn_rate: int = 1
     hold_off: int = 0  # ticks left during which the spawn rate may not double
     at_max: bool = False  # inside a max_workers episode (already counted and warned)
-    not_before: float = 0.0  # crash back-off: no spawn before this unix time
-    owed: int = 0  # workers that crashed or hung since the last tick: replace them
+    owed: tuple[Owed, ...] = ()  # dead workers' slots awaiting their replacement
+
+    @property
+    def reserved(self) -> frozenset[int]:
+        """Slots kept for their owed replacement: no other spawn takes them."""
+        return frozenset(o.slot for o in self.owed)
+
+    def backing_off(self, now: float) -> bool:
+        return any(o.not_before > now for o in self.owed)
 
 
 def after_restart(memo: PoolMemo) -> PoolMemo:
@@ -140,19 +161,23 @@ def _size(
     room = max(0, policy.server_limit - len(snapshot.slots))
     floor = snapshot.min_workers
     idle = snapshot.idle_slots
-    backing_off = now < memo.not_before
 
-    if memo.owed > 0:
-        if backing_off:
-            return [], memo
-        count = min(memo.owed, room, max(0, policy.max_workers - active))
-        return ([Spawn(count, "crash")] if count else []), dataclasses.replace(memo, owed=0)
+    if memo.owed:
+        due = [o for o in memo.owed if o.not_before <= now]
+        waiting = [o for o in memo.owed if o.not_before > now]
+        if not due and active == 0:  # back-off must never leave the pool empty
+            soonest = min(waiting, key=lambda o: o.not_before)
+            if now - soonest.died_at >= FLOOR_RETRY:
+                due, waiting = [soonest], [o for o in waiting if o is not soonest]
+        if due:
+            count = min(len(due), room, max(0, policy.max_workers - active))
+            chosen = tuple(o.slot for o in due[:count])
+            memo = dataclasses.replace(memo, owed=tuple(waiting))  # the rest: forgiven
+            return ([Spawn(count, "crash", chosen)] if count else []), memo
 
-    if active < floor:
-        count = min(floor - active, room)
-        if count > 0 and not backing_off:
-            return [Spawn(count, "min_workers")], memo
-        return [], memo
+    if active + len(memo.owed) < floor:
+        count = min(floor - active - len(memo.owed), room)
+        return ([Spawn(count, "min_workers")] if count > 0 else []), memo
 
     if idle > policy.max_spare_slots and active > floor:
         victim = _fewest_open(current)
@@ -165,7 +190,7 @@ def _size(
             memo_at_max = dataclasses.replace(memo, spawn_rate=1, at_max=True)
             return ([] if memo.at_max else [MaxWorkersReached(active)]), memo_at_max
         count = min(memo.spawn_rate, policy.max_workers - active, room)
-        if count <= 0 or backing_off:
+        if count <= 0 or memo.owed:  # short because workers die: replacements come first
             return [], dataclasses.replace(memo, spawn_rate=1)
         rate = memo.spawn_rate
         if memo.hold_off == 0:

@@ -58,13 +58,16 @@ class WorkerPool:
         self._outbox: dict[Slot, list[Message]] = {}  # frames sent before the channel opened
         self._readers: dict[Slot, asyncio.Task[None]] = {}
         self._reaped: dict[Slot, int] = {}  # wait status, held until the channel's EOF
+        self.reserved: frozenset[int] = frozenset()  # slots kept for a dead worker's replacement
 
     # -- processes -------------------------------------------------------------------------------
 
-    def spawn(self, gen: int, config: Config, cause: str) -> Slot | None:
-        """Fork a worker of generation `gen` into the lowest free slot; None when none is free."""
+    def spawn(self, gen: int, config: Config, cause: str, index: int | None = None) -> Slot | None:
+        """Fork a worker of generation `gen` into slot `index` if it is free, else the lowest
+        free slot not reserved; None when none is free."""
         sb = self.scoreboard
-        index = sb.free_index()
+        if index is None or sb.get(index) is not None or index >= sb.server_limit:
+            index = sb.free_index(self.reserved)
         if index is None:
             log.warning("server_limit (%d) reached: cannot start a worker", sb.server_limit)
             return None
@@ -173,6 +176,7 @@ class WorkerPool:
         if endpoint is not None:
             endpoint.close()
         self._outbox.pop(slot, None)
+        slot.served = self.board.served_by(slot.index)  # beyond its last Status if SIGKILLed
         self.board.clear(slot.index)  # a crashed worker's count must not hold its siblings back
         self._events.on_exit(slot, status)
 

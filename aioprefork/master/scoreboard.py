@@ -50,6 +50,7 @@ class Slot:
     status: Status | None = None  # latest Status frame
     retiring: str = ""  # why it is going: "max_requests", "surplus", "graceful", "hung", ...
     fatal: Fatal | None = None  # the worker's boot error, if it sent one
+    served: int = 0  # responses it wrote on the shared board (read when it is reaped)
 
     def healthy_for(self, now_mono: float) -> float | None:
         """Seconds since READY, or None if it never was (exits.record_crash wants this)."""
@@ -70,6 +71,14 @@ class _Accumulator:
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
     duration_buckets: list[int] = field(default_factory=lambda: [0] * len(DURATION_BUCKETS))
     duration_sum: float = 0.0
+    unreported: int = 0  # in `requests`, not in the histogram
+
+    def add_unreported(self, count: int, label: tuple[str, str]) -> None:
+        """Responses a SIGKILLed worker wrote on the board but never reported: counted under
+        its most frequent label (their own labels died with it), outside the histogram."""
+        self.requests += count
+        self.unreported += count
+        self.by_method_class[label] += count
 
     def add(self, status: Status) -> None:
         self.accepted += status.accepted_total
@@ -94,6 +103,7 @@ class _Accumulator:
             collections.Counter(self.rejected),
             list(self.duration_buckets),
             self.duration_sum,
+            self.unreported,
         )
 
 
@@ -154,10 +164,11 @@ class Scoreboard:
         """Is this record still the live occupant of its index (not removed, not replaced)?"""
         return self._slots.get(slot.index) is slot
 
-    def free_index(self) -> int | None:
-        """The lowest open slot index below server_limit, or None when the table is full."""
+    def free_index(self, reserved: frozenset[int] = frozenset()) -> int | None:
+        """The lowest open slot index below server_limit that is not `reserved` (kept for a dead
+        worker's own replacement), or None when the table is full."""
         for index in range(self.server_limit):
-            if index not in self._slots:
+            if index not in self._slots and index not in reserved:
                 return index
         return None
 
@@ -204,8 +215,16 @@ class Scoreboard:
         if not self.holds(slot):
             return
         advance_slot(slot.state, SlotTrigger.EXIT)
+        reported = 0
+        label = ("GET", "2xx")
         if slot.status is not None:
             self._retired.add(slot.status)
+            reported = slot.status.requests_total
+            if slot.status.requests:
+                method, klass, _ = max(slot.status.requests, key=lambda row: row[2])
+                label = (method, klass)
+        if slot.served > reported:
+            self._retired.add_unreported(slot.served - reported, label)
         del self._slots[slot.index]
         self._by_pid.pop(slot.pid, None)
         self.exited_total[cause] += 1
@@ -257,7 +276,7 @@ class Scoreboard:
             rejected=dict(acc.rejected),
             duration_buckets=tuple(acc.duration_buckets),
             duration_sum=acc.duration_sum,
-            duration_count=acc.requests,
+            duration_count=acc.requests - acc.unreported,
         )
 
     def snapshot(self, now: float | None = None) -> Snapshot:

@@ -58,6 +58,8 @@ class Services:
 
         path = daemon.ctl_socket_path(config)
         try:
+            if daemon.is_default_ctl_socket(config):
+                daemon.private_dir(os.path.dirname(path))  # never a path others could squat
             self.control = await open_control_server(path, handler, owner=owner)
         except UserError as exc:
             if config.ctl_socket or config.pid_file:

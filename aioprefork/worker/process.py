@@ -20,12 +20,13 @@ import faulthandler
 import logging
 import math
 import os
+import resource
 import signal
 import socket
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import uvloop
@@ -35,7 +36,7 @@ from aioprefork.asgi.loader import load_app
 from aioprefork.channel.board import LoadBoard
 from aioprefork.channel.codec import MAX_FRAME
 from aioprefork.channel.endpoint import Endpoint, PeerGone
-from aioprefork.channel.messages import Fatal, GracefulStop, Ready, ReopenLogs, Stop
+from aioprefork.channel.messages import Fatal, GracefulStop, Ready, ReopenLogs, Retire, Stop
 from aioprefork.config.model import Config, HttpLimits
 from aioprefork.errors import (
     EXIT_BOOT,
@@ -46,6 +47,8 @@ from aioprefork.errors import (
     ProtocolViolation,
 )
 from aioprefork.logs import reopen_log_files
+from aioprefork.master.exits import TERMINATED
+from aioprefork.worker import fdlimit
 from aioprefork.worker.balance import Balance
 from aioprefork.worker.reporter import Reporter
 from aioprefork.worker.server import WorkerServer
@@ -149,12 +152,17 @@ class Worker:
             max_requests=config.max_requests_per_worker,
             max_requests_jitter=config.max_requests_jitter,
             max_memory=config.max_worker_memory,
+            publish=self._publisher(),
+            on_retire=lambda reason: server.retire(),
         )
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        capacity = fdlimit.budget(config.worker_connections, soft, fdlimit.fds_in_use())
         server = WorkerServer(
             app,
             HttpLimits.from_config(config),
             sockets=self._listeners,
-            worker_connections=config.worker_connections,
+            worker_connections=capacity,
+            fd_capped=capacity < config.worker_connections,
             backlog=config.backlog,
             stats=self._stats,
             state=lifespan.state,
@@ -168,6 +176,18 @@ class Worker:
             await lifespan.shutdown()
             raise
         return server, lifespan
+
+    def _publisher(self) -> Callable[[int], None] | None:
+        """Writes the served count into this slot of the shared board (read after a SIGKILL)."""
+        board, slot = self._board, self.slot
+        if board is None or not board.holds(slot):
+            return None
+        served = board.served
+
+        def publish(count: int) -> None:
+            served[slot] = count
+
+        return publish
 
     def _balance(self) -> Balance | None:
         board = self._board
@@ -185,6 +205,7 @@ class Worker:
             self._request_stop(time.time() + self.config.graceful_timeout)
         self._reporter.report()
         heartbeat = asyncio.ensure_future(self._reporter.run())
+        memory = asyncio.ensure_future(self._reporter.watch_memory())
         try:
             deadline = await self._stop_requested
             await self._drain(server, deadline)
@@ -193,9 +214,10 @@ class Worker:
                 remaining = max(LIFESPAN_SHUTDOWN_MIN, deadline - time.time())
             await lifespan.shutdown(timeout=min(remaining, self.config.graceful_timeout))
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            for task in (heartbeat, memory):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._reporter.report()  # final totals, so the master's counters include our last requests
         with contextlib.suppress(PeerGone):
             await endpoint.drain()
@@ -238,6 +260,11 @@ class Worker:
             self._stop_requested.set_result(deadline)
 
     def _on_sigterm(self) -> None:
+        """Someone else (systemd, `tini -g`, an operator) told this worker to stop: say so, so
+        the master replaces it without calling it a crash, then drain."""
+        if self._stop_requested is not None and not self._stop_requested.done():
+            with contextlib.suppress(PeerGone, AttributeError):
+                self._endpoint.send(Retire(reason=TERMINATED))
         self._request_stop(time.time() + self.config.graceful_timeout)
 
     def _on_sigquit(self) -> None:

@@ -1,13 +1,23 @@
 """The worker's heartbeat: a task on the worker's own event loop that sends a Status frame every
-second, and at once when the accept gate flips (SPEC section 4).
+second, and at once when the accept gate flips.
 
 Because it runs on the serving loop, a loop blocked by the application (a `time.sleep` in a
 handler) stops the frames, and the master's heartbeat check sees it; the lateness of each tick
-is reported as `loop_lag`. It also decides recycling, once: `Retire("max_requests")` when the
-worker has served max_requests_per_worker + a random 0..jitter requests (drawn once per worker so
-workers do not recycle together), `Retire("max_memory")` when RSS is above max_worker_memory on
-two consecutive samples (one spike is not a leak). After Retire the worker keeps serving until
-the master, having started its replacement, tells it to stop.
+is reported as `loop_lag`. It also decides recycling, once (README "Reliability"):
+
+- `Retire("max_requests")` from the request path itself (`on_served`, run by WorkerStats every
+  PUBLISH_EVERY responses and exactly at the limit): max_requests_per_worker + a random
+  0..jitter drawn once per worker, so workers do not recycle together; a once-a-second check let
+  a fast worker serve twice its limit. The same hook writes the count to the shared board.
+- `Retire("max_memory")` from a memory watch that samples RSS often (every MEMORY_FAST_INTERVAL
+  once past MEMORY_NEAR of the limit): at once past MEMORY_MARGIN x the limit, else on two
+  consecutive samples over it (one spike is not a leak).
+
+Either way `on_retire` then stops the worker accepting, so a leak stops growing and a request
+limit holds while the replacement boots.
+
+After Retire the worker finishes what it holds until the master, having started its replacement,
+tells it to stop.
 """
 
 from __future__ import annotations
@@ -22,8 +32,13 @@ from aioprefork.channel.endpoint import PeerGone
 from aioprefork.channel.messages import Message, Retire, Status
 from aioprefork.worker.stats import WorkerStats
 
-INTERVAL: Final = 1.0  # seconds between Status frames (SPEC: every second)
+INTERVAL: Final = 1.0  # seconds between Status frames
 MEMORY_SAMPLES: Final = 2  # consecutive samples above max_worker_memory before Retire
+MEMORY_MARGIN: Final = 1.1  # this far past the limit one sample is enough
+MEMORY_NEAR: Final = 0.75  # past this share of the limit, sample every MEMORY_FAST_INTERVAL
+MEMORY_INTERVAL: Final = 0.1  # seconds (reading /proc/self/statm costs a few microseconds)
+MEMORY_FAST_INTERVAL: Final = 0.01
+PUBLISH_EVERY: Final = 16  # responses between two writes of the served count to the board
 _PAGE: Final = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -38,8 +53,21 @@ def read_rss() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def memory_verdict(rss: int, limit: int, over_before: int) -> tuple[bool, int]:
+    """(retire now, consecutive samples over the limit) after one RSS sample."""
+    if not limit or rss <= limit:
+        return False, 0
+    over = over_before + 1
+    return rss > limit * MEMORY_MARGIN or over >= MEMORY_SAMPLES, over
+
+
+def memory_interval(rss: int, limit: int) -> float:
+    return MEMORY_FAST_INTERVAL if rss > limit * MEMORY_NEAR else MEMORY_INTERVAL
+
+
 class Reporter:
-    """Builds and sends Status frames; `run()` is the 1 s loop, `poke()` the accept-flip hook."""
+    """Builds and sends Status frames; `run()` is the 1 s loop, `poke()` the accept-flip hook,
+    `on_served()` the request-path hook, `watch_memory()` the max_worker_memory loop."""
 
     def __init__(
         self,
@@ -53,6 +81,8 @@ class Reporter:
         interval: float = INTERVAL,
         rss: Callable[[], int] = read_rss,
         rng: random.Random | None = None,
+        publish: Callable[[int], None] | None = None,
+        on_retire: Callable[[str], None] | None = None,
     ) -> None:
         self._send = send
         self._stats = stats
@@ -64,7 +94,11 @@ class Reporter:
         self._rss = rss
         self._over_memory = 0
         self._lag = 0.0
+        self._publish = publish
+        self._on_retire = on_retire
         self.retired = ""  # the reason sent, once
+        stats.on_mark = self.on_served
+        stats.set_mark(self._next_mark(stats.served))
 
     def poke(self, accepting: bool) -> None:
         """The accept gate flipped: tell the master now, not at the next tick."""
@@ -79,28 +113,55 @@ class Reporter:
             self._lag = max(0.0, loop.time() - due)
             self.report()
 
+    async def watch_memory(self) -> None:
+        """Sample RSS until max_worker_memory retires this worker (nothing to do without one)."""
+        limit = self._max_memory
+        while limit and not self.retired:
+            rss = self._rss()
+            retire, self._over_memory = memory_verdict(rss, limit, self._over_memory)
+            if retire:
+                self.retire("max_memory")
+                return
+            await asyncio.sleep(memory_interval(rss, limit))
+
+    def on_served(self, served: int) -> int:
+        """WorkerStats' mark: publish the count, retire at the request limit; the next mark."""
+        if self._publish is not None:
+            self._publish(served)
+        if self.request_limit and served >= self.request_limit:
+            self.retire("max_requests")
+        return self._next_mark(served)
+
+    def _next_mark(self, served: int) -> int:
+        mark = served + PUBLISH_EVERY if self._publish is not None else -1
+        limit = self.request_limit
+        if limit > served and not self.retired and (mark < 0 or limit < mark):
+            mark = limit
+        return mark
+
+    def retire(self, reason: str) -> None:
+        """Ask the master for a replacement, once."""
+        if self.retired:
+            return
+        self.retired = reason
+        try:
+            self._send(Retire(reason=reason))
+        except PeerGone:
+            return
+        if self._on_retire is not None:
+            self._on_retire(reason)
+
     def report(self) -> Status | None:
         """Send one Status frame (and a Retire if a limit was reached); None if the master is gone."""
         status = self._stats.status(
             accepting=self._accepting(), loop_lag=self._lag, rss=self._rss()
         )
+        if self._publish is not None:
+            self._publish(status.requests_total)
         try:
             self._send(status)
-            reason = self._retire_reason(status)
-            if reason:
-                self._send(Retire(reason=reason))
-                self.retired = reason
         except PeerGone:
             return None
-        return status
-
-    def _retire_reason(self, status: Status) -> str:
-        if self._max_memory:
-            self._over_memory = self._over_memory + 1 if status.rss > self._max_memory else 0
-        if self.retired:
-            return ""
         if self.request_limit and status.requests_total >= self.request_limit:
-            return "max_requests"
-        if self._max_memory and self._over_memory >= MEMORY_SAMPLES:
-            return "max_memory"
-        return ""
+            self.retire("max_requests")
+        return status

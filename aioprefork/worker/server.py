@@ -34,6 +34,7 @@ from aioprefork.asgi.types import ASGIApp
 from aioprefork.config.model import HttpLimits
 from aioprefork.logs import keep_server_loggers
 from aioprefork.protocol.http import HttpProtocol, Shared
+from aioprefork.ratelimit import RateLimit
 from aioprefork.worker.balance import BEAT_INTERVAL, HAND_BACK_INTERVAL, PAUSED_INTERVAL, Balance
 from aioprefork.worker.stats import WorkerStats
 
@@ -41,6 +42,7 @@ __all__ = ["WorkerServer"]
 
 log: Final = logging.getLogger("aioprefork.server")
 _POLL: Final = 0.1  # shutdown re-checks this often for connections that leave without a callback
+RETIRED_REOPEN: Final = 15.0  # seconds a recycled worker waits for its replacement, gate shut
 
 
 class WorkerServer:
@@ -57,6 +59,7 @@ class WorkerServer:
         on_accepting_change: Callable[[bool], None] | None = None,
         backlog: int = 2048,
         balance: Balance | None = None,
+        fd_capped: bool = False,
     ) -> None:
         self.app = app
         self.limits = limits
@@ -75,12 +78,15 @@ class WorkerServer:
         self._opening: asyncio.Task[None] | None = None
         self._tick: asyncio.TimerHandle | None = None
         self._stopping = False
+        self._retired = False  # recycled for memory: the gate never reopens (retire())
         self._empty: asyncio.Event | None = None
         self._shared: Shared | None = None
         self._balance = balance
         self._beat: asyncio.TimerHandle | None = None
         self._retiring: set[HttpProtocol] = set()  # handed back, closing after their response
         self._handed_back_at = -HAND_BACK_INTERVAL
+        self._fd_capped = fd_capped  # capacity is RLIMIT_NOFILE's, below worker_connections
+        self._fd_log = RateLimit(1, 60.0)
 
     # --- public -------------------------------------------------------------------------------
 
@@ -146,6 +152,31 @@ class WorkerServer:
             await asyncio.sleep(0.001)
         self._cancel_tick()
 
+    def retire(self, reopen_after: float = RETIRED_REOPEN) -> None:
+        """Recycled (max_requests, max_worker_memory): take no new connection, end keep-alive on
+        the open ones (each closes after its next response), finish what is in flight until
+        told to stop. The kernel hands new connections to siblings, or holds them in the backlog
+        for the replacement: a leak stops growing and a request limit holds. If no replacement
+        has taken over after `reopen_after` seconds (it cannot boot), accept again: a broken
+        replacement must not turn a recycling into an outage."""
+        if self._stopping or self._retired:
+            return
+        self._retired = True
+        asyncio.get_running_loop().call_later(reopen_after, self._unretire, reopen_after)
+        self._stop_accepting()
+        for conn in list(self._connections):
+            if conn.phase != "closing":
+                conn.retire()
+
+    def _unretire(self, waited: float) -> None:
+        if self._stopping or not self._retired:
+            return
+        log.warning("recycled, but no replacement took over within %gs: accepting again", waited)
+        self._retired = False
+        self._resume()
+        if self._balance is not None:
+            self._on_beat()  # the balance heartbeat stopped with the gate
+
     def abort(self) -> None:
         """Immediate: stop accepting and drop every connection now."""
         self._stopping = True
@@ -169,10 +200,15 @@ class WorkerServer:
         if self._stopping:
             conn.shutdown()  # withdrawn from the board already: nothing to publish
             return
+        if self._retired:
+            conn.retire()  # accepted as the gate shut: serve it once, then close
+            return
         if self._balance is not None:
             self._balance.publish(open_now)
         if open_now >= self._capacity and not self._reclaim():
             self._pause()
+            if self._fd_capped:
+                self._at_fd_limit()
         elif self._over_share(open_now):
             self._defer()
             self._schedule_beat(PAUSED_INTERVAL)  # siblings fill fast: look again soon
@@ -191,6 +227,17 @@ class WorkerServer:
         if not self._want_accepting and self._may_accept(open_now):
             self._resume()
 
+    def _at_fd_limit(self) -> None:
+        """The gate shut at the open-files budget (worker/fdlimit.py): count it, say it (rarely)."""
+        self.stats.reject("fd_limit")
+        allowed, missed = self._fd_log.take(time.monotonic())
+        if allowed:
+            log.warning(
+                "at the open-files limit (%d connections, RLIMIT_NOFILE): not accepting until one "
+                "closes%s; raise the limit or lower worker_connections",
+                self._capacity, f" ({missed} more times in the last minute)" if missed else "",
+            )  # fmt: skip
+
     def _over_share(self, open_now: int) -> bool:
         balance = self._balance
         return (
@@ -202,8 +249,10 @@ class WorkerServer:
 
     def _may_accept(self, open_now: int) -> bool:
         """Within capacity and (as last assessed) within this worker's share of the pool."""
-        return open_now < self._capacity and (
-            self._balance is None or open_now <= self._balance.limit
+        return (
+            not self._retired
+            and open_now < self._capacity
+            and (self._balance is None or open_now <= self._balance.limit)
         )
 
     def _reclaim(self) -> bool:

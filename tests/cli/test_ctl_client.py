@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 
+from aioprefork.config.model import Config
 from aioprefork.control import protocol
 from aioprefork.control.server import ControlServer, open_control_server
+from aioprefork.master.daemon import ctl_socket_path, private_dir
 from aioprefork.master.snapshot import SlotView, Snapshot
 
 from .helpers import arun_cli, clean_env, free_port
@@ -202,7 +204,8 @@ async def test_the_socket_is_found_from_the_environment(sock_dir: Path) -> None:
 
 async def test_the_default_socket_derives_from_the_first_tcp_port() -> None:
     port = free_port()
-    path = f"/tmp/aioprefork-{port}.ctl"
+    path = ctl_socket_path(Config(port=port))
+    private_dir(os.path.dirname(path))
     async with await open_control_server(path, Master()):
         assert (await arun_cli("ctl", "status", "--json", "--port", str(port))).code == 0
         bind = ["--bind", "unix:/tmp/x.sock", "--bind", f"127.0.0.1:{port}"]
@@ -250,3 +253,54 @@ async def test_a_bad_config_file_is_one_line_exit_2(sock_dir: Path) -> None:
         f"aioprefork ctl: config error: wrokers = 4 (from file {conf}): unknown setting"
         " (did you mean workers?) (or name the server with --ctl-socket or --pid-file)"
     )
+
+
+SQUATTER = r"""
+import os, socket, sys
+path = sys.argv[1]
+if os.geteuid() == 0:
+    os.setgid(65534)
+    os.setuid(65534)
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(path)
+srv.listen(4)
+print("ready", flush=True)
+while True:  # the fake 'done' a squatter would answer root's ctl with
+    conn, _ = srv.accept()
+    conn.recv(65536)
+    body = b'{"ok": true, "final": true, "result": "graceful: done"}'
+    conn.sendall(len(body).to_bytes(4, "big") + body)
+    conn.close()
+"""
+
+
+async def test_a_socket_served_by_another_uid_is_not_trusted() -> None:
+    """A local user pre-created the socket path; root's ctl must not print its fake 'done'.
+    (Not root: the squatter runs as our own uid, whose answers ctl does trust.)"""
+    import subprocess
+    import sys
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="apf-sq-", dir="/tmp")
+    os.chmod(directory, 0o777)  # a world-writable place, like /tmp itself
+    path = os.path.join(directory, "ctl")
+    squatter = subprocess.Popen(
+        [sys.executable, "-c", SQUATTER, path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    try:
+        assert squatter.stdout is not None and squatter.stdout.readline() == b"ready\n"
+        r = await arun_cli("ctl", "graceful", "--ctl-socket", path)
+        if os.geteuid() != 0:
+            assert r.code == 0 and "graceful: done" in r.out, (r.out, r.err)
+            return
+        assert r.code == 2, (r.out, r.err)
+        assert "served by uid 65534, neither us nor root: not trusting" in r.one_line_error
+        assert "done" not in r.out
+    finally:
+        squatter.kill()
+        squatter.wait(timeout=5)
+        assert squatter.stdout is not None
+        squatter.stdout.close()
+        import shutil
+
+        shutil.rmtree(directory, ignore_errors=True)

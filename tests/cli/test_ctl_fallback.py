@@ -23,6 +23,8 @@ from .helpers import run_cli
 
 STAND_IN = r"""
 import os, signal, sys, time
+import setproctitle
+setproctitle.setproctitle("aioprefork: master")  # what ctl checks before it signals a pid
 log, pid_file = sys.argv[1], sys.argv[2]
 def on(sig, frame):
     with open(log, "a") as f:
@@ -173,3 +175,33 @@ def test_a_pid_file_of_garbage_is_exit_2(sock_dir: Path) -> None:
     r = run_cli("ctl", "graceful", "--pid-file", str(pid_file))
     assert r.code == 2
     assert "does not hold a pid" in r.one_line_error
+
+
+def test_a_stale_pid_file_naming_another_process_is_refused(sock_dir: Path) -> None:
+    """The master was killed and its pid reused: ctl stop must not kill the newcomer."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        pid_file = sock_dir / "reused.pid"
+        pid_file.write_text(f"{other.pid}\n")
+        r = run_cli("ctl", "stop", "--pid-file", str(pid_file))
+        assert r.code == 2, r.err
+        assert r.one_line_error.startswith(
+            f"aioprefork ctl: stale pid file {pid_file}: pid {other.pid} is "
+        )
+        assert "not an aioprefork master" in r.err
+        time.sleep(0.2)
+        assert other.poll() is None, "the unrelated process was signalled"
+    finally:
+        other.kill()
+        other.wait(timeout=5)
+
+
+def test_a_master_titled_process_newer_than_the_pid_file_is_refused(stand_in: StandIn) -> None:
+    """Same title, but it started after the pid file was written: not the one that wrote it."""
+    long_ago = time.time() - 3600
+    os.utime(stand_in.pid_file, (long_ago, long_ago))
+    r = run_cli("ctl", "stop", "--pid-file", str(stand_in.pid_file))
+    assert r.code == 2, r.err
+    assert "after the pid file was written" in r.one_line_error
+    assert stand_in.signals(expect=0) == []
+    assert stand_in.proc.poll() is None

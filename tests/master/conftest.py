@@ -201,6 +201,13 @@ def workdir() -> Iterator[Path]:
 StartMaster = Callable[..., Master]
 
 
+def _limit_nofile(limit: int) -> None:
+    """In the child before exec: soft and hard RLIMIT_NOFILE (the master cannot raise it)."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+
 @pytest.fixture
 def start_master(workdir: Path) -> Iterator[StartMaster]:
     """start_master("--workers", "2", ...) -> Master; extra CLI flags pass straight through."""
@@ -211,6 +218,7 @@ def start_master(workdir: Path) -> Iterator[StartMaster]:
         app: str | None = APP,
         env: dict[str, str] | None = None,
         default_metrics_bind: bool = False,
+        nofile: int | None = None,
     ) -> Master:
         listener = socket.create_server(("127.0.0.1", 0), backlog=512)
         fd = listener.fileno()
@@ -236,6 +244,7 @@ def start_master(workdir: Path) -> Iterator[StartMaster]:
                 pass_fds=(fd,),
                 env={**os.environ, **(env or {})},
                 start_new_session=True,
+                preexec_fn=None if nofile is None else lambda: _limit_nofile(nofile),
             )
         master = Master(proc, listener.getsockname()[1], workdir)
         listener.close()

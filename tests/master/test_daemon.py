@@ -19,13 +19,56 @@ from aioprefork.master import daemon
     [
         (Config(ctl_socket="/run/x.ctl", pid_file="/run/a.pid"), "/run/x.ctl"),
         (Config(pid_file="/run/a.pid"), "/run/a.pid.ctl"),
-        (Config(port=8123), "/tmp/aioprefork-8123.ctl"),
-        (Config(bind=("unix:/tmp/s", "[::1]:9000")), "/tmp/aioprefork-9000.ctl"),
-        (Config(bind=("fd://3",)), "/tmp/aioprefork-unix.ctl"),
+        (Config(port=8123), "/run/d/aioprefork-8123.ctl"),
+        (Config(bind=("unix:/tmp/s", "[::1]:9000")), "/run/d/aioprefork-9000.ctl"),
+        (Config(bind=("fd://3",)), "/run/d/aioprefork-unix.ctl"),
     ],
 )
 def test_ctl_socket_path(config: Config, path: str) -> None:
-    assert daemon.ctl_socket_path(config) == path
+    assert daemon.ctl_socket_path(config, "/run/d") == path
+
+
+def test_the_default_socket_lives_in_a_private_runtime_dir_never_world_writable_tmp() -> None:
+    assert daemon.runtime_dir(0, {"XDG_RUNTIME_DIR": "/run/user/0"}) == "/run/aioprefork"
+    assert daemon.runtime_dir(1000, {"XDG_RUNTIME_DIR": "/run/user/1000"}) == "/run/user/1000"
+    assert daemon.runtime_dir(1000, {}) == "/tmp/aioprefork-1000"
+    assert daemon.runtime_dir(1000, {"XDG_RUNTIME_DIR": "relative"}) == "/tmp/aioprefork-1000"
+    assert daemon.ctl_socket_path(Config(port=8123)).startswith(daemon.runtime_dir() + "/")
+
+
+def test_private_dir_is_made_0700_and_one_owned_by_another_uid_is_refused(tmp_path: Path) -> None:
+    mine = str(tmp_path / "mine")
+    old = os.umask(0)
+    try:
+        assert daemon.private_dir(mine) == mine
+    finally:
+        os.umask(old)
+    assert os.stat(mine).st_mode & 0o777 == 0o700
+    os.chmod(mine, 0o755)
+    daemon.private_dir(mine)  # ours but open: closed again
+    assert os.stat(mine).st_mode & 0o777 == 0o700
+    squatted = tmp_path / "squatted"
+    squatted.mkdir(mode=0o700)
+    if os.geteuid() != 0:  # cannot give it away: another user's directory is /tmp's sticky root
+        squatted = Path("/")
+    else:
+        os.chown(squatted, 65534, -1)
+    with pytest.raises(
+        UserError, match=r"owned by uid \d+, not by us: remove it or set ctl_socket"
+    ):
+        daemon.private_dir(str(squatted))
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o077])
+def test_the_pid_file_is_0644_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    path = str(tmp_path / "a.pid")
+    old = os.umask(umask)
+    try:
+        daemon.write_pid_file(path)
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o644
+    assert daemon.read_pid_file(path) == os.getpid()
 
 
 def test_pid_file_round_trip(tmp_path: Path) -> None:

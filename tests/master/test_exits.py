@@ -10,11 +10,14 @@ import pytest
 
 from aioprefork.master.exits import (
     BOOT_TIMEOUT,
+    EARLY_EXIT,
     HUNG,
+    TERMINATED,
     CrashRecord,
     ExitCause,
     classify,
     describe,
+    died_booting,
     record_crash,
     respawn_delay,
 )
@@ -48,6 +51,7 @@ CASES = [
     (SlotState.READY, "max_requests", killed(signal.SIGKILL), ExitCause.RETIRED),
     (SlotState.STOPPING, "max_requests", exited(0), ExitCause.RETIRED),
     (SlotState.STOPPING, "max_memory", exited(0), ExitCause.RETIRED),
+    (SlotState.READY, TERMINATED, exited(0), ExitCause.RETIRED),  # a SIGTERM not ours: no crash
     (SlotState.STOPPING, "surplus", exited(0), ExitCause.STOPPED),
     (SlotState.STOPPING, "graceful", killed(signal.SIGKILL), ExitCause.STOPPED),
     (SlotState.STOPPING, HUNG, killed(signal.SIGABRT), ExitCause.HUNG),
@@ -79,18 +83,27 @@ def test_schedule() -> None:
     ]  # fmt: skip
 
 
-def test_three_at_once_then_back_off_and_reset_after_healthy_worker() -> None:
+def test_boot_loop_three_at_once_then_back_off() -> None:
     record = CrashRecord()
     now = 1000.0
     not_before = []
-    for _ in range(6):
-        record = record_crash(record, now, healthy_for=0.5)
+    for healthy_for in (None, 0.5, None, 0.9, None, 0.0):  # never READY, or dead right after
+        record = record_crash(record, now, healthy_for=healthy_for)
         not_before.append(record.not_before - now)
     assert not_before == [0, 0, 0, 1, 2, 4]
     assert record.consecutive == 6
-    # never READY also counts as consecutive (boot failure of a replacement)
-    record = record_crash(record, now, healthy_for=None)
-    assert record.consecutive == 7
-    # a worker that was healthy for 10 s resets the count: this crash is the first again
-    record = record_crash(record, now, healthy_for=10.0)
-    assert record == CrashRecord(1, now)
+
+
+def test_a_worker_that_served_is_replaced_at_once_and_clears_its_slot() -> None:
+    """A request that crashes its worker every 2 s must never earn a back-off (the old schedule
+    counted every crash in a row: 1, 2, 4 ... 30 s with no worker left)."""
+    now = 1000.0
+    record = CrashRecord()
+    for _ in range(20):
+        record = record_crash(record, now, healthy_for=EARLY_EXIT + 1.0)
+        assert record == CrashRecord(0, now)
+        now += 2.0
+    record = CrashRecord(7, now + 30)
+    assert record_crash(record, now, healthy_for=EARLY_EXIT) == CrashRecord(0, now)
+    assert died_booting(None) and died_booting(EARLY_EXIT - 0.01)
+    assert not died_booting(EARLY_EXIT)

@@ -10,6 +10,7 @@ import pytest
 
 from aioprefork.config.model import PoolPolicy
 from aioprefork.master.maintenance import (
+    FLOOR_RETRY,
     HOLD_OFF_TICKS,
     MAX_SPAWN_RATE,
     Abort,
@@ -17,6 +18,7 @@ from aioprefork.master.maintenance import (
     Dismiss,
     Kill,
     MaxWorkersReached,
+    Owed,
     PoolMemo,
     Spawn,
     after_restart,
@@ -119,34 +121,62 @@ def test_free_capacity(view: SlotView, free: int) -> None:
 
 Row = tuple[str, Snapshot, PoolMemo, list[Action], dict[str, Any]]
 ROWS: list[Row] = [
-    # rule 0: replace crashed workers at once
+    # rule 0: replace dead workers, each in its own slot, per-slot back-off
     (
-        "a crash is replaced at once",
-        snap(w(0), w(1), w(2)),
-        PoolMemo(owed=1),
-        [Spawn(1, "crash")],
-        {"owed": 0},
+        "a crash is replaced at once, in its own slot",
+        snap(w(0), w(2)),
+        PoolMemo(owed=(Owed(1, NOW, NOW),)),
+        [Spawn(1, "crash", (1,))],
+        {"owed": ()},
     ),
     (
-        "crash replacement waits out the back-off",
-        snap(w(0), w(1), w(2)),
-        PoolMemo(owed=1, not_before=NOW + 4),
+        "a boot loop waits out its slot's back-off",
+        snap(w(0), w(2)),
+        PoolMemo(owed=(Owed(1, NOW - 1, NOW + 4),)),
+        [],
+        {},
+    ),
+    (
+        "one slot backing off does not hold back another slot's replacement",
+        snap(w(0)),
+        PoolMemo(owed=(Owed(1, NOW - 1, NOW + 4), Owed(2, NOW, NOW))),
+        [Spawn(1, "crash", (2,))],
+        {"owed": (Owed(1, NOW - 1, NOW + 4),)},
+    ),
+    (
+        "no worker left: the soonest backed-off slot retries after FLOOR_RETRY",
+        snap(w(5, state=STOPPING, current=False)),
+        PoolMemo(owed=(Owed(1, NOW - FLOOR_RETRY, NOW + 16), Owed(0, NOW - 3, NOW + 8))),
+        [Spawn(1, "crash", (0,))],
+        {"owed": (Owed(1, NOW - FLOOR_RETRY, NOW + 16),)},
+    ),
+    (
+        "no worker left, but the last death was just now: wait FLOOR_RETRY, not the back-off",
+        snap(min_workers=1),
+        PoolMemo(owed=(Owed(0, NOW - 0.5, NOW + 8),)),
+        [],
+        {},
+    ),
+    (
+        "a worker still starting is a worker: the back-off holds",
+        snap(w(0, state=STARTING)),
+        PoolMemo(owed=(Owed(1, NOW - 5, NOW + 8),)),
         [],
         {},
     ),
     (
         "crash replacement bounded by max_workers, the rest forgiven",
         snap(*[w(i) for i in range(5)]),
-        PoolMemo(owed=3),
-        [Spawn(1, "crash")],
-        {"owed": 0},
+        PoolMemo(owed=(Owed(5, NOW, NOW), Owed(6, NOW, NOW), Owed(7, NOW, NOW))),
+        [Spawn(1, "crash", (5,))],
+        {"owed": ()},
     ),
     (
         "crash replacement bounded by server_limit",
         snap(w(0), *[w(i, state=STOPPING) for i in range(1, 10)]),
-        PoolMemo(owed=2),
+        PoolMemo(owed=(Owed(10, NOW, NOW), Owed(11, NOW, NOW))),
         [],
-        {"owed": 0},
+        {"owed": ()},
     ),
     # rule 1: below the floor
     ("empty pool spawns the floor", snap(), PoolMemo(), [Spawn(2, "min_workers")], {}),
@@ -173,13 +203,19 @@ ROWS: list[Row] = [
         {},
     ),
     (
-        "floor spawn waits out the crash back-off",
+        "a slot owed its replacement counts toward the floor (no bypass of its back-off)",
         snap(w(0)),
-        PoolMemo(not_before=NOW + 2),
+        PoolMemo(owed=(Owed(1, NOW - 1, NOW + 2),)),
         [],
         {},
     ),
-    ("back-off over", snap(w(0)), PoolMemo(not_before=NOW), [Spawn(1, "min_workers")], {}),
+    (
+        "the floor is filled beside a backed-off slot",
+        snap(w(0), min_workers=3),
+        PoolMemo(owed=(Owed(1, NOW - 1, NOW + 2),)),
+        [Spawn(1, "min_workers")],
+        {},
+    ),
     # rule 4: inside the band
     ("idle inside the band", snap(w(0, 5), w(1, 5)), PoolMemo(spawn_rate=8), [], {"spawn_rate": 1}),
     ("idle exactly min_spare", snap(w(0, 10), w(1, 5)), PoolMemo(), [], {}),
@@ -251,7 +287,7 @@ ROWS: list[Row] = [
     (
         "short during crash back-off: wait",
         snap(w(0, 9), w(1, 9)),
-        PoolMemo(spawn_rate=4, not_before=NOW + 1),
+        PoolMemo(spawn_rate=4, owed=(Owed(2, NOW - 1, NOW + 1),)),
         [],
         {"spawn_rate": 1},
     ),
@@ -359,8 +395,9 @@ def test_plan(s: Snapshot, memo: PoolMemo, actions: list[Action], changes: dict[
 
 
 def test_after_restart() -> None:
-    memo = after_restart(PoolMemo(spawn_rate=16, at_max=True, not_before=5.0))
-    assert memo == PoolMemo(spawn_rate=1, hold_off=HOLD_OFF_TICKS, at_max=False, not_before=5.0)
+    owed = (Owed(1, 4.0, 5.0),)
+    memo = after_restart(PoolMemo(spawn_rate=16, at_max=True, owed=owed))
+    assert memo == PoolMemo(spawn_rate=1, hold_off=HOLD_OFF_TICKS, at_max=False, owed=owed)
 
 
 def test_hold_off_counts_down_every_running_tick() -> None:

@@ -10,7 +10,15 @@ import pytest
 
 from aioprefork.channel.endpoint import PeerGone
 from aioprefork.channel.messages import DURATION_BUCKETS, Message, Retire, Status
-from aioprefork.worker.reporter import Reporter, read_rss
+from aioprefork.worker.reporter import (
+    MEMORY_FAST_INTERVAL,
+    MEMORY_INTERVAL,
+    MEMORY_MARGIN,
+    Reporter,
+    memory_interval,
+    memory_verdict,
+    read_rss,
+)
 from aioprefork.worker.stats import WorkerStats
 
 
@@ -36,17 +44,26 @@ def test_status_carries_the_counters() -> None:
     assert (status.accepting, status.requests_total, status.rss) == (True, 3, 10_000_000)
 
 
-def test_max_requests_retires_once() -> None:
+def test_max_requests_retires_on_the_request_that_reaches_it() -> None:
+    """Checked on the request path, not once a second: a fast worker served ~2x its limit."""
     reporter, sent, stats, _ = make(max_requests=5)
     serve(stats, 4)
-    reporter.report()
+    assert not [m for m in sent if isinstance(m, Retire)]
     serve(stats, 1)
-    reporter.report()
+    assert sent == [Retire(reason="max_requests")]  # no Status frame needed
     serve(stats, 10)
     reporter.report()
     retires = [m for m in sent if isinstance(m, Retire)]
     assert retires == [Retire(reason="max_requests")]
     assert reporter.retired == "max_requests"
+
+
+def test_the_served_count_reaches_the_board_every_few_requests_and_exactly_at_the_limit() -> None:
+    published: list[int] = []
+    _, _, stats, _ = make(max_requests=40, publish=published.append)
+    serve(stats, 100)
+    assert published == [16, 32, 40, 56, 72, 88]
+    assert stats.requests_total == 100
 
 
 def test_jitter_is_drawn_once_within_bounds() -> None:
@@ -58,16 +75,28 @@ def test_jitter_is_drawn_once_within_bounds() -> None:
     assert make(max_requests=0, max_requests_jitter=10)[0].request_limit == 0
 
 
-def test_memory_needs_two_consecutive_samples() -> None:
-    reporter, sent, _, rss = make(max_memory=50_000_000)
-    for sample in (60_000_000, 40_000_000, 60_000_000, 40_000_000):  # spikes, never twice in a row
-        rss[0] = sample
-        reporter.report()
-    assert not [m for m in sent if isinstance(m, Retire)]
-    rss[0] = 60_000_000
-    reporter.report()
-    reporter.report()
+def test_memory_verdict_one_spike_is_not_a_leak_but_far_past_the_limit_is() -> None:
+    limit = 100
+    assert memory_verdict(90, limit, 0) == (False, 0)
+    assert memory_verdict(105, limit, 0) == (False, 1)  # one sample over: maybe a spike
+    assert memory_verdict(95, limit, 1) == (False, 0)
+    assert memory_verdict(105, limit, 1) == (True, 2)  # twice in a row
+    assert memory_verdict(int(limit * MEMORY_MARGIN) + 1, limit, 0)[0]  # far past: at once
+    assert memory_verdict(10**12, 0, 0) == (False, 0)  # no limit
+    assert memory_interval(50, limit) == MEMORY_INTERVAL
+    assert memory_interval(80, limit) == MEMORY_FAST_INTERVAL  # near the limit: sample faster
+
+
+async def test_memory_watch_retires_at_once_past_the_margin_and_stops_accepting() -> None:
+    retired: list[str] = []
+    reporter, sent, _, rss = make(max_memory=50_000_000, on_retire=retired.append)
+    watch = asyncio.ensure_future(reporter.watch_memory())
+    await asyncio.sleep(0.15)
+    assert not watch.done()
+    rss[0] = 80_000_000
+    await asyncio.wait_for(watch, 1.0)
     assert [m for m in sent if isinstance(m, Retire)] == [Retire(reason="max_memory")]
+    assert retired == ["max_memory"]
 
 
 def test_poke_reports_at_once() -> None:

@@ -156,6 +156,26 @@ def test_totals_never_go_backwards_across_exits() -> None:
     assert final.duration_count == 18
 
 
+def test_a_sigkilled_worker_counts_what_it_wrote_on_the_board() -> None:
+    """Its last Status said 5 (3 POST 2xx the most frequent); the board says 12: 7 more, under
+    its most frequent label, outside the duration histogram."""
+    sb = board()
+    slot = sb.add(0, pid=10, gen=0, cause="start")
+    sb.apply(slot, Ready(pid=10, slot=0, gen=0))
+    rows = (("GET", "2xx", 2), ("POST", "2xx", 3))
+    sb.apply(slot, status(requests_total=5, requests=rows, duration_buckets=(5,) * 14))
+    slot.served = 12
+    sb.remove(slot, "crash")
+    totals = sb.snapshot().totals
+    assert totals.requests == 12
+    assert totals.by_method_class == {("GET", "2xx"): 2, ("POST", "2xx"): 10}
+    assert totals.duration_count == 5
+    killed_at_once = sb.add(1, pid=11, gen=0, cause="crash")  # never sent a Status at all
+    killed_at_once.served = 4
+    sb.remove(killed_at_once, "crash")
+    assert sb.snapshot().totals.requests == 16
+
+
 def test_snapshot_is_json_ready() -> None:
     sb = board()
     slot = sb.add(0, pid=1, gen=0, cause="start")

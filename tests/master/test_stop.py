@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -172,8 +175,29 @@ async def _get_retry(port: int) -> int:
     raise AssertionError("the daemon never answered")
 
 
-async def test_user_drops_privileges_after_binding(start_master: StartMaster) -> None:
-    master = start_master("--workers", "1", "--user", "nobody")
+def readable_copy_of_the_apps(mode: int) -> str:
+    """The test apps copied where `nobody` can (0755) or cannot (0700) read them: the checkout
+    itself may sit under a private (0700) directory."""
+    directory = Path(tempfile.mkdtemp(prefix="apf-app-", dir="/tmp"))
+    shutil.copy(APPS / "prefork_apps.py", directory)
+    directory.chmod(mode)
+    return str(directory)
+
+
+@pytest.fixture
+def app_copies() -> Iterator[list[str]]:
+    made: list[str] = []
+    yield made
+    for directory in made:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+async def test_user_drops_privileges_after_binding(
+    start_master: StartMaster, app_copies: list[str]
+) -> None:
+    app_dir = readable_copy_of_the_apps(0o755)
+    app_copies.append(app_dir)
+    master = start_master("--workers", "1", "--user", "nobody", "--app-dir", app_dir)
     if os.geteuid() != 0:  # only root may switch users: the master refuses at boot, one line
         assert await master.wait_exit(timeout=10) == 2
         assert "need root" in master.stderr
@@ -188,3 +212,18 @@ async def test_user_drops_privileges_after_binding(start_master: StartMaster) ->
     assert status == 200
     with open(f"/proc/{master.pid}/cmdline", "rb") as f:
         assert f.read().rstrip(b"\0") == b"aioprefork: master"
+
+
+async def test_a_dropped_user_that_cannot_read_the_app_dir_is_told_permission_denied(
+    start_master: StartMaster, app_copies: list[str]
+) -> None:
+    app_dir = readable_copy_of_the_apps(0o700)  # root's own: nobody cannot enter it
+    app_copies.append(app_dir)
+    master = start_master("--workers", "1", "--user", "nobody", "--app-dir", app_dir)
+    code = await master.wait_exit(timeout=15)
+    if os.geteuid() != 0:  # only root may switch users: the master refuses at boot, one line
+        assert code == 2 and "need root" in master.stderr
+        return
+    assert code == 3, master.stderr
+    assert f"permission denied reading {app_dir} (as uid 65534)" in master.stderr
+    assert "no module named" not in master.stderr

@@ -3,6 +3,8 @@
 /            "ok <pid>"
 /sleep?s=X   answers after an asyncio sleep of X seconds (in-flight work for drains and load steps)
 /block?s=X   blocks the worker's event loop with time.sleep (a hung worker)
+/crash?how=segv|exit   kills its own worker (a segfaulting C extension, os._exit in a library)
+/leak?mib=N  keeps N MiB more for ever (a leaking endpoint)
 `failing_lifespan` fails its lifespan startup; `hanging_lifespan` never finishes it.
 """
 
@@ -10,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from typing import Any
 from urllib.parse import parse_qs
+
+_LEAKED: list[bytearray] = []
 
 
 async def _reply(send: Any, body: bytes, status: int = 200) -> None:
@@ -38,6 +43,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await asyncio.sleep(seconds)
     elif scope["path"] == "/block":
         time.sleep(seconds)
+    elif scope["path"] == "/crash":
+        if query.get("how", ["segv"])[0] == "exit":
+            os._exit(1)
+        os.kill(os.getpid(), signal.SIGSEGV)
+    elif scope["path"] == "/leak":
+        _LEAKED.append(bytearray(os.urandom(1)) * (int(query.get("mib", ["1"])[0]) << 20))
     await _reply(send, b"ok %d" % os.getpid())
 
 
@@ -47,6 +58,15 @@ async def failing_lifespan(scope: dict[str, Any], receive: Any, send: Any) -> No
         await send({"type": "lifespan.startup.failed", "message": "database unreachable"})
         return
     await _reply(send, b"never")
+
+
+async def flaky_boot(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Boots while the file named by $FLAKY_BOOT_MARKER is absent (a dependency that goes away)."""
+    if scope["type"] == "lifespan" and os.path.exists(os.environ["FLAKY_BOOT_MARKER"]):
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "dependency down"})
+        return
+    await app(scope, receive, send)
 
 
 async def hanging_lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
