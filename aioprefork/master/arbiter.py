@@ -36,7 +36,7 @@ from aioprefork.channel.messages import Fatal, Message, Ready, Retire
 from aioprefork.config.load import Loaded
 from aioprefork.config.model import Config, PoolPolicy
 from aioprefork.errors import EXIT_BOOT, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UserError
-from aioprefork.master import commands, daemon, exits, fork, maintenance, orders
+from aioprefork.master import commands, daemon, exits, fork, maintenance, orders, sdnotify
 from aioprefork.master.listeners import Listener, bind_all, close_all
 from aioprefork.master.orders import REAP, WAKE, Order
 from aioprefork.master.orders import Job as Job  # re-exported: master/restart.py's type
@@ -118,6 +118,7 @@ class Arbiter:
         self._change = asyncio.Event()
         self._last_fatal = ""
         self.services = Services()
+        self.notifier = sdnotify.Notifier.from_environ()  # None unless systemd's Type=notify
 
     # -- the cycle -------------------------------------------------------------------------------
 
@@ -134,6 +135,8 @@ class Arbiter:
                 if self.tick_now or loop.time() >= next_tick:
                     self.tick_now = False
                     self._maintain()
+                    if self.notifier is not None:
+                        self.notifier.tick(self.snapshot(), time.monotonic())
                     if loop.time() >= next_tick:
                         next_tick = max(next_tick + TICK, loop.time())
                 self._check_progress()
@@ -192,6 +195,8 @@ class Arbiter:
         await self.services.close()
         daemon.remove_pid_file(self.config.pid_file)
         log.info("master exiting (%s, code %d)", self.state.value, self.exit_code)
+        if self.notifier is not None:
+            self.notifier.close()
 
     # -- maintenance -----------------------------------------------------------------------------
 
@@ -354,6 +359,20 @@ class Arbiter:
     def set_state(self, trigger: MasterTrigger) -> None:
         self.state = advance(self.state, trigger)
         self.scoreboard.master_state = self.state.value
+        if self.notifier is not None:
+            self._tell_systemd(trigger)
+
+    def _tell_systemd(self, trigger: MasterTrigger) -> None:
+        """READY=1 whenever the pool serves again, RELOADING=1 / STOPPING=1 as they begin."""
+        assert self.notifier is not None
+        if self.state is MasterState.RUNNING:
+            self.notifier.ready(self.snapshot())
+        elif self.state is MasterState.RESTARTING:
+            self.notifier.reloading(f"reloading: generation {self.scoreboard.generation} serving")
+        elif self.state is MasterState.STOPPING:
+            self.notifier.stopping(f"stopping {len(self.scoreboard)} workers")
+        elif self.state is MasterState.HALTED:
+            self.notifier.send(f"STATUS=halted: {self.halt_reason or trigger.value}")
 
     def halt(self, message: str) -> None:
         log.error("%s", message)
