@@ -18,7 +18,7 @@ import types
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Final
 
-__all__ = ["DONE", "Failure", "drive", "run_apps"]
+__all__ = ["DONE", "Failure", "drive", "run_apps", "stepped_by"]
 
 DONE: Final = object()  # yielded by the runner: the app returned
 
@@ -88,3 +88,12 @@ def drive(
             cycle.uncork()
         if yielded is DONE or type(yielded) is Failure:
             return yielded
+
+
+def stepped_by(awaited: object) -> object | None:
+    """The runner a suspended `drive` steps, for stack dumps (worker/stacks.py): the app it
+    runs is reached through the runner's `yield from`, not through the task's await chain."""
+    if getattr(awaited, "gi_code", None) is not drive.__code__:
+        return None
+    frame = getattr(awaited, "gi_frame", None)
+    return None if frame is None else frame.f_locals.get("runner")

@@ -38,9 +38,11 @@ class MsgType(enum.IntEnum):
     STATUS = 2
     RETIRE = 3
     FATAL = 4
+    STACKS = 5
     GRACEFUL_STOP = 16
     STOP = 17
     REOPEN_LOGS = 18
+    DUMP = 19
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +83,8 @@ class Status:
     duration_sum: float = 0.0
     loop_lag: float = 0.0  # seconds the 1 s reporter tick came late
     rss: int = 0  # bytes
+    loop_stalls: int = 0  # stalls longer than stall_threshold (worker/stalls.py)
+    loop_stall_longest: float = 0.0  # seconds, the longest of them
 
     @property
     def open(self) -> int:
@@ -105,6 +109,15 @@ class Fatal:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Stacks:
+    """worker -> master, the answer to Dump: every thread's and every task's stack, as text."""
+
+    TYPE = MsgType.STACKS
+    request: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GracefulStop:
     """master -> worker: stop accepting, finish in-flight requests by `deadline` (unix time), exit."""
 
@@ -126,8 +139,17 @@ class ReopenLogs:
     TYPE = MsgType.REOPEN_LOGS
 
 
-Message = Ready | Status | Retire | Fatal | GracefulStop | Stop | ReopenLogs
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dump:
+    """master -> worker: send your live stacks (Stacks) for `ctl dump`; keep serving."""
+
+    TYPE = MsgType.DUMP
+    request: int
+
+
+Message = Ready | Status | Retire | Fatal | Stacks | GracefulStop | Stop | ReopenLogs | Dump
 
 MESSAGE_TYPES: Final[dict[MsgType, type[Message]]] = {
-    cls.TYPE: cls for cls in (Ready, Status, Retire, Fatal, GracefulStop, Stop, ReopenLogs)
+    cls.TYPE: cls
+    for cls in (Ready, Status, Retire, Fatal, Stacks, GracefulStop, Stop, ReopenLogs, Dump)
 }

@@ -37,7 +37,7 @@ CLEAR: Final = "\x1b[H\x1b[2J"
 
 ctl_app = typer.Typer(
     name="ctl",
-    help="Control a running server: status, graceful, restart, stop, scale, reopen-logs.",
+    help="Control a running server: status, graceful, restart, stop, scale, reopen-logs, dump.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -370,3 +370,15 @@ def scale(
 def reopen_logs(target: Target) -> None:
     """Reopen the log files in the master and every worker (after logrotate moved them)."""
     change_pool(target, protocol.request("reopen-logs"), Command.REOPEN_LOGS)
+
+
+@ctl_app.command()
+@with_target
+def dump(
+    target: Target,
+    slot: Annotated[
+        int, typer.Argument(metavar="SLOT", help="the worker's slot (ctl status)", min=0)
+    ],
+) -> None:
+    """Print the live stacks of every thread and asyncio task of one worker; it keeps serving."""
+    run_command(target, protocol.request("dump", slot=slot), None, timeout=STATUS_TIMEOUT)

@@ -34,7 +34,7 @@ KEY: Final = (
 )
 COLUMNS: Final = (
     "SLOT", "PID", "GEN", "STATE", "ACCEPTING", "OPEN", "ACTIVE", "KEEPALIVE", "REQUESTS", "AGE",
-    "HEARTBEAT", "LOOP LAG", "RSS",
+    "HEARTBEAT", "LOOP LAG", "STALLS", "RSS",
 )  # fmt: skip
 _LEFT: Final = frozenset({"STATE", "ACCEPTING"})
 
@@ -88,6 +88,11 @@ def format_lag(seconds: float) -> str:
     return f"{seconds:.2f}s"
 
 
+def format_stalls(s: SlotView) -> str:
+    """`2 (max 3.10s)`: how often the worker's loop stalled past stall_threshold, and longest."""
+    return f"{s.loop_stalls} (max {format_lag(s.loop_stall_longest)})" if s.loop_stalls else "0"
+
+
 def _slot_state(s: SlotView) -> str:
     state = s.state
     if s.retiring:
@@ -109,6 +114,7 @@ def slot_row(s: SlotView, now: float) -> tuple[str, ...]:
         format_age(now - s.started_at if s.started_at else None),
         format_age(s.heartbeat_age),
         format_lag(s.loop_lag),
+        format_stalls(s),
         format_bytes(s.rss) if s.rss else "-",
     )
 

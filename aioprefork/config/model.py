@@ -173,6 +173,13 @@ class Config:
         Kind.DURATION,
         minimum=1.0,
     )
+    stall_threshold: float = setting(
+        1.0,
+        "processes",
+        "log the stack of a worker's event loop that has not turned for this long, and count it "
+        "(aioprefork_loop_stalls_total); 0 = off",
+        Kind.DURATION,
+    )
     boot_timeout: float = setting(
         60.0,
         "processes",

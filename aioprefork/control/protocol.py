@@ -56,6 +56,12 @@ def _scale(value: object) -> str:
     return text
 
 
+def _slot(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1_000_000:
+        raise ProtocolViolation("'slot' must be a slot number")
+    return value
+
+
 COMMANDS: Final[Mapping[str, Mapping[str, Any]]] = {
     "status": {},
     "graceful": {},
@@ -64,8 +70,12 @@ COMMANDS: Final[Mapping[str, Mapping[str, Any]]] = {
     "graceful-stop": {},
     "scale": {"n": _scale},
     "reopen-logs": {},
+    "dump": {"slot": _slot},
 }
-REQUIRED: Final[Mapping[str, frozenset[str]]] = {"scale": frozenset({"n"})}
+REQUIRED: Final[Mapping[str, frozenset[str]]] = {
+    "scale": frozenset({"n"}),
+    "dump": frozenset({"slot"}),
+}
 
 
 def encode(obj: Mapping[str, Any]) -> bytes:

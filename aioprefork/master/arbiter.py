@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
 from aioprefork import __version__
-from aioprefork.channel.messages import Fatal, Message, Ready, Retire
+from aioprefork.channel.messages import Dump, Fatal, Message, Ready, Retire, Stacks
 from aioprefork.config.load import Loaded
 from aioprefork.config.model import Config, PoolPolicy
 from aioprefork.errors import EXIT_BOOT, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UserError
@@ -50,6 +50,7 @@ from aioprefork.master.states import TERMINAL, MasterState, MasterTrigger, SlotS
 log = logging.getLogger("aioprefork.error")
 
 TICK: Final = 1.0  # maintenance interval (Apache: once a second)
+DUMP_TIMEOUT: Final = 5.0  # a worker's loop answers a Dump at once unless it is blocked
 
 
 def run_master(loaded: Loaded, reload: Callable[[], Loaded]) -> int:
@@ -118,6 +119,8 @@ class Arbiter:
         self._change = asyncio.Event()
         self._last_fatal = ""
         self.services = Services()
+        self._dumps: dict[int, Job] = {}  # Dump request number -> the `ctl dump` waiting for it
+        self._dump_number = 0
         self.notifier = sdnotify.Notifier.from_environ()  # None unless systemd's Type=notify
 
     # -- the cycle -------------------------------------------------------------------------------
@@ -282,10 +285,31 @@ class Arbiter:
             log.info("%s retiring (%s): starting its replacement", where, msg.reason)
             if self.state is MasterState.RUNNING and slot.gen == sb.generation:
                 self._recycle(slot)
+        elif isinstance(msg, Stacks):
+            job = self._dumps.pop(msg.request, None)
+            if job is not None:
+                job.finish(True, f"{where}:\n{msg.text}")
         elif isinstance(msg, Fatal):
             self._last_fatal = msg.message
             log.error("%s failed to boot: %s", where, msg.message)
             self._notify()
+
+    def ask_stacks(self, slot: Slot, job: Job) -> None:
+        """`ctl dump`: ask `slot` for its live stacks; `job` finishes with them or a timeout."""
+        self._dump_number += 1
+        number = self._dump_number
+        self._dumps[number] = job
+        self.pool.send(slot, Dump(request=number))
+        asyncio.get_running_loop().call_later(DUMP_TIMEOUT, self._dump_unanswered, number, slot)
+
+    def _dump_unanswered(self, number: int, slot: Slot) -> None:
+        job = self._dumps.pop(number, None)
+        if job is not None:
+            job.finish(
+                False,
+                f"worker {slot.index} (pid {slot.pid}) did not answer within {DUMP_TIMEOUT:g}s: "
+                "its event loop is blocked; the log has the stack that holds it (stall_threshold)",
+            )
 
     def _recycle(self, slot: Slot) -> None:
         """Start `slot`'s replacement; `slot` drains once the replacement is READY."""

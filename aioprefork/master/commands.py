@@ -25,7 +25,7 @@ from aioprefork.master import restart
 from aioprefork.master.listeners import close_all
 from aioprefork.master.orders import Job, Order
 from aioprefork.master.signals import Command
-from aioprefork.master.states import MasterState, MasterTrigger
+from aioprefork.master.states import MasterState, MasterTrigger, SlotState
 
 if TYPE_CHECKING:
     from aioprefork.master.arbiter import Arbiter
@@ -48,6 +48,7 @@ def obey(arbiter: Arbiter, order: Order) -> None:
         Command.SCALE_UP: _order_scale,
         Command.SCALE_DOWN: _order_scale,
         Command.REOPEN_LOGS: _order_reopen_logs,
+        Command.DUMP: _order_dump,
     }
     handlers[order.command](arbiter, order)
 
@@ -121,6 +122,15 @@ def _order_scale(arbiter: Arbiter, job: Job) -> None:
     arbiter.tick_now = True
     log.info("min_workers %d -> %d", before, sb.min_workers)
     job.finish(True, f"min_workers {sb.min_workers} (was {before})")
+
+
+def _order_dump(arbiter: Arbiter, job: Job) -> None:
+    index = job.args.get("slot")
+    slot = next((s for s in arbiter.scoreboard if s.index == index), None)
+    if slot is None or slot.state is not SlotState.READY:
+        serving = sorted(s.index for s in arbiter.scoreboard if s.state is SlotState.READY)
+        return job.finish(False, f"no serving worker in slot {index} (serving: {serving})")
+    arbiter.ask_stacks(slot, job)
 
 
 def _order_reopen_logs(arbiter: Arbiter, job: Job) -> None:

@@ -30,6 +30,7 @@ CTL_WORDS: Final = {
     "restart": Command.RESTART,
     "graceful-stop": Command.GRACEFUL_STOP,
     "reopen-logs": Command.REOPEN_LOGS,
+    "dump": Command.DUMP,
 }
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from aioprefork.channel.messages import (
     DURATION_BUCKETS,
+    Dump,
     Fatal,
     GracefulStop,
     Message,
@@ -70,6 +71,7 @@ class _Accumulator:
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
     duration_buckets: list[int] = field(default_factory=lambda: [0] * len(DURATION_BUCKETS))
     duration_sum: float = 0.0
+    loop_stalls: int = 0
 
     def add(self, status: Status) -> None:
         self.accepted += status.accepted_total
@@ -83,6 +85,7 @@ class _Accumulator:
         for i, count in enumerate(status.duration_buckets[: len(self.duration_buckets)]):
             self.duration_buckets[i] += count
         self.duration_sum += status.duration_sum
+        self.loop_stalls += status.loop_stalls
 
     def copy(self) -> _Accumulator:
         return _Accumulator(
@@ -94,6 +97,7 @@ class _Accumulator:
             collections.Counter(self.rejected),
             list(self.duration_buckets),
             self.duration_sum,
+            self.loop_stalls,
         )
 
 
@@ -188,7 +192,7 @@ class Scoreboard:
             slot.retiring = slot.retiring or msg.reason
         elif isinstance(msg, Fatal):
             slot.fatal = msg
-        elif isinstance(msg, GracefulStop | Stop | ReopenLogs):  # pragma: no cover - wrong way
+        elif isinstance(msg, GracefulStop | Stop | ReopenLogs | Dump):  # pragma: no cover
             raise ValueError(f"{type(msg).__name__} only travels master -> worker")
 
     def stop(self, slot: Slot, reason: str) -> None:
@@ -241,6 +245,8 @@ class Scoreboard:
             response_bytes_total=status.response_bytes_total,
             loop_lag=status.loop_lag,
             rss=status.rss,
+            loop_stalls=status.loop_stalls,
+            loop_stall_longest=status.loop_stall_longest,
         )
 
     def totals(self) -> Totals:
@@ -258,6 +264,7 @@ class Scoreboard:
             duration_buckets=tuple(acc.duration_buckets),
             duration_sum=acc.duration_sum,
             duration_count=acc.requests,
+            loop_stalls=acc.loop_stalls,
         )
 
     def snapshot(self, now: float | None = None) -> Snapshot:

@@ -22,6 +22,7 @@ class Command(enum.Enum):
     SCALE_UP = "scale-up"  # TTIN: min_workers += 1
     SCALE_DOWN = "scale-down"  # TTOU: min_workers -= 1
     REOPEN_LOGS = "reopen-logs"
+    DUMP = "dump"  # ctl only: one worker's live stacks
 
 
 SIGNALS: Final[Mapping[signal.Signals, Command]] = {

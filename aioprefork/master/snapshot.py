@@ -47,6 +47,8 @@ class SlotView:
     heartbeat_age: float | None = None  # seconds since the last frame; None before the first
     loop_lag: float = 0.0
     rss: int = 0
+    loop_stalls: int = 0  # event-loop stalls past stall_threshold
+    loop_stall_longest: float = 0.0  # seconds
     retiring: str = ""  # why it is being replaced ("max_requests", "max_memory", "graceful", ...)
 
     @property
@@ -77,6 +79,7 @@ class Totals:
     duration_buckets: tuple[int, ...] = ()  # cumulative per DURATION_BUCKETS bound
     duration_sum: float = 0.0
     duration_count: int = 0
+    loop_stalls: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -192,6 +192,11 @@ def _traffic(snap: Snapshot) -> Iterator[Metric]:
         for bound, n in zip(DURATION_BUCKETS, cumulative, strict=False)
     ]
     buckets.append(("+Inf", float(count)))
+    yield CounterMetricFamily(
+        PREFIX + "loop_stalls",
+        "Times a worker's event loop did not turn for stall_threshold (its stack is logged)",
+        value=totals.loop_stalls,
+    )
     yield HistogramMetricFamily(
         PREFIX + "request_duration_seconds",
         "Time from request head to the end of the response",
@@ -225,6 +230,12 @@ _SLOT_GAUGES: Final[tuple[tuple[str, str, str, Callable[[SlotView], float | None
         lambda s: s.loop_lag,
     ),
     ("slot_rss_bytes", "Resident memory of the worker in this slot", "bytes", lambda s: s.rss),
+    (
+        "slot_loop_stall_longest_seconds",
+        "Longest event-loop stall (past stall_threshold) of the worker in this slot",
+        "seconds",
+        lambda s: s.loop_stall_longest,
+    ),
     (
         "slot_start_time_seconds",
         "Unix time the worker in this slot was forked",

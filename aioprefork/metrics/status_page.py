@@ -268,7 +268,7 @@ def _scoreboard(snap: Snapshot) -> str:
 
 _SLOT_COLUMNS: Final = (
     "Slot", "PID", "Gen", "State", "Accepting", "Open", "Active", "Keep-alive",
-    "Requests", "Age", "Heartbeat", "Loop lag", "RSS",
+    "Requests", "Age", "Heartbeat", "Loop lag", "Stalls", "RSS",
 )  # fmt: skip
 
 
@@ -297,6 +297,7 @@ def _slot_row(slot: SlotView, snap: Snapshot) -> str:
         _e(units.format_age(snap.now - slot.started_at)) if slot.started_at else "—",
         heartbeat,
         _e(_ms(slot.loop_lag)),
+        _e(f"{slot.loop_stalls} (max {_ms(slot.loop_stall_longest)})" if slot.loop_stalls else 0),
         _e(_bytes(slot.rss)) if slot.rss else "—",
     ]
     row_class = "" if slot.current else ' class="old"'

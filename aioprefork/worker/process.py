@@ -35,13 +35,15 @@ from aioprefork.asgi.loader import load_app
 from aioprefork.channel.board import LoadBoard
 from aioprefork.channel.codec import MAX_FRAME
 from aioprefork.channel.endpoint import Endpoint, PeerGone
-from aioprefork.channel.messages import Fatal, GracefulStop, Ready, ReopenLogs, Stop
+from aioprefork.channel.messages import Dump, Fatal, GracefulStop, Ready, ReopenLogs, Stacks, Stop
 from aioprefork.config.model import Config, HttpLimits
 from aioprefork.errors import EXIT_BOOT, EXIT_OK, AiopreforkError, ProtocolViolation
 from aioprefork.logs import reopen_log_files
 from aioprefork.worker.balance import Balance
 from aioprefork.worker.reporter import Reporter
 from aioprefork.worker.server import WorkerServer
+from aioprefork.worker.stacks import live_stacks
+from aioprefork.worker.stalls import StallWatch
 from aioprefork.worker.stats import WorkerStats
 from aioprefork.worker.tls import make_ssl_context
 
@@ -176,6 +178,11 @@ class Worker:
             endpoint.send(Ready(pid=os.getpid(), slot=self.slot, gen=self.gen))
         except PeerGone:
             self._request_stop(time.time() + self.config.graceful_timeout)
+        stalls = None
+        if self.config.stall_threshold > 0:
+            stalls = StallWatch(self.config.stall_threshold, slot=self.slot)
+            stalls.start(asyncio.get_running_loop())
+            self._reporter.stalls = stalls
         self._reporter.report()
         heartbeat = asyncio.ensure_future(self._reporter.run())
         try:
@@ -189,6 +196,8 @@ class Worker:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+            if stalls is not None:
+                stalls.stop()
         self._reporter.report()  # final totals, so the master's counters include our last requests
         with contextlib.suppress(PeerGone):
             await endpoint.drain()
@@ -219,6 +228,10 @@ class Worker:
                     self._request_stop(time.time())
                 elif isinstance(msg, ReopenLogs):
                     reopen_log_files()
+                elif isinstance(msg, Dump):
+                    text = live_stacks(FATAL_LIMIT)
+                    with contextlib.suppress(PeerGone):
+                        endpoint.send(Stacks(request=msg.request, text=text))
         except ProtocolViolation as exc:
             log.error("worker %d: the master sent a bad frame (%s); stopping", self.slot, exc)
         # EOF: the pipe of death. The master is gone; finish what we have and leave.

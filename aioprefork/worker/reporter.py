@@ -20,6 +20,7 @@ from typing import Final
 
 from aioprefork.channel.endpoint import PeerGone
 from aioprefork.channel.messages import Message, Retire, Status
+from aioprefork.worker.stalls import StallWatch
 from aioprefork.worker.stats import WorkerStats
 
 INTERVAL: Final = 1.0  # seconds between Status frames (SPEC: every second)
@@ -53,6 +54,7 @@ class Reporter:
         interval: float = INTERVAL,
         rss: Callable[[], int] = read_rss,
         rng: random.Random | None = None,
+        stalls: StallWatch | None = None,
     ) -> None:
         self._send = send
         self._stats = stats
@@ -62,6 +64,7 @@ class Reporter:
         self._max_memory = max_memory
         self._interval = interval
         self._rss = rss
+        self.stalls = stalls  # set once serving starts (worker/process.py)
         self._over_memory = 0
         self._lag = 0.0
         self.retired = ""  # the reason sent, once
@@ -81,8 +84,13 @@ class Reporter:
 
     def report(self) -> Status | None:
         """Send one Status frame (and a Retire if a limit was reached); None if the master is gone."""
+        stalls = self.stalls
         status = self._stats.status(
-            accepting=self._accepting(), loop_lag=self._lag, rss=self._rss()
+            accepting=self._accepting(),
+            loop_lag=self._lag,
+            rss=self._rss(),
+            loop_stalls=stalls.stalls if stalls is not None else 0,
+            loop_stall_longest=stalls.longest if stalls is not None else 0.0,
         )
         try:
             self._send(status)

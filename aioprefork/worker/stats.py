@@ -131,7 +131,15 @@ class WorkerStats:
             counts[conn.phase] = counts.get(conn.phase, 0) + 1
         return counts
 
-    def status(self, *, accepting: bool, loop_lag: float, rss: int) -> Status:
+    def status(
+        self,
+        *,
+        accepting: bool,
+        loop_lag: float,
+        rss: int,
+        loop_stalls: int = 0,
+        loop_stall_longest: float = 0.0,
+    ) -> Status:
         """The frame the reporter sends; histogram buckets made cumulative as Prometheus wants."""
         cumulative: list[int] = []
         running = 0
@@ -156,6 +164,8 @@ class WorkerStats:
             duration_sum=self.duration_sum,
             loop_lag=loop_lag,
             rss=rss,
+            loop_stalls=loop_stalls,
+            loop_stall_longest=loop_stall_longest,
         )
 
 

@@ -1,11 +1,15 @@
 """Apps for the operator-feature tests (tests/master/test_sdnotify.py and friends).
 
 /env?k=NAME   the worker's value of environment variable NAME ("-" when unset)
+/block?s=X    blocks the event loop in time.sleep (inside `hold_the_loop`, for stall reports)
+/wait?s=X     awaits asyncio.sleep inside `awaiting_the_database` (a task for ctl dump to show)
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -17,6 +21,18 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     body = b"ok"
     if scope["path"] == "/env":
         body = os.environ.get(query["k"][0], "-").encode()
+    elif scope["path"] == "/block":
+        hold_the_loop(float(query["s"][0]))
+    elif scope["path"] == "/wait":
+        await awaiting_the_database(float(query["s"][0]))
     headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def hold_the_loop(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+async def awaiting_the_database(seconds: float) -> None:
+    await asyncio.sleep(seconds)
