@@ -321,6 +321,33 @@ class Config:
         choices=("none", "optional", "required"),
     )
 
+    # --- hooks (module:function, called with one aioprefork.hooks.HookContext) -----------
+    on_starting: str = setting(
+        "",
+        "hooks",
+        "hook: master, once, before binding; raising stops the start (exit 3)",
+        Kind.STR,
+    )
+    when_ready: str = setting(
+        "", "hooks", "hook: master, once, when the first generation serves", Kind.STR
+    )
+    on_reload: str = setting(
+        "", "hooks", "hook: master, at each graceful or hard restart (the new config)", Kind.STR
+    )
+    on_exit: str = setting("", "hooks", "hook: master, just before it exits", Kind.STR)
+    post_fork: str = setting(
+        "", "hooks", "hook: each worker, right after fork, before the app is imported", Kind.STR
+    )
+    post_worker_init: str = setting(
+        "",
+        "hooks",
+        "hook: each worker, after the app is imported and its lifespan started",
+        Kind.STR,
+    )
+    worker_exit: str = setting(
+        "", "hooks", "hook: each worker, after it drained, just before it exits", Kind.STR
+    )
+
     # --- websocket --------------------------------------------------------------------------
     ws: str = setting(
         "auto",

@@ -36,6 +36,7 @@ from aioprefork.channel.messages import Dump, Fatal, Message, Ready, Retire, Sta
 from aioprefork.config.load import Loaded
 from aioprefork.config.model import Config, PoolPolicy
 from aioprefork.errors import EXIT_BOOT, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UserError
+from aioprefork.hooks import MASTER_HOOKS, Hooks
 from aioprefork.master import commands, daemon, exits, fork, maintenance, orders, sdnotify
 from aioprefork.master.listeners import Listener, bind_all, close_all
 from aioprefork.master.orders import REAP, WAKE, Order
@@ -61,12 +62,14 @@ def run_master(loaded: Loaded, reload: Callable[[], Loaded]) -> int:
     propagate for the CLI to print as one line (exit 2).
     """
     config = loaded.config
+    hooks = Hooks.load(config, MASTER_HOOKS)
+    hooks.run("on_starting", generation=0, strict=True)  # HookError: exit 3, nothing bound
     listeners = bind_all(config)
     startup: daemon.Startup | None = None
     try:
         if config.daemon:
             startup = daemon.daemonize()
-        arbiter = Arbiter(loaded, reload, listeners, startup)
+        arbiter = Arbiter(loaded, reload, listeners, startup, hooks)
         with asyncio.Runner() as runner:  # a plain asyncio loop: the master never runs uvloop
             code = runner.run(arbiter.run())
         if startup is not None:  # (a no-op once it said "running")
@@ -87,8 +90,10 @@ class Arbiter:
         reload: Callable[[], Loaded],
         listeners: list[Listener],
         startup: daemon.Startup | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.loaded = loaded
+        self.hooks = hooks or Hooks(loaded.config)
         self._startup = startup  # told once the first generation is running (--daemon)
         self.halt_reason = ""
         self.config: Config = loaded.config
@@ -198,6 +203,7 @@ class Arbiter:
         await self.services.close()
         daemon.remove_pid_file(self.config.pid_file)
         log.info("master exiting (%s, code %d)", self.state.value, self.exit_code)
+        self.hooks.run("on_exit", generation=self.scoreboard.generation)
         if self.notifier is not None:
             self.notifier.close()
 
@@ -263,6 +269,7 @@ class Arbiter:
                 log.info("running: %d workers ready", ready)
                 if self._startup is not None:
                     self._startup.running()
+                self.hooks.run("when_ready", generation=sb.generation)
             elif not current:  # every worker of the first generation is gone, none was ready
                 self.halt(f"no worker could boot: {self._last_fatal or 'workers exited'}")
         elif self.state is MasterState.STOPPING and not len(sb):
@@ -420,6 +427,7 @@ class Arbiter:
         """Generation `gen`, running `config`, is now the current one."""
         self.config = config
         self.policy = PoolPolicy.from_config(config)
+        self.hooks = Hooks.load(config, MASTER_HOOKS)  # load_checked resolved them already
         sb = self.scoreboard
         sb.generation = gen
         sb.server_limit, sb.worker_connections = config.server_limit, config.worker_connections

@@ -38,6 +38,7 @@ from aioprefork.channel.endpoint import Endpoint, PeerGone
 from aioprefork.channel.messages import Dump, Fatal, GracefulStop, Ready, ReopenLogs, Stacks, Stop
 from aioprefork.config.model import Config, HttpLimits
 from aioprefork.errors import EXIT_BOOT, EXIT_OK, AiopreforkError, ProtocolViolation
+from aioprefork.hooks import WORKER_HOOKS, HookError, Hooks
 from aioprefork.logs import reopen_log_files
 from aioprefork.worker.balance import Balance
 from aioprefork.worker.reporter import Reporter
@@ -88,6 +89,7 @@ class Worker:
         self._channel_sock = channel
         self._listeners = listeners
         self._stats = WorkerStats()
+        self.hooks = Hooks(config)  # the worker hooks, once _boot has loaded them
         self._stop_requested: asyncio.Future[float | None] | None = None
         self._abort = asyncio.Event()
 
@@ -110,6 +112,7 @@ class Worker:
             _send_fatal(endpoint, failed.message)
             return EXIT_BOOT
         finally:
+            self.hooks.run("worker_exit", generation=self.gen, slot=self.slot)
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
@@ -134,9 +137,16 @@ class Worker:
 
     async def _boot(self) -> tuple[Any, Any]:
         config = self.config
+        hooks = self.hooks = Hooks.load(config, WORKER_HOOKS)
+        hooks.run("post_fork", generation=self.gen, slot=self.slot, strict=True)
         app = load_app(config.app, factory=config.factory, app_dir=config.app_dir)
         lifespan = Lifespan(app, config.lifespan)
         await lifespan.startup()
+        try:
+            hooks.run("post_worker_init", generation=self.gen, slot=self.slot, strict=True)
+        except HookError:
+            await lifespan.shutdown()
+            raise
         self._reporter = Reporter(
             self._send_quietly,
             self._stats,
