@@ -17,6 +17,7 @@ from aioprefork.master.snapshot import (
     SCOREBOARD_LETTERS,
     STARTING,
     STOPPING,
+    ListenQueue,
     SlotView,
     Snapshot,
     Totals,
@@ -56,6 +57,9 @@ def snapshot_from_json(data: Mapping[str, Any]) -> Snapshot:
         }
         totals["duration_buckets"] = tuple(totals.get("duration_buckets") or ())
         fields["totals"] = Totals(**totals)
+        fields["listen_queues"] = tuple(
+            ListenQueue(**_known(ListenQueue, q)) for q in data.get("listen_queues") or ()
+        )
         return Snapshot(**fields)
     except (TypeError, KeyError, AttributeError) as exc:
         raise ValueError(f"not a status snapshot ({exc})") from None
@@ -162,6 +166,8 @@ def render_summary(snap: Snapshot) -> str:
         lines.append(
             f"last restart: {last.get('kind', '?')} {last.get('result', '?')}{reason}{ago}"
         )
+    for queue in snap.listen_queues:
+        lines.append(f"listen queue: {queue.listener} {queue.queued} waiting (limit {queue.limit})")
     if snap.max_workers_reached_total:
         lines.append(f"max_workers reached: {snap.max_workers_reached_total} times")
     return "\n".join(lines)

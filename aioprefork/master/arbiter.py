@@ -45,7 +45,7 @@ from aioprefork.master.pool import WorkerPool
 from aioprefork.master.scoreboard import Scoreboard, Slot
 from aioprefork.master.services import Services
 from aioprefork.master.signals import SIGNALS
-from aioprefork.master.snapshot import Snapshot
+from aioprefork.master.snapshot import ListenQueue, Snapshot
 from aioprefork.master.states import TERMINAL, MasterState, MasterTrigger, SlotState, advance
 
 log = logging.getLogger("aioprefork.error")
@@ -212,7 +212,20 @@ class Arbiter:
     def snapshot(self) -> Snapshot:
         self.scoreboard.master_state = self.state.value
         self.scoreboard.spawn_rate = self._memo.spawn_rate
+        self.scoreboard.listen_queues = self._listen_queues()
         return self.scoreboard.snapshot()
+
+    def _listen_queues(self) -> tuple[ListenQueue, ...]:
+        queues = []
+        for listener in self.listeners:
+            if listener.sock.fileno() == -1:
+                continue  # closed: stopping
+            depth = listener.queue()
+            if depth is not None:
+                queues.append(
+                    ListenQueue(listener=listener.describe(), queued=depth[0], limit=depth[1])
+                )
+        return tuple(queues)
 
     def _maintain(self) -> None:
         now = time.time()

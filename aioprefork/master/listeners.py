@@ -12,6 +12,7 @@ import errno
 import os
 import socket
 import stat
+import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -20,6 +21,10 @@ from aioprefork.config.model import Config
 from aioprefork.errors import BindError
 
 SD_LISTEN_FDS_START: Final = 3
+# struct tcp_info (linux/tcp.h): 8 one-byte fields, then u32s; for a socket in LISTEN state
+# tcpi_unacked is the accept queue's length and tcpi_sacked its limit (the effective backlog).
+_TCP_INFO: Final = struct.Struct("=8B6I")
+_TCP_LISTEN: Final = 10
 
 
 @dataclass(slots=True)
@@ -30,6 +35,21 @@ class Listener:
     @property
     def is_unix(self) -> bool:
         return self.sock.family == socket.AF_UNIX
+
+    def queue(self) -> tuple[int, int] | None:
+        """(connections waiting in the accept queue, its limit), or None where the kernel does
+        not say (a Unix socket, a non-Linux system). Queued connections are clients no worker
+        has accepted yet: every accepting slot is busy, or a worker's loop is stalled."""
+        if self.is_unix or not hasattr(socket, "TCP_INFO"):
+            return None
+        try:
+            info = self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO.size)
+        except OSError:
+            return None
+        fields = _TCP_INFO.unpack_from(info.ljust(_TCP_INFO.size, b"\0"))
+        if fields[0] != _TCP_LISTEN:
+            return None
+        return fields[12], fields[13]
 
     def describe(self) -> str:
         """The address actually bound (resolves port 0), for logs and tests."""

@@ -31,7 +31,7 @@ from aioprefork.channel.messages import (
 )
 from aioprefork.master import maintenance
 from aioprefork.master.exits import BOOT_TIMEOUT, HUNG
-from aioprefork.master.snapshot import SlotView, Snapshot, Totals
+from aioprefork.master.snapshot import ListenQueue, SlotView, Snapshot, Totals
 from aioprefork.master.states import SlotState, SlotTrigger, advance_slot
 
 
@@ -131,6 +131,7 @@ class Scoreboard:
         self.generation = 0
         self.spawn_rate = 1
         self.last_restart: dict[str, Any] = {}
+        self.listen_queues: tuple[ListenQueue, ...] = ()  # set by the arbiter before snapshots
         self.spawned_total: collections.Counter[str] = collections.Counter()
         self.exited_total: collections.Counter[str] = collections.Counter()
         self.restarts_total: collections.Counter[str] = collections.Counter()
@@ -295,4 +296,5 @@ class Scoreboard:
             heartbeat_timeouts_total=self.heartbeat_timeouts_total,
             totals=self.totals(),
             last_restart=dict(self.last_restart),
+            listen_queues=self.listen_queues,
         )

@@ -83,6 +83,15 @@ class Totals:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ListenQueue:
+    """One listener's accept queue, read by the master from the kernel (TCP_INFO)."""
+
+    listener: str  # the bound address, e.g. "0.0.0.0:8000"
+    queued: int  # connections the kernel completed that no worker has accepted yet
+    limit: int  # the queue's length limit (the effective listen backlog)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Snapshot:
     now: float
     pid: int
@@ -106,6 +115,12 @@ class Snapshot:
     heartbeat_timeouts_total: int = 0
     totals: Totals = field(default_factory=Totals)
     last_restart: Mapping[str, Any] = field(default_factory=dict)  # kind, result, reason, at
+    listen_queues: tuple[ListenQueue, ...] = ()  # TCP listeners only
+
+    @property
+    def queued(self) -> int:
+        """Connections waiting in every accept queue: clients no worker has taken yet."""
+        return sum(q.queued for q in self.listen_queues)
 
     @property
     def active_workers(self) -> int:

@@ -255,9 +255,34 @@ def _per_slot(snap: Snapshot) -> Iterator[Metric]:
         yield family
 
 
+def _listen_queues(snap: Snapshot) -> Iterator[Metric]:
+    """Each TCP listener's accept queue: clients waiting for a worker (an autoscaling signal)."""
+    depth = GaugeMetricFamily(
+        PREFIX + "listen_queue_depth",
+        "Connections the kernel accepted that no worker has taken yet, per listener",
+        labels=["listener"],
+    )
+    limit = GaugeMetricFamily(
+        PREFIX + "listen_queue_limit",
+        "Length limit of the listener's accept queue (its effective backlog)",
+        labels=["listener"],
+    )
+    for queue in snap.listen_queues:
+        depth.add_metric([queue.listener], queue.queued)
+        limit.add_metric([queue.listener], queue.limit)
+    yield depth
+    yield limit
+
+
 def metric_families(snap: Snapshot) -> list[Metric]:
     """Every aioprefork_* family for one snapshot, in a stable order."""
-    return [*_pool(snap), *_lifecycle(snap), *_traffic(snap), *_per_slot(snap)]
+    return [
+        *_pool(snap),
+        *_lifecycle(snap),
+        *_traffic(snap),
+        *_listen_queues(snap),
+        *_per_slot(snap),
+    ]
 
 
 class SnapshotCollector:

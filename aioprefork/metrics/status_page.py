@@ -142,6 +142,8 @@ def render_auto(snap: Snapshot) -> str:
         ("MinSpareSlots", str(snap.min_spare_slots)),
         ("MaxSpareSlots", str(snap.max_spare_slots)),
         ("SpawnRate", str(snap.spawn_rate)),
+        ("ListenQueue", str(snap.queued)),
+        ("LoopStalls", str(t.loop_stalls)),
         ("Scoreboard", snap.scoreboard_line()),
     ]
     return "".join(f"{key}: {value}\n" for key, value in lines)
@@ -248,6 +250,12 @@ def _cards(snap: Snapshot, f: Mapping[str, float]) -> str:
             f"target {snap.min_spare_slots:,} to {snap.max_spare_slots:,}",
         ),
         _card("Accepted", f"{t.accepted:,}", f"spawn rate {snap.spawn_rate}"),
+        _card(
+            "Listen queue",
+            f"{snap.queued:,}",
+            ", ".join(f"{q.listener}: {q.queued}/{q.limit}" for q in snap.listen_queues)
+            or "no TCP listener",
+        ),
     ]
     return f'<div class="cards">{"".join(cards)}</div>'
 

@@ -134,6 +134,7 @@ def test_no_unbounded_labels() -> None:
         "le",
         "slot",
         "generation",
+        "listener",  # one per configured listener: bounded by the config
     }
     for name, labels in samples(render(snapshot())):
         assert name.startswith("aioprefork_")
