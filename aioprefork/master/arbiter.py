@@ -35,7 +35,7 @@ from aioprefork import __version__
 from aioprefork.channel.messages import Dump, Fatal, Message, Ready, Retire, Stacks
 from aioprefork.config.load import Loaded
 from aioprefork.config.model import Config, PoolPolicy
-from aioprefork.errors import EXIT_BOOT, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UserError
+from aioprefork.errors import EXIT_BOOT, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, BootError, UserError
 from aioprefork.hooks import MASTER_HOOKS, Hooks
 from aioprefork.master import commands, daemon, exits, fork, maintenance, orders, sdnotify
 from aioprefork.master.listeners import Listener, bind_all, close_all
@@ -186,6 +186,11 @@ class Arbiter:
         owner = daemon.resolve_owner(config.user, config.group)
         await self.services.open(config, owner, self.control, self.snapshot)
         fork.preload()
+        if config.preload:
+            try:
+                fork.preload_app(config)
+            except BootError as exc:
+                return self.halt(str(exc))
         daemon.drop_privileges(config.user, config.group)
         self.set_state(MasterTrigger.BOUND)
         self._last_gen = self.scoreboard.generation = 1

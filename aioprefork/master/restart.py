@@ -62,6 +62,11 @@ async def graceful(arbiter: Arbiter, job: Job) -> None:
     old = [s for s in sb if s.gen != gen and s.state is not SlotState.STOPPING]
     count = max(config.workers, config.min_workers, min(len(old), config.max_workers))
     job.progress(f"graceful restart: starting generation {gen} ({count} workers)")
+    if config.preload:
+        job.progress(
+            "preload is on: the new workers run the code the master imported at start "
+            "(config changes apply; `ctl upgrade` loads changed code)"
+        )
     new = [s for s in (pool.spawn(gen, config, "graceful") for _ in range(count)) if s]
     if not new:
         return _rolled_back(arbiter, job, "no free slot for a new generation (server_limit)")
