@@ -37,7 +37,7 @@ CLEAR: Final = "\x1b[H\x1b[2J"
 
 ctl_app = typer.Typer(
     name="ctl",
-    help="Control a running server: status, graceful, restart, stop, scale, reopen-logs, dump.",
+    help="Control a running server: status, graceful, restart, upgrade, stop, scale, reopen-logs, dump.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -118,6 +118,7 @@ SIGNAL_MEANING: Final[Mapping[Command, str]] = {
     Command.SCALE_UP: "min_workers + 1",
     Command.SCALE_DOWN: "min_workers - 1",
     Command.REOPEN_LOGS: "graceful restart, which reopens the logs",
+    Command.UPGRADE: "upgrade: re-exec the master",
 }
 
 
@@ -382,3 +383,11 @@ def dump(
 ) -> None:
     """Print the live stacks of every thread and asyncio task of one worker; it keeps serving."""
     run_command(target, protocol.request("dump", slot=slot), None, timeout=STATUS_TIMEOUT)
+
+
+@ctl_app.command()
+@with_target
+def upgrade(target: Target) -> None:
+    """Re-exec the master (USR2) with its listeners: new code, Python or binds, no failed request;
+    the old master drains once the new one serves, and keeps serving if it cannot start."""
+    change_pool(target, protocol.request("upgrade"), Command.UPGRADE)

@@ -71,6 +71,7 @@ COMMANDS: Final[Mapping[str, Mapping[str, Any]]] = {
     "scale": {"n": _scale},
     "reopen-logs": {},
     "dump": {"slot": _slot},
+    "upgrade": {},
 }
 REQUIRED: Final[Mapping[str, frozenset[str]]] = {
     "scale": frozenset({"n"}),

@@ -37,7 +37,7 @@ from aioprefork.config.load import Loaded
 from aioprefork.config.model import Config, PoolPolicy
 from aioprefork.errors import EXIT_BOOT, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, BootError, UserError
 from aioprefork.hooks import MASTER_HOOKS, Hooks
-from aioprefork.master import commands, daemon, exits, fork, maintenance, orders, sdnotify
+from aioprefork.master import commands, daemon, exits, fork, maintenance, orders, sdnotify, upgrade
 from aioprefork.master.listeners import Listener, bind_all, close_all
 from aioprefork.master.orders import REAP, WAKE, Order
 from aioprefork.master.orders import Job as Job  # re-exported: master/restart.py's type
@@ -62,12 +62,16 @@ def run_master(loaded: Loaded, reload: Callable[[], Loaded]) -> int:
     propagate for the CLI to print as one line (exit 2).
     """
     config = loaded.config
+    inheritance = upgrade.take_over(os.environ)  # exec'd by `ctl upgrade` of an older master
     hooks = Hooks.load(config, MASTER_HOOKS)
     hooks.run("on_starting", generation=0, strict=True)  # HookError: exit 3, nothing bound
-    listeners = bind_all(config)
+    listeners = bind_all(config, inherited=inheritance.listeners if inheritance else None)
     startup: daemon.Startup | None = None
     try:
-        if config.daemon:
+        if inheritance is not None:
+            startup = daemon.Startup(inheritance.pipe)  # the old master waits for this word
+            log.info("taking over from master pid %d (ctl upgrade)", inheritance.old_pid)
+        elif config.daemon:
             startup = daemon.daemonize()
         arbiter = Arbiter(loaded, reload, listeners, startup, hooks)
         with asyncio.Runner() as runner:  # a plain asyncio loop: the master never runs uvloop
@@ -124,6 +128,8 @@ class Arbiter:
         self._change = asyncio.Event()
         self._last_fatal = ""
         self.services = Services()
+        self.successor = 0  # pid of the master that took over (ctl upgrade); 0: none
+        self._oldbin = ""  # our pid file, moved aside for the successor
         self._dumps: dict[int, Job] = {}  # Dump request number -> the `ctl dump` waiting for it
         self._dump_number = 0
         self.notifier = sdnotify.Notifier.from_environ()  # None unless systemd's Type=notify
@@ -207,6 +213,7 @@ class Arbiter:
         await self.pool.close()
         await self.services.close()
         daemon.remove_pid_file(self.config.pid_file)
+        daemon.remove_pid_file(self._oldbin)
         log.info("master exiting (%s, code %d)", self.state.value, self.exit_code)
         self.hooks.run("on_exit", generation=self.scoreboard.generation)
         if self.notifier is not None:
@@ -318,6 +325,15 @@ class Arbiter:
             self._last_fatal = msg.message
             log.error("%s failed to boot: %s", where, msg.message)
             self._notify()
+
+    def hand_over(self, pid: int, oldbin: str) -> None:
+        """ctl upgrade succeeded: master `pid` serves now. Nothing it owns is ours to remove
+        (Unix sockets, control socket, pid file), and systemd follows it (MAINPID)."""
+        self.successor, self._oldbin = pid, oldbin
+        if self.notifier is not None:
+            self.notifier.hand_over(pid, f"upgraded: master pid {pid} took over")
+            self.notifier.close()
+            self.notifier = None  # our STOPPING=1 must not stop the service
 
     def ask_stacks(self, slot: Slot, job: Job) -> None:
         """`ctl dump`: ask `slot` for its live stacks; `job` finishes with them or a timeout."""

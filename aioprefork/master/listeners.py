@@ -60,16 +60,38 @@ class Listener:
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def bind_all(config: Config, environ: Mapping[str, str] | None = None) -> list[Listener]:
-    """All listeners for `config`; on any failure closes what was bound and raises BindError."""
+def bind_all(
+    config: Config,
+    environ: Mapping[str, str] | None = None,
+    inherited: Mapping[str, int] | None = None,
+) -> list[Listener]:
+    """All listeners for `config`; on any failure closes what was bound and raises BindError.
+
+    `inherited` (a master exec'd by ctl upgrade): address -> descriptor of the old master's
+    listeners. A configured address is adopted from there instead of bound; an inherited fd://
+    listener (systemd's, or given as fd://N) is kept as systemd's would be; the rest, binds the
+    new config dropped, are closed.
+    """
     environ = os.environ if environ is None else environ
+    pending = dict(inherited or {})
     listeners: list[Listener] = []
     try:
         activated = systemd_listeners(environ)
+        for address in [a for a in pending if a.startswith("fd://")]:
+            activated.append(Listener(address, _adopt_fd(pending.pop(address), address)))
         listeners.extend(activated)
         addresses = config.bind if (config.bind or activated) else config.binds()
         for address in addresses:
-            listeners.append(bind_one(address, config.backlog, config.unix_socket_mode))
+            if any(lsn.address == address for lsn in activated):
+                continue
+            fd = pending.pop(address, None)
+            if fd is not None:
+                listeners.append(Listener(address, _adopt_fd(fd, address)))
+            else:
+                listeners.append(bind_one(address, config.backlog, config.unix_socket_mode))
+        for fd in pending.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
     except BaseException:
         close_all(listeners, unlink=False)
         raise

@@ -31,6 +31,7 @@ CTL_WORDS: Final = {
     "graceful-stop": Command.GRACEFUL_STOP,
     "reopen-logs": Command.REOPEN_LOGS,
     "dump": Command.DUMP,
+    "upgrade": Command.UPGRADE,
 }
 
 

@@ -85,6 +85,19 @@ class Notifier:
             env.pop(key, None)
         return cls(address_of(path), interval) if path else None
 
+    def environ(self) -> dict[str, str]:
+        """The variables for a master that takes over from this one (master/upgrade.py)."""
+        env = {
+            "NOTIFY_SOCKET": "@" + self.address[1:] if self.address[:1] == "\0" else self.address
+        }
+        if self.watchdog_interval:
+            env["WATCHDOG_USEC"] = str(int(self.watchdog_interval * 2e6))
+        return env
+
+    def hand_over(self, pid: int, status: str) -> None:
+        """Tell systemd the service's main process is now `pid` (a new master, ctl upgrade)."""
+        self.send(f"MAINPID={pid}", "READY=1", f"STATUS={status}")
+
     def send(self, *fields: str) -> None:
         try:
             self._sock.sendto("\n".join(fields).encode(), self.address)

@@ -73,6 +73,25 @@ class Services:
                 config.metrics_bind, snapshot, registry_extra=appmetrics.collector()
             )
 
+    async def hand_over(self) -> None:
+        """ctl upgrade: free the control socket's path and the metrics port for the new master.
+        Connections in flight (the `ctl upgrade` waiting for its outcome) stay open."""
+        if self.control is not None:
+            self.control.stop_listening()
+            self.control = None
+        if self.metrics is not None:
+            with contextlib.suppress(Exception):
+                await self.metrics.close()
+            self.metrics = None
+
+    async def take_back(self, config: Config, handler: Handler, snapshot: SnapshotFn) -> None:
+        """The upgrade failed: answer on the control socket and the metrics port again."""
+        try:
+            await self._open_control(config, None, handler)
+            await self._open_metrics(config, None, snapshot)
+        except UserError as exc:
+            log.error("after the failed upgrade: %s", exc)
+
     def worker_exited(self, pid: int) -> None:
         """Drop a dead worker's live app gauges (its counters stay in the sum)."""
         if self.appmetrics:

@@ -67,7 +67,14 @@ def main(
     faulthandler.enable(all_threads=True)  # SIGABRT on heartbeat timeout dumps every stack
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # a vanished client is an EPIPE, not a death
-    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU):
+    for sig in (
+        signal.SIGHUP,
+        signal.SIGUSR1,
+        signal.SIGUSR2,
+        signal.SIGWINCH,
+        signal.SIGTTIN,
+        signal.SIGTTOU,
+    ):
         signal.signal(sig, signal.SIG_IGN)  # master-only meanings; TTIN/TTOU would stop us
     worker = Worker(slot, gen, channel, listeners, config, board)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

@@ -3,6 +3,9 @@
 /env?k=NAME   the worker's value of environment variable NAME ("-" when unset)
 /block?s=X    blocks the event loop in time.sleep (inside `hold_the_loop`, for stall reports)
 /wait?s=X     awaits asyncio.sleep inside `awaiting_the_database` (a task for ctl dump to show)
+/master       the pid of the worker's parent (which master forked it)
+
+Importing it fails while the file named by $OPS_BREAK_FLAG exists (an upgrade that cannot boot).
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ import os
 import time
 from typing import Any
 from urllib.parse import parse_qs
+
+if os.path.exists(os.environ.get("OPS_BREAK_FLAG", "/nonexistent/flag")):
+    raise RuntimeError("the new code is broken")
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -23,6 +29,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body = os.environ.get(query["k"][0], "-").encode()
     elif scope["path"] == "/block":
         hold_the_loop(float(query["s"][0]))
+    elif scope["path"] == "/master":
+        body = str(os.getppid()).encode()
     elif scope["path"] == "/wait":
         await awaiting_the_database(float(query["s"][0]))
     headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
