@@ -39,10 +39,12 @@ class MsgType(enum.IntEnum):
     RETIRE = 3
     FATAL = 4
     STACKS = 5
+    REQUESTS = 6
     GRACEFUL_STOP = 16
     STOP = 17
     REOPEN_LOGS = 18
     DUMP = 19
+    LIST_REQUESTS = 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,6 +119,20 @@ class Stacks:
     text: str
 
 
+# One request in flight as a worker reports it: (client, peer, protocol, method, target, phase, age).
+RequestRow = tuple[str, str, str, str, str, str, float]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Requests:
+    """worker -> master, the answer to ListRequests: its oldest requests in flight."""
+
+    TYPE = MsgType.REQUESTS
+    request: int
+    total: int  # requests in flight, before the bound
+    rows: tuple[RequestRow, ...]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GracefulStop:
     """master -> worker: stop accepting, finish in-flight requests by `deadline` (unix time), exit."""
@@ -147,9 +163,23 @@ class Dump:
     request: int
 
 
-Message = Ready | Status | Retire | Fatal | Stacks | GracefulStop | Stop | ReopenLogs | Dump
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListRequests:
+    """master -> worker: report up to `limit` requests in flight, oldest first (Requests)."""
 
+    TYPE = MsgType.LIST_REQUESTS
+    request: int
+    limit: int
+    target_length: int
+
+
+Message = (
+    Ready | Status | Retire | Fatal | Stacks | Requests
+    | GracefulStop | Stop | ReopenLogs | Dump | ListRequests
+)  # fmt: skip
+
+_TO_MASTER: Final = (Ready, Status, Retire, Fatal, Stacks, Requests)
+_TO_WORKER: Final = (GracefulStop, Stop, ReopenLogs, Dump, ListRequests)
 MESSAGE_TYPES: Final[dict[MsgType, type[Message]]] = {
-    cls.TYPE: cls
-    for cls in (Ready, Status, Retire, Fatal, Stacks, GracefulStop, Stop, ReopenLogs, Dump)
+    cls.TYPE: cls for cls in (*_TO_MASTER, *_TO_WORKER)
 }

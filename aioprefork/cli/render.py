@@ -17,7 +17,9 @@ from aioprefork.master.snapshot import (
     SCOREBOARD_LETTERS,
     STARTING,
     STOPPING,
+    InFlight,
     ListenQueue,
+    RequestView,
     SlotView,
     Snapshot,
     Totals,
@@ -37,7 +39,9 @@ COLUMNS: Final = (
     "SLOT", "PID", "GEN", "STATE", "ACCEPTING", "OPEN", "ACTIVE", "KEEPALIVE", "REQUESTS", "AGE",
     "HEARTBEAT", "LOOP LAG", "STALLS", "RSS",
 )  # fmt: skip
-_LEFT: Final = frozenset({"STATE", "ACCEPTING"})
+_LEFT: Final = frozenset(
+    {"STATE", "ACCEPTING", "PHASE", "PROTOCOL", "METHOD", "TARGET", "CLIENT", "PEER"}
+)
 
 
 def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -189,3 +193,40 @@ def render_status(snap: Snapshot) -> str:
     rows = [slot_row(s, snap.now) for s in sorted(snap.slots, key=lambda s: s.slot)]
     table = render_table(COLUMNS, rows) if rows else "(no worker processes)"
     return "\n\n".join([render_summary(snap), table, render_scoreboard(snap)]) + "\n"
+
+
+REQUEST_COLUMNS: Final = (
+    "SLOT", "PID", "AGE", "PHASE", "PROTOCOL", "METHOD", "TARGET", "CLIENT", "PEER",
+)  # fmt: skip
+
+
+def in_flight_from_json(data: Mapping[str, Any]) -> InFlight:
+    """Rebuild InFlight from `InFlight.to_json()`; ValueError when the shape is not one."""
+    try:
+        rows = tuple(RequestView(**_known(RequestView, r)) for r in data.get("requests") or ())
+        return InFlight(
+            requests=rows,
+            total=int(data.get("total", len(rows))),
+            unanswered=tuple(data.get("unanswered") or ()),
+        )
+    except (TypeError, KeyError, AttributeError, ValueError) as exc:
+        raise ValueError(f"not a list of requests in flight ({exc})") from None
+
+
+def render_requests(view: InFlight) -> str:
+    """`ctl status --requests`: every request in flight, oldest first (Apache's ExtendedStatus)."""
+    shown = len(view.requests)
+    head = f"requests in flight: {view.total}"
+    if shown < view.total:
+        head += f" (the {shown} oldest shown; status_requests_limit per worker)"
+    if view.unanswered:
+        head += f"; no answer within 1s from slot(s) {', '.join(map(str, view.unanswered))}"
+    rows = [_request_row(r) for r in view.requests]
+    if not rows:
+        return head + "\n"
+    return head + "\n\n" + render_table(REQUEST_COLUMNS, rows) + "\n"
+
+
+def _request_row(r: RequestView) -> tuple[str, ...]:
+    age = format_lag(r.age)
+    return (str(r.slot), str(r.pid), age, r.phase, r.protocol, r.method, r.target, r.client, r.peer)

@@ -314,6 +314,22 @@ class Config:
         "127.0.0.1:9464", "metrics", "address of the master's metrics listener", Kind.STR
     )
 
+    status_requests_limit: int = setting(
+        100,
+        "metrics",
+        "requests in flight each worker lists in `ctl status --requests` and "
+        "/server-status?requests, the oldest first",
+        Kind.INT,
+        minimum=1,
+    )
+    status_target_length: int = setting(
+        64,
+        "metrics",
+        "characters of a request target shown there (longer ones are cut)",
+        Kind.INT,
+        minimum=8,
+    )
+
     # --- tls --------------------------------------------------------------------------------
     ssl_certfile: str = setting("", "tls", "PEM certificate chain; enables TLS", Kind.STR)
     ssl_keyfile: str = setting("", "tls", "PEM private key", Kind.STR)

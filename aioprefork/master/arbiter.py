@@ -32,7 +32,16 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
 from aioprefork import __version__
-from aioprefork.channel.messages import Dump, Fatal, Message, Ready, Retire, Stacks
+from aioprefork.channel.messages import (
+    Dump,
+    Fatal,
+    ListRequests,
+    Message,
+    Ready,
+    Requests,
+    Retire,
+    Stacks,
+)
 from aioprefork.config.load import Loaded
 from aioprefork.config.model import Config, PoolPolicy
 from aioprefork.errors import EXIT_BOOT, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, BootError, UserError
@@ -45,13 +54,14 @@ from aioprefork.master.pool import WorkerPool
 from aioprefork.master.scoreboard import Scoreboard, Slot
 from aioprefork.master.services import Services
 from aioprefork.master.signals import SIGNALS
-from aioprefork.master.snapshot import ListenQueue, Snapshot
+from aioprefork.master.snapshot import InFlight, ListenQueue, RequestView, Snapshot
 from aioprefork.master.states import TERMINAL, MasterState, MasterTrigger, SlotState, advance
 
 log = logging.getLogger("aioprefork.error")
 
 TICK: Final = 1.0  # maintenance interval (Apache: once a second)
 DUMP_TIMEOUT: Final = 5.0  # a worker's loop answers a Dump at once unless it is blocked
+REQUESTS_TIMEOUT: Final = 1.0  # ctl status --requests waits this long for each worker
 
 
 def run_master(loaded: Loaded, reload: Callable[[], Loaded]) -> int:
@@ -85,6 +95,14 @@ def run_master(loaded: Loaded, reload: Callable[[], Loaded]) -> int:
         raise
     finally:
         close_all([listener for listener in listeners if listener.sock.fileno() != -1])
+
+
+def _row(row: tuple[str, str, str, str, str, str, float]) -> dict[str, Any]:
+    client, peer, protocol, method, target, phase, age = row
+    return {
+        "client": client, "peer": peer, "protocol": protocol, "method": method,
+        "target": target, "phase": phase, "age": age,
+    }  # fmt: skip
 
 
 class Arbiter:
@@ -128,10 +146,12 @@ class Arbiter:
         self._change = asyncio.Event()
         self._last_fatal = ""
         self.services = Services()
+        self.services.in_flight = self.in_flight
         self.successor = 0  # pid of the master that took over (ctl upgrade); 0: none
         self._oldbin = ""  # our pid file, moved aside for the successor
         self._dumps: dict[int, Job] = {}  # Dump request number -> the `ctl dump` waiting for it
         self._dump_number = 0
+        self._listings: dict[int, asyncio.Future[Requests]] = {}  # ListRequests in flight
         self.notifier = sdnotify.Notifier.from_environ()  # None unless systemd's Type=notify
 
     # -- the cycle -------------------------------------------------------------------------------
@@ -317,6 +337,10 @@ class Arbiter:
             log.info("%s retiring (%s): starting its replacement", where, msg.reason)
             if self.state is MasterState.RUNNING and slot.gen == sb.generation:
                 self._recycle(slot)
+        elif isinstance(msg, Requests):
+            listing = self._listings.pop(msg.request, None)
+            if listing is not None and not listing.done():
+                listing.set_result(msg)
         elif isinstance(msg, Stacks):
             job = self._dumps.pop(msg.request, None)
             if job is not None:
@@ -334,6 +358,44 @@ class Arbiter:
             self.notifier.hand_over(pid, f"upgraded: master pid {pid} took over")
             self.notifier.close()
             self.notifier = None  # our STOPPING=1 must not stop the service
+
+    async def in_flight(self, limit: int | None = None) -> InFlight:
+        """Every worker's requests in flight, oldest first (ExtendedStatus), asked for now: the
+        workers record nothing per request for it. A worker that does not answer within
+        REQUESTS_TIMEOUT (its loop is busy) is named, not waited for."""
+        config = self.config
+        per_worker = config.status_requests_limit if limit is None else limit
+        asked: dict[Slot, asyncio.Future[Requests]] = {}
+        loop = asyncio.get_running_loop()
+        for slot in list(self.scoreboard):
+            if slot.state is SlotState.STARTING:
+                continue
+            self._dump_number += 1
+            future: asyncio.Future[Requests] = loop.create_future()
+            self._listings[self._dump_number] = future
+            asked[slot] = future
+            message = ListRequests(
+                request=self._dump_number,
+                limit=per_worker,
+                target_length=config.status_target_length,
+            )
+            self.pool.send(slot, message)
+        if asked:
+            await asyncio.wait(asked.values(), timeout=REQUESTS_TIMEOUT)
+        views: list[RequestView] = []
+        total, unanswered = 0, []
+        for slot, future in asked.items():
+            if not future.done():
+                future.cancel()
+                unanswered.append(slot.index)
+                continue
+            reply = future.result()
+            total += reply.total
+            views += [RequestView(slot=slot.index, pid=slot.pid, **_row(row)) for row in reply.rows]
+        for number in [n for n, f in self._listings.items() if f.done()]:
+            del self._listings[number]
+        views.sort(key=lambda v: v.age, reverse=True)
+        return InFlight(requests=tuple(views), total=total, unanswered=tuple(unanswered))
 
     def ask_stacks(self, slot: Slot, job: Job) -> None:
         """`ctl dump`: ask `slot` for its live stacks; `job` finishes with them or a timeout."""
@@ -482,4 +544,4 @@ class Arbiter:
 
     def control(self, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The `ctl` handler (master/orders.py): status at once; other orders join the queue."""
-        return orders.answer(request, self._inbox.put_nowait, self.snapshot)
+        return orders.answer(request, self._inbox.put_nowait, self.snapshot, self.in_flight)

@@ -157,8 +157,8 @@ def preload_app(config: Config) -> None:
     """`preload`: import the app in the master, so every worker forked from it shares the
     module's pages copy-on-write and skips the import. A failure stops the start (exit 3) with
     the loader's one line and the import's traceback, once."""
-    from aioprefork.asgi.loader import preload_app as import_app
     from aioprefork.errors import AppLoadError, BootError
+    from aioprefork.worker.process import import_app  # the master reaches the app through it
 
     started = time.monotonic()
     try:

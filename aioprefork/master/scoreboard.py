@@ -22,6 +22,7 @@ from aioprefork.channel.messages import (
     Dump,
     Fatal,
     GracefulStop,
+    ListRequests,
     Message,
     Ready,
     ReopenLogs,
@@ -193,7 +194,9 @@ class Scoreboard:
             slot.retiring = slot.retiring or msg.reason
         elif isinstance(msg, Fatal):
             slot.fatal = msg
-        elif isinstance(msg, GracefulStop | Stop | ReopenLogs | Dump):  # pragma: no cover
+        elif isinstance(
+            msg, GracefulStop | Stop | ReopenLogs | Dump | ListRequests
+        ):  # pragma: no cover
             raise ValueError(f"{type(msg).__name__} only travels master -> worker")
 
     def stop(self, slot: Slot, reason: str) -> None:

@@ -20,7 +20,7 @@ from aioprefork.master import daemon
 
 if TYPE_CHECKING:
     from aioprefork.control.server import ControlServer, Handler
-    from aioprefork.metrics.http import MetricsServer, SnapshotFn
+    from aioprefork.metrics.http import InFlightFn, MetricsServer, SnapshotFn
 
 log = logging.getLogger("aioprefork.error")
 
@@ -32,6 +32,7 @@ class Services:
         self.control: ControlServer | None = None
         self.metrics: MetricsServer | None = None
         self.appmetrics = False  # the app-metrics directory exists and is ours to clean up
+        self.in_flight: InFlightFn | None = None  # /server-status?requests (the arbiter's)
 
     async def open(
         self,
@@ -70,7 +71,10 @@ class Services:
             from aioprefork.metrics.http import open_metrics_server
 
             self.metrics = await open_metrics_server(
-                config.metrics_bind, snapshot, registry_extra=appmetrics.collector()
+                config.metrics_bind,
+                snapshot,
+                registry_extra=appmetrics.collector(),
+                in_flight=self.in_flight,
             )
 
     async def hand_over(self) -> None:

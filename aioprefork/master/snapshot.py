@@ -92,6 +92,33 @@ class ListenQueue:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RequestView:
+    """One connection's request in flight (Apache's ExtendedStatus row), built on demand."""
+
+    slot: int
+    pid: int
+    client: str  # as the app sees it (forwarded from a trusted proxy), "host:port"
+    peer: str  # the TCP peer
+    protocol: str  # "HTTP/1.1", "HTTP/2", "WebSocket"
+    method: str
+    target: str  # truncated to status_target_length
+    phase: str  # reading head | reading body | in app | writing | keep-alive | websocket | closing
+    age: float  # seconds since the request began (the connection, while idle or upgraded)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InFlight:
+    """Every worker's requests in flight, oldest first, bounded per worker."""
+
+    requests: tuple[RequestView, ...] = ()
+    total: int = 0  # before the per-worker bound
+    unanswered: tuple[int, ...] = ()  # slots whose worker did not answer in time (loop busy)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Snapshot:
     now: float
     pid: int

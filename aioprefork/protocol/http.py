@@ -1097,8 +1097,48 @@ class HttpProtocol(asyncio.Protocol):
         if not 0 < self._max_requests <= last:
             self._max_requests = last
 
+    def request_row(self, target_length: int) -> tuple[str, str, str, str, str, str, float] | None:
+        """This connection as `ctl status --requests` lists it (worker/inflight.py): only built
+        when asked, from what the connection holds anyway."""
+        peer = _address(self._client)
+        cycle = self._cycle or self._reading
+        if cycle is None:
+            if self.phase == "keepalive":
+                return peer, peer, "HTTP/1.1", "-", "-", "keep-alive", 0.0
+            if self.phase == "reading":
+                return peer, peer, "HTTP/1.1", "-", "-", "reading head", 0.0
+            return None
+        if self.phase == "upgraded":
+            phase, protocol = "websocket", "WebSocket"
+        else:
+            protocol = "HTTP/1.1" if cycle.http11 else "HTTP/1.0"
+            if cycle.more_body:
+                phase = "reading body"
+            elif cycle.complete:
+                phase = "closing"
+            elif self.flow.write_paused:
+                phase = "writing"
+            else:
+                phase = "in app"
+        target = cut_target(cycle.target.decode("latin-1"), target_length)
+        client = _address(cycle.scope.get("client"))
+        return client, peer, protocol, cycle.method, target, phase, _clock() - cycle.start
+
     def abort(self) -> None:
         """Immediate stop: drop the connection and cancel its apps."""
         self._host.cancel()
         self._held = None
         self.transport.abort()
+
+
+def _address(pair: object) -> str:
+    """("10.0.0.1", 5123) -> "10.0.0.1:5123"; "-" when unknown (a Unix socket)."""
+    if isinstance(pair, tuple | list) and len(pair) == 2:
+        host = str(pair[0])
+        return f"[{host}]:{pair[1]}" if ":" in host else f"{host}:{pair[1]}"
+    return "-"
+
+
+def cut_target(target: str, length: int) -> str:
+    """A target shortened for display: `/very/long/pa…` (the ellipsis counts in `length`)."""
+    return target if len(target) <= length else target[: max(0, length - 1)] + "\u2026"

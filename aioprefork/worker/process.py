@@ -31,15 +31,26 @@ from typing import Any, Final
 import uvloop
 
 from aioprefork.asgi.lifespan import Lifespan
-from aioprefork.asgi.loader import load_app
+from aioprefork.asgi.loader import load_app, preload_app
 from aioprefork.channel.board import LoadBoard
 from aioprefork.channel.codec import MAX_FRAME
 from aioprefork.channel.endpoint import Endpoint, PeerGone
-from aioprefork.channel.messages import Dump, Fatal, GracefulStop, Ready, ReopenLogs, Stacks, Stop
+from aioprefork.channel.messages import (
+    Dump,
+    Fatal,
+    GracefulStop,
+    ListRequests,
+    Ready,
+    ReopenLogs,
+    Requests,
+    Stacks,
+    Stop,
+)
 from aioprefork.config.model import Config, HttpLimits
 from aioprefork.errors import EXIT_BOOT, EXIT_OK, AiopreforkError, ProtocolViolation
 from aioprefork.hooks import WORKER_HOOKS, HookError, Hooks
 from aioprefork.logs import reopen_log_files
+from aioprefork.worker import inflight
 from aioprefork.worker.balance import Balance
 from aioprefork.worker.reporter import Reporter
 from aioprefork.worker.server import WorkerServer
@@ -245,6 +256,12 @@ class Worker:
                     self._request_stop(time.time())
                 elif isinstance(msg, ReopenLogs):
                     reopen_log_files()
+                elif isinstance(msg, ListRequests):
+                    total, rows = inflight.collect(
+                        self._stats.connections, msg.limit, msg.target_length
+                    )
+                    with contextlib.suppress(PeerGone):
+                        endpoint.send(Requests(request=msg.request, total=total, rows=rows))
                 elif isinstance(msg, Dump):
                     text = live_stacks(FATAL_LIMIT)
                     with contextlib.suppress(PeerGone):
@@ -269,6 +286,12 @@ class Worker:
 
     def _send_quietly(self, msg: Any) -> None:
         self._endpoint.send(msg)
+
+
+def import_app(path: str, *, app_dir: str = ".") -> None:
+    """`preload`: the app's module imported ahead of the fork (master/fork.preload_app), so
+    `load_app` in each worker finds it in sys.modules. AppLoadError."""
+    preload_app(path, app_dir=app_dir)
 
 
 class _BootFailed(Exception):
