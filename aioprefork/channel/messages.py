@@ -87,6 +87,7 @@ class Status:
     rss: int = 0  # bytes
     loop_stalls: int = 0  # stalls longer than stall_threshold (worker/stalls.py)
     loop_stall_longest: float = 0.0  # seconds, the longest of them
+    request_timeouts_total: int = 0  # apps cancelled at request_timeout
 
     @property
     def open(self) -> int:

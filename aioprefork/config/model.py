@@ -261,6 +261,28 @@ class Config:
         minimum=0.01,
     )
 
+    request_timeout: float = setting(
+        0.0,
+        "timeouts",
+        "cancel an HTTP request's app after this long: request_timeout_status if its response "
+        "has not started; 0 = off (WebSockets and streaming responses are exempt)",
+        Kind.DURATION,
+    )
+    request_timeout_status: int = setting(
+        503,
+        "timeouts",
+        "status answered to a request whose app passed request_timeout before responding",
+        Kind.INT,
+        minimum=400,
+    )
+    request_timeout_streaming: bool = setting(
+        False,
+        "timeouts",
+        "also cut a response already streaming when request_timeout passes (its connection is "
+        "closed: the client sees a truncated reply)",
+        Kind.BOOL,
+    )
+
     # --- proxies ----------------------------------------------------------------------------
     forwarded_allow_ips: tuple[str, ...] = setting(
         ("127.0.0.1", "::1"),
@@ -456,6 +478,9 @@ class HttpLimits:
     access_log_format: str = "combined"
     high_water: int = 64 * KiB  # pause reading / writing above this (uvicorn and asyncio default)
     websocket: WsLimits | None = WsLimits()  # None: ws = "none", no upgrades
+    request_timeout: float = 0.0
+    request_timeout_status: int = 503
+    request_timeout_streaming: bool = False
 
     @classmethod
     def from_config(cls, c: Config) -> HttpLimits:
@@ -478,6 +503,9 @@ class HttpLimits:
             access_log=c.access_log,
             access_log_format=c.access_log_format,
             websocket=WsLimits.from_config(c),
+            request_timeout=c.request_timeout,
+            request_timeout_status=c.request_timeout_status,
+            request_timeout_streaming=c.request_timeout_streaming,
         )
 
 

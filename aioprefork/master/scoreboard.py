@@ -73,6 +73,7 @@ class _Accumulator:
     duration_buckets: list[int] = field(default_factory=lambda: [0] * len(DURATION_BUCKETS))
     duration_sum: float = 0.0
     loop_stalls: int = 0
+    request_timeouts: int = 0
 
     def add(self, status: Status) -> None:
         self.accepted += status.accepted_total
@@ -87,6 +88,7 @@ class _Accumulator:
             self.duration_buckets[i] += count
         self.duration_sum += status.duration_sum
         self.loop_stalls += status.loop_stalls
+        self.request_timeouts += status.request_timeouts_total
 
     def copy(self) -> _Accumulator:
         return _Accumulator(
@@ -99,6 +101,7 @@ class _Accumulator:
             list(self.duration_buckets),
             self.duration_sum,
             self.loop_stalls,
+            self.request_timeouts,
         )
 
 
@@ -269,6 +272,7 @@ class Scoreboard:
             duration_sum=acc.duration_sum,
             duration_count=acc.requests,
             loop_stalls=acc.loop_stalls,
+            request_timeouts=acc.request_timeouts,
         )
 
     def snapshot(self, now: float | None = None) -> Snapshot:

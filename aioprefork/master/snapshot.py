@@ -80,6 +80,7 @@ class Totals:
     duration_sum: float = 0.0
     duration_count: int = 0
     loop_stalls: int = 0
+    request_timeouts: int = 0  # apps cancelled at request_timeout
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

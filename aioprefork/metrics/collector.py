@@ -193,6 +193,11 @@ def _traffic(snap: Snapshot) -> Iterator[Metric]:
     ]
     buckets.append(("+Inf", float(count)))
     yield CounterMetricFamily(
+        PREFIX + "request_timeouts",
+        "Requests whose app was cancelled at request_timeout (each logged with its stack)",
+        value=totals.request_timeouts,
+    )
+    yield CounterMetricFamily(
         PREFIX + "loop_stalls",
         "Times a worker's event loop did not turn for stall_threshold (its stack is logged)",
         value=totals.loop_stalls,

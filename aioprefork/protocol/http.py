@@ -78,6 +78,7 @@ _METHODS: Final = {
 # value", "Expected LF after headers", "Expected CRLF after version", ...).
 _LINE_ENDING: Final = re.compile(r"\b(?:cr|lf|crlf)\b")
 _clock: Final = time.perf_counter  # a C static in the compiled build, not a globals lookup
+SWALLOW_GRACE: Final = 1.0  # seconds a cancelled app has to end before it is reported
 _PROXY_MAX: Final = 536  # a PROXY v2 header is at most 16 + 520 bytes (v1 at most 107)
 _ASGI: Final[dict[str, str]] = {"version": "3.0", "spec_version": "2.4"}
 # What every http scope advertises; the inner dicts are shared (they are empty by the spec).
@@ -278,6 +279,7 @@ class HttpProtocol(asyncio.Protocol):
         "_queue",
         "_reading",
         "_refused_head",
+        "_request_timeout",
         "_requests",
         "_root_path",
         "_scheme",
@@ -314,6 +316,7 @@ class HttpProtocol(asyncio.Protocol):
         self._max_body = limits.limit_request_body
         self._max_requests = limits.max_keepalive_requests
         self._keepalive_timeout = limits.keepalive_timeout
+        self._request_timeout = limits.request_timeout
         self._root_path = limits.root_path
         self._extensions: dict[str, dict[Any, Any]] = dict(_EXTENSIONS)
         self._parser = httptools.HttpRequestParser(self)
@@ -800,6 +803,9 @@ class HttpProtocol(asyncio.Protocol):
             self._set_deadline(_BODY_WAIT, self._limits.body_timeout)
 
     def response_done(self, cycle: RequestCycle) -> None:
+        if cycle.timer is not None:
+            cycle.timer.cancel()
+            cycle.timer = None
         shared = self._shared
         duration = _clock() - cycle.start
         shared.stats.observe(cycle.method, cycle.status, duration, cycle.sent)
@@ -854,6 +860,32 @@ class HttpProtocol(asyncio.Protocol):
             now=time.time(),
         )
 
+    def _timed_out(self, cycle: RequestCycle) -> None:
+        """request_timeout passed while `cycle`'s app runs: report where it waits, answer (or
+        cut a streaming response, when request_timeout_streaming says so), cancel it."""
+        cycle.timer = None
+        limits = self._limits
+        if cycle.complete or (cycle.head_sent and not limits.request_timeout_streaming):
+            return
+        self._shared.stats.request_timeouts += 1
+        client = _address(cycle.scope.get("client"))
+        log.error(
+            "request_timeout (%gs): %s %s from %s; its app was cancelled, waiting at:\n%s",
+            limits.request_timeout, cycle.method, cycle.target.decode("latin-1"), client,
+            self._host.stacks().rstrip(),
+        )  # fmt: skip
+        cycle.abandon(limits.request_timeout_status)
+        self._host.cancel()
+        self._loop.call_later(SWALLOW_GRACE, self._swallowed, cycle)
+
+    def _swallowed(self, cycle: RequestCycle) -> None:
+        if not cycle.finished:
+            log.error(
+                "request_timeout: the app of %s %s swallowed its cancellation and still runs "
+                "(let asyncio.CancelledError propagate); the worker goes on serving",
+                cycle.method, cycle.target.decode("latin-1"),
+            )  # fmt: skip
+
     def _dispatch(self) -> None:
         """Start queued cycles, one at a time, in order (pipelining)."""
         if self._dispatching:
@@ -871,6 +903,10 @@ class HttpProtocol(asyncio.Protocol):
                 cycle = self._cycle = self._dequeue()
                 self.phase = "active"
                 self._host.run(cycle)
+                if self._request_timeout > 0 and not cycle.complete:
+                    cycle.timer = self._loop.call_later(
+                        self._request_timeout, self._timed_out, cycle
+                    )
         finally:
             self._dispatching = False
         if self.flow.read_paused and not queue and self._cycle is None and self._state != _DEAD:
@@ -1104,7 +1140,8 @@ class HttpProtocol(asyncio.Protocol):
         cycle = self._cycle or self._reading
         if cycle is None:
             if self.phase == "keepalive":
-                return peer, peer, "HTTP/1.1", "-", "-", "keep-alive", 0.0
+                idle = self._now() - self.idle_since
+                return peer, peer, "HTTP/1.1", "-", "-", "keep-alive", idle
             if self.phase == "reading":
                 return peer, peer, "HTTP/1.1", "-", "-", "reading head", 0.0
             return None

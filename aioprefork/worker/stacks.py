@@ -10,39 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import io
 import sys
 import threading
 import traceback
-from collections.abc import Iterator
-from types import FrameType
-from typing import Final
 
 from aioprefork.asgi import runner
-
-STACK_LIMIT: Final = 30  # frames per stack
-
-
-def _await_chain(awaitable: object) -> Iterator[FrameType]:
-    """The frames a suspended coroutine waits in, outermost first (Task.get_stack gives only
-    the first: an app's await chain, down to the sleep or the read, is what an operator needs)."""
-    depth = 0
-    while awaitable is not None and depth < STACK_LIMIT:
-        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
-        if frame is None:
-            return
-        yield frame
-        depth += 1
-        inner = getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom", None)
-        awaitable = inner if inner is not None else runner.stepped_by(awaitable)
+from aioprefork.asgi.runner import STACK_LIMIT
 
 
 def _task_stack(task: asyncio.Task[object]) -> str:
-    out = io.StringIO()
-    for frame in _await_chain(task.get_coro()):
-        summary = traceback.StackSummary.extract([(frame, frame.f_lineno)], lookup_lines=True)
-        out.write("".join(summary.format()))
-    return out.getvalue() or "    (not started or finished)\n"
+    return runner.await_stack(task) or "    (not started or finished)\n"
 
 
 def live_stacks(limit: int) -> str:

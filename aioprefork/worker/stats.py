@@ -50,6 +50,7 @@ class WorkerStats:
         "duration_sum",
         "handed_back_total",
         "rejected",
+        "request_timeouts",
         "response_bytes_total",
     )
 
@@ -61,6 +62,7 @@ class WorkerStats:
         # method label -> responses per status // 100 (0-9); one str-keyed lookup per request
         self._by_method: dict[str, list[int]] = {}
         self.rejected: dict[str, int] = {}
+        self.request_timeouts = 0  # apps cancelled at request_timeout
         self._buckets = [0] * (len(DURATION_BUCKETS) + 1)  # last = +Inf overflow
         self.duration_sum = 0.0
         # The common case counted in plain int fields (unboxed in the compiled build), merged
@@ -166,6 +168,7 @@ class WorkerStats:
             rss=rss,
             loop_stalls=loop_stalls,
             loop_stall_longest=loop_stall_longest,
+            request_timeouts_total=self.request_timeouts,
         )
 
 

@@ -218,3 +218,9 @@ def test_loop_stalls_counter_and_longest_stall_per_slot() -> None:
     assert value(t, "aioprefork_loop_stalls_total") == 5
     assert value(t, "aioprefork_slot_loop_stall_longest_seconds", slot="0", generation="2") == 2.5
     assert value(t, "aioprefork_slot_loop_stall_longest_seconds", slot="1", generation="2") == 0
+
+
+def test_request_timeouts_counter() -> None:
+    snap = snapshot()
+    snap = dataclasses.replace(snap, totals=dataclasses.replace(snap.totals, request_timeouts=4))
+    assert value(samples(render(snap)), "aioprefork_request_timeouts_total") == 4

@@ -4,6 +4,8 @@
 /block?s=X    blocks the event loop in time.sleep (inside `hold_the_loop`, for stall reports)
 /wait?s=X     awaits asyncio.sleep inside `awaiting_the_database` (a task for ctl dump to show)
 /master       the pid of the worker's parent (which master forked it)
+/swallow?s=X  sleeps X seconds and swallows a cancellation meanwhile (a misbehaving app)
+/stream?s=X   streams 5 chunks over X seconds (a response already under way)
 
 Importing it fails while the file named by $OPS_BREAK_FLAG exists (an upgrade that cannot boot).
 """
@@ -31,6 +33,15 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         hold_the_loop(float(query["s"][0]))
     elif scope["path"] == "/master":
         body = str(os.getppid()).encode()
+    elif scope["path"] == "/swallow":
+        await swallow_cancellation(float(query["s"][0]))
+    elif scope["path"] == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for i in range(5):
+            await send({"type": "http.response.body", "body": b"%d" % i, "more_body": True})
+            await asyncio.sleep(float(query["s"][0]) / 5)
+        await send({"type": "http.response.body", "body": b""})
+        return
     elif scope["path"] == "/wait":
         await awaiting_the_database(float(query["s"][0]))
     headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
@@ -44,3 +55,12 @@ def hold_the_loop(seconds: float) -> None:
 
 async def awaiting_the_database(seconds: float) -> None:
     await asyncio.sleep(seconds)
+
+
+async def swallow_cancellation(seconds: float) -> None:
+    end = asyncio.get_running_loop().time() + seconds
+    while (left := end - asyncio.get_running_loop().time()) > 0:
+        try:
+            await asyncio.sleep(left)
+        except asyncio.CancelledError:
+            continue  # the wrong thing to do
