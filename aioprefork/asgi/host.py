@@ -197,6 +197,11 @@ class AppHost:
             # to make and unwind on every connection's close
             wake.set_result(None)
 
+    def stacks(self) -> str:
+        """Where this connection's apps wait now (request_timeout's report), one per task."""
+        tasks = [t for t in (self._task, *self._spare) if t is not None and not t.done()]
+        return "".join(runner.await_stack(t) for t in tasks) or "  (no app task is waiting)\n"
+
     def cancel(self) -> None:
         """Immediate stop: cancel every app still running for this connection."""
         self._closed = True

@@ -102,6 +102,10 @@ class RequestCycle:
     corked = False  # set by AppHost for the length of one synchronous step
     _held: list[bytes] | None = None
     _held_size = 0
+    # request_timeout: the timer armed when the app started (only when the setting is on), and
+    # whether the app has returned (an app that swallows its cancellation never does).
+    timer: asyncio.TimerHandle | None = None
+    finished = False
 
     def __init__(
         self,
@@ -457,15 +461,20 @@ class RequestCycle:
         self._wake()
         self._owner.response_done(self)
 
-    def _fail(self) -> None:
+    def abandon(self, status: int) -> None:
+        """request_timeout passed: answer `status` if nothing was written, else drop the
+        connection; the app's later send() calls raise ClientDisconnected."""
+        self._fail(status)
+
+    def _fail(self, status: int = 500) -> None:
         """An invalid response: 500 if nothing was written, else drop the connection."""
         if self.complete:
             return
         self.uncork()
         self.keep_alive = False
         if not self.head_sent and not self.disconnected:
-            self._owner.write(error_response(500, self._owner.defaults, self.method == "HEAD"))
-            self.status = 500
+            self._owner.write(error_response(status, self._owner.defaults, self.method == "HEAD"))
+            self.status = status
             self._head = None  # the app's header fields never went out
             self.head_sent = True
         elif self.head_sent:
@@ -477,6 +486,7 @@ class RequestCycle:
 
     def app_done(self, exc: BaseException | None) -> None:
         """The app coroutine finished (`exc` = what it raised): enforce the 500/close policy."""
+        self.finished = True
         if exc is not None:
             if isinstance(exc, ClientDisconnected) or (self.disconnected and self.complete):
                 log.debug("app stopped after the client disconnected: %r", exc)

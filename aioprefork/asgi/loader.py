@@ -21,7 +21,7 @@ from typing import Any
 from aioprefork.asgi.types import ASGIApp, Receive, Scope, Send
 from aioprefork.errors import AppLoadError
 
-__all__ = ["ASGI2App", "ASGIApp", "load_app"]
+__all__ = ["ASGI2App", "ASGIApp", "load_app", "preload_app"]
 
 _EXAMPLE = "expected module:attribute, e.g. myapp:app"
 
@@ -76,6 +76,16 @@ def load_app(path: str, *, factory: bool = False, app_dir: str = ".") -> ASGIApp
         return ASGI2App(obj)
     app: ASGIApp = obj
     return app
+
+
+def preload_app(path: str, *, app_dir: str = ".") -> None:
+    """Import the app's module (not its factory: that runs in each worker), so that forked
+    workers find it in sys.modules, in memory they share with the master. AppLoadError."""
+    module_name = path.partition(":")[0].strip()
+    directory = os.path.abspath(app_dir)
+    if sys.path[:1] != [directory]:
+        sys.path.insert(0, directory)
+    _import(module_name, directory)
 
 
 def _import(module_name: str, directory: str) -> Any:

@@ -13,12 +13,15 @@ arbitrary coroutines, which mypyc cannot build; asgi/host.py, which calls them, 
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import traceback
 import types
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Iterator
+from types import FrameType
 from typing import Any, Final
 
-__all__ = ["DONE", "Failure", "drive", "run_apps"]
+__all__ = ["DONE", "Failure", "await_stack", "drive", "run_apps", "stepped_by"]
 
 DONE: Final = object()  # yielded by the runner: the app returned
 
@@ -88,3 +91,38 @@ def drive(
             cycle.uncork()
         if yielded is DONE or type(yielded) is Failure:
             return yielded
+
+
+def stepped_by(awaited: object) -> object | None:
+    """The runner a suspended `drive` steps, for stack dumps (worker/stacks.py): the app it
+    runs is reached through the runner's `yield from`, not through the task's await chain."""
+    if getattr(awaited, "gi_code", None) is not drive.__code__:
+        return None
+    frame = getattr(awaited, "gi_frame", None)
+    return None if frame is None else frame.f_locals.get("runner")
+
+
+STACK_LIMIT: Final = 30  # frames per stack in dumps and timeout reports
+
+
+def _await_chain(awaitable: object) -> Iterator[FrameType]:
+    """The frames a suspended coroutine waits in, outermost first (Task.get_stack gives only
+    the first: an app's await chain, down to the sleep or the read, is what an operator needs)."""
+    depth = 0
+    while awaitable is not None and depth < STACK_LIMIT:
+        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
+        if frame is None:
+            return
+        yield frame
+        depth += 1
+        inner = getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom", None)
+        awaitable = inner if inner is not None else stepped_by(awaitable)
+
+
+def await_stack(task: asyncio.Task[Any]) -> str:
+    """Where `task` waits, as traceback lines, down into the app its connection host drives."""
+    lines: list[str] = []
+    for frame in _await_chain(task.get_coro()):
+        summary = traceback.StackSummary.extract([(frame, frame.f_lineno)], lookup_lines=True)
+        lines.extend(summary.format())
+    return "".join(lines)

@@ -38,9 +38,13 @@ class MsgType(enum.IntEnum):
     STATUS = 2
     RETIRE = 3
     FATAL = 4
+    STACKS = 5
+    REQUESTS = 6
     GRACEFUL_STOP = 16
     STOP = 17
     REOPEN_LOGS = 18
+    DUMP = 19
+    LIST_REQUESTS = 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +85,9 @@ class Status:
     duration_sum: float = 0.0
     loop_lag: float = 0.0  # seconds the 1 s reporter tick came late
     rss: int = 0  # bytes
+    loop_stalls: int = 0  # stalls longer than stall_threshold (worker/stalls.py)
+    loop_stall_longest: float = 0.0  # seconds, the longest of them
+    request_timeouts_total: int = 0  # apps cancelled at request_timeout
 
     @property
     def open(self) -> int:
@@ -107,6 +114,29 @@ class Fatal:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Stacks:
+    """worker -> master, the answer to Dump: every thread's and every task's stack, as text."""
+
+    TYPE = MsgType.STACKS
+    request: int
+    text: str
+
+
+# One request in flight as a worker reports it: (client, peer, protocol, method, target, phase, age).
+RequestRow = tuple[str, str, str, str, str, str, float]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Requests:
+    """worker -> master, the answer to ListRequests: its oldest requests in flight."""
+
+    TYPE = MsgType.REQUESTS
+    request: int
+    total: int  # requests in flight, before the bound
+    rows: tuple[RequestRow, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GracefulStop:
     """master -> worker: stop accepting, finish in-flight requests by `deadline` (unix time), exit."""
 
@@ -128,8 +158,31 @@ class ReopenLogs:
     TYPE = MsgType.REOPEN_LOGS
 
 
-Message = Ready | Status | Retire | Fatal | GracefulStop | Stop | ReopenLogs
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dump:
+    """master -> worker: send your live stacks (Stacks) for `ctl dump`; keep serving."""
 
+    TYPE = MsgType.DUMP
+    request: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListRequests:
+    """master -> worker: report up to `limit` requests in flight, oldest first (Requests)."""
+
+    TYPE = MsgType.LIST_REQUESTS
+    request: int
+    limit: int
+    target_length: int
+
+
+Message = (
+    Ready | Status | Retire | Fatal | Stacks | Requests
+    | GracefulStop | Stop | ReopenLogs | Dump | ListRequests
+)  # fmt: skip
+
+_TO_MASTER: Final = (Ready, Status, Retire, Fatal, Stacks, Requests)
+_TO_WORKER: Final = (GracefulStop, Stop, ReopenLogs, Dump, ListRequests)
 MESSAGE_TYPES: Final[dict[MsgType, type[Message]]] = {
-    cls.TYPE: cls for cls in (Ready, Status, Retire, Fatal, GracefulStop, Stop, ReopenLogs)
+    cls.TYPE: cls for cls in (*_TO_MASTER, *_TO_WORKER)
 }

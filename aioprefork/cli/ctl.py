@@ -24,7 +24,12 @@ from typing import Annotated, Any, Final, NoReturn
 import typer
 
 from aioprefork.cli.locate import Target, fail, live_pid, not_running, quiet_pid, with_target
-from aioprefork.cli.render import render_status, snapshot_from_json
+from aioprefork.cli.render import (
+    in_flight_from_json,
+    render_requests,
+    render_status,
+    snapshot_from_json,
+)
 from aioprefork.config import units
 from aioprefork.control import protocol
 from aioprefork.errors import EXIT_OK, ProtocolViolation
@@ -38,7 +43,7 @@ CLEAR: Final = "\x1b[H\x1b[2J"
 
 ctl_app = typer.Typer(
     name="ctl",
-    help="Control a running server: status, graceful, restart, stop, scale, reopen-logs.",
+    help="Control a running server: status, graceful, restart, upgrade, stop, scale, reopen-logs, dump.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -136,6 +141,7 @@ SIGNAL_MEANING: Final[Mapping[Command, str]] = {
     Command.SCALE_UP: "min_workers + 1",
     Command.SCALE_DOWN: "min_workers - 1",
     Command.REOPEN_LOGS: "graceful restart, which reopens the logs",
+    Command.UPGRADE: "upgrade: re-exec the master",
 }
 
 
@@ -221,13 +227,15 @@ def run_command(
     raise typer.Exit(EXIT_OK)
 
 
-def fetch_snapshot(target: Target) -> dict[str, Any] | None:
-    """The master's status snapshot (None when no socket answers)."""
+def fetch_snapshot(target: Target, requests: bool = False) -> dict[str, Any] | None:
+    """The master's status snapshot (None when no socket answers); with `requests`, the
+    requests in flight under the key "requests"."""
     sock = connect(target.socket_path)
     if sock is None:
         return None
     final = None
-    for frame in exchange(sock, protocol.request("status"), STATUS_TIMEOUT):
+    request = protocol.request("status", requests=True) if requests else protocol.request("status")
+    for frame in exchange(sock, request, STATUS_TIMEOUT):
         if protocol.is_final(frame):
             final = frame
     if final is None:
@@ -237,6 +245,11 @@ def fetch_snapshot(target: Target) -> dict[str, Any] | None:
     snapshot = final.get("snapshot")
     if not isinstance(snapshot, dict):
         fail("the master's status reply holds no snapshot")
+    if requests:
+        listed = final.get("requests")
+        if not isinstance(listed, dict):
+            fail("this master does not list requests in flight (is it an older version?)")
+        snapshot = {**snapshot, "requests": listed}
     return snapshot
 
 
@@ -244,9 +257,12 @@ def show(snapshot: Mapping[str, Any], as_json: bool) -> str:
     if as_json:
         return json.dumps(snapshot, indent=2, sort_keys=True) + "\n"
     try:
-        return render_status(snapshot_from_json(snapshot))
+        text = render_status(snapshot_from_json(snapshot))
+        if "requests" in snapshot:
+            text += "\n" + render_requests(in_flight_from_json(snapshot["requests"]))
     except ValueError as exc:
         fail(f"cannot render the master's status: {exc}")
+    return text
 
 
 def change_pool(target: Target, request: Mapping[str, Any], fallback: Command | None) -> NoReturn:
@@ -272,11 +288,15 @@ def status(
         int | None,
         typer.Option("--count", "-n", help="with --watch: stop after N refreshes", min=1),
     ] = None,
+    requests: Annotated[
+        bool,
+        typer.Option("--requests", "-r", help="also list every request in flight, oldest first"),
+    ] = False,
 ) -> None:
     """Show the scoreboard (mod_status): summary, one row per worker slot, the letter line."""
     if watch or seconds is not None:
-        _watch(target, as_json, seconds if seconds is not None else 2.0, count)
-    snapshot = fetch_snapshot(target)
+        _watch(target, as_json, seconds if seconds is not None else 2.0, count, requests)
+    snapshot = fetch_snapshot(target, requests)
     if snapshot is None:
         pid = live_pid(target)
         if as_json:
@@ -290,14 +310,16 @@ def status(
     typer.echo(show(snapshot, as_json), nl=False)
 
 
-def _watch(target: Target, as_json: bool, interval: float, count: int | None) -> NoReturn:
+def _watch(
+    target: Target, as_json: bool, interval: float, count: int | None, requests: bool = False
+) -> NoReturn:
     clear = CLEAR if sys.stdout.isatty() else ""
     shown = 0
     try:
         while count is None or shown < count:
             if shown:
                 time.sleep(interval)
-            snapshot = fetch_snapshot(target)
+            snapshot = fetch_snapshot(target, requests)
             if snapshot is None:
                 not_running(target, "it went away" if shown else "nothing answers")
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -392,3 +414,23 @@ def scale(
 def reopen_logs(target: Target) -> None:
     """Reopen the log files in the master and every worker (after logrotate moved them)."""
     change_pool(target, protocol.request("reopen-logs"), Command.REOPEN_LOGS)
+
+
+@ctl_app.command()
+@with_target
+def dump(
+    target: Target,
+    slot: Annotated[
+        int, typer.Argument(metavar="SLOT", help="the worker's slot (ctl status)", min=0)
+    ],
+) -> None:
+    """Print the live stacks of every thread and asyncio task of one worker; it keeps serving."""
+    run_command(target, protocol.request("dump", slot=slot), None, timeout=STATUS_TIMEOUT)
+
+
+@ctl_app.command()
+@with_target
+def upgrade(target: Target) -> None:
+    """Re-exec the master (USR2) with its listeners: new code, Python or binds, no failed request;
+    the old master drains once the new one serves, and keeps serving if it cannot start."""
+    change_pool(target, protocol.request("upgrade"), Command.UPGRADE)

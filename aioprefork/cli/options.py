@@ -41,6 +41,7 @@ PANELS = {
     "logging": "Logging",
     "metrics": "Metrics",
     "tls": "TLS",
+    "hooks": "Hooks",
     "websocket": "WebSocket",
 }
 

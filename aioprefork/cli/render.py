@@ -17,6 +17,9 @@ from aioprefork.master.snapshot import (
     SCOREBOARD_LETTERS,
     STARTING,
     STOPPING,
+    InFlight,
+    ListenQueue,
+    RequestView,
     SlotView,
     Snapshot,
     Totals,
@@ -34,9 +37,11 @@ KEY: Final = (
 )
 COLUMNS: Final = (
     "SLOT", "PID", "GEN", "STATE", "ACCEPTING", "OPEN", "ACTIVE", "KEEPALIVE", "REQUESTS", "AGE",
-    "HEARTBEAT", "LOOP LAG", "RSS",
+    "HEARTBEAT", "LOOP LAG", "STALLS", "RSS",
 )  # fmt: skip
-_LEFT: Final = frozenset({"STATE", "ACCEPTING"})
+_LEFT: Final = frozenset(
+    {"STATE", "ACCEPTING", "PHASE", "PROTOCOL", "METHOD", "TARGET", "CLIENT", "PEER"}
+)
 
 
 def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -56,6 +61,9 @@ def snapshot_from_json(data: Mapping[str, Any]) -> Snapshot:
         }
         totals["duration_buckets"] = tuple(totals.get("duration_buckets") or ())
         fields["totals"] = Totals(**totals)
+        fields["listen_queues"] = tuple(
+            ListenQueue(**_known(ListenQueue, q)) for q in data.get("listen_queues") or ()
+        )
         return Snapshot(**fields)
     except (TypeError, KeyError, AttributeError) as exc:
         raise ValueError(f"not a status snapshot ({exc})") from None
@@ -88,6 +96,11 @@ def format_lag(seconds: float) -> str:
     return f"{seconds:.2f}s"
 
 
+def format_stalls(s: SlotView) -> str:
+    """`2 (max 3.10s)`: how often the worker's loop stalled past stall_threshold, and longest."""
+    return f"{s.loop_stalls} (max {format_lag(s.loop_stall_longest)})" if s.loop_stalls else "0"
+
+
 def _slot_state(s: SlotView) -> str:
     state = s.state
     if s.retiring:
@@ -109,6 +122,7 @@ def slot_row(s: SlotView, now: float) -> tuple[str, ...]:
         format_age(now - s.started_at if s.started_at else None),
         format_age(s.heartbeat_age),
         format_lag(s.loop_lag),
+        format_stalls(s),
         format_bytes(s.rss) if s.rss else "-",
     )
 
@@ -156,6 +170,8 @@ def render_summary(snap: Snapshot) -> str:
         lines.append(
             f"last restart: {last.get('kind', '?')} {last.get('result', '?')}{reason}{ago}"
         )
+    for queue in snap.listen_queues:
+        lines.append(f"listen queue: {queue.listener} {queue.queued} waiting (limit {queue.limit})")
     if snap.max_workers_reached_total:
         lines.append(f"max_workers reached: {snap.max_workers_reached_total} times")
     return "\n".join(lines)
@@ -177,3 +193,40 @@ def render_status(snap: Snapshot) -> str:
     rows = [slot_row(s, snap.now) for s in sorted(snap.slots, key=lambda s: s.slot)]
     table = render_table(COLUMNS, rows) if rows else "(no worker processes)"
     return "\n\n".join([render_summary(snap), table, render_scoreboard(snap)]) + "\n"
+
+
+REQUEST_COLUMNS: Final = (
+    "SLOT", "PID", "AGE", "PHASE", "PROTOCOL", "METHOD", "TARGET", "CLIENT", "PEER",
+)  # fmt: skip
+
+
+def in_flight_from_json(data: Mapping[str, Any]) -> InFlight:
+    """Rebuild InFlight from `InFlight.to_json()`; ValueError when the shape is not one."""
+    try:
+        rows = tuple(RequestView(**_known(RequestView, r)) for r in data.get("requests") or ())
+        return InFlight(
+            requests=rows,
+            total=int(data.get("total", len(rows))),
+            unanswered=tuple(data.get("unanswered") or ()),
+        )
+    except (TypeError, KeyError, AttributeError, ValueError) as exc:
+        raise ValueError(f"not a list of requests in flight ({exc})") from None
+
+
+def render_requests(view: InFlight) -> str:
+    """`ctl status --requests`: every request in flight, oldest first (Apache's ExtendedStatus)."""
+    shown = len(view.requests)
+    head = f"requests in flight: {view.total}"
+    if shown < view.total:
+        head += f" (the {shown} oldest shown; status_requests_limit per worker)"
+    if view.unanswered:
+        head += f"; no answer within 1s from slot(s) {', '.join(map(str, view.unanswered))}"
+    rows = [_request_row(r) for r in view.requests]
+    if not rows:
+        return head + "\n"
+    return head + "\n\n" + render_table(REQUEST_COLUMNS, rows) + "\n"
+
+
+def _request_row(r: RequestView) -> tuple[str, ...]:
+    age = format_lag(r.age)
+    return (str(r.slot), str(r.pid), age, r.phase, r.protocol, r.method, r.target, r.client, r.peer)

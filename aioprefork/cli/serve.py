@@ -100,6 +100,14 @@ def load_checked(given: Mapping[str, Any], config_file: str | None) -> Loaded:
             resolve_owner(cfg.user, cfg.group)
         except ConfigError as exc:
             raise bad(exc.key, exc.problem) from None
+    from aioprefork.hooks import HOOKS, HookError, resolve
+
+    for name in HOOKS:
+        if getattr(cfg, name):
+            try:
+                resolve(name, getattr(cfg, name), cfg.app_dir)
+            except HookError as exc:
+                raise bad(name, exc.problem) from None
     if cfg.ssl_certfile:
         from aioprefork.worker.tls import make_ssl_context
 

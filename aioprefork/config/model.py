@@ -44,6 +44,13 @@ class Config:
     app_dir: str = setting(
         ".", "app", "directory put first on sys.path before importing APP", Kind.STR
     )
+    preload: bool = setting(
+        False,
+        "app",
+        "import the app in the master before forking: workers share its memory copy-on-write and "
+        "start faster; `ctl graceful` then reloads config, not code (`ctl upgrade` reloads code)",
+        Kind.BOOL,
+    )
     root_path: str = setting(
         "", "app", "ASGI root_path: the prefix this app is mounted under", Kind.STR
     )
@@ -211,6 +218,13 @@ class Config:
         Kind.DURATION,
         minimum=1.0,
     )
+    stall_threshold: float = setting(
+        1.0,
+        "processes",
+        "log the stack of a worker's event loop that has not turned for this long, and count it "
+        "(aioprefork_loop_stalls_total); 0 = off",
+        Kind.DURATION,
+    )
     boot_timeout: float = setting(
         60.0,
         "processes",
@@ -285,6 +299,28 @@ class Config:
         minimum=0.01,
     )
 
+    request_timeout: float = setting(
+        0.0,
+        "timeouts",
+        "cancel an HTTP request's app after this long: request_timeout_status if its response "
+        "has not started; 0 = off (WebSockets and streaming responses are exempt)",
+        Kind.DURATION,
+    )
+    request_timeout_status: int = setting(
+        503,
+        "timeouts",
+        "status answered to a request whose app passed request_timeout before responding",
+        Kind.INT,
+        minimum=400,
+    )
+    request_timeout_streaming: bool = setting(
+        False,
+        "timeouts",
+        "also cut a response already streaming when request_timeout passes (its connection is "
+        "closed: the client sees a truncated reply)",
+        Kind.BOOL,
+    )
+
     # --- proxies ----------------------------------------------------------------------------
     forwarded_allow_ips: tuple[str, ...] = setting(
         ("127.0.0.1", "::1"),
@@ -352,6 +388,22 @@ class Config:
         "127.0.0.1:9464", "metrics", "address of the master's metrics listener", Kind.STR
     )
 
+    status_requests_limit: int = setting(
+        100,
+        "metrics",
+        "requests in flight each worker lists in `ctl status --requests` and "
+        "/server-status?requests, the oldest first",
+        Kind.INT,
+        minimum=1,
+    )
+    status_target_length: int = setting(
+        64,
+        "metrics",
+        "characters of a request target shown there (longer ones are cut)",
+        Kind.INT,
+        minimum=8,
+    )
+
     # --- tls --------------------------------------------------------------------------------
     ssl_certfile: str = setting("", "tls", "PEM certificate chain; enables TLS", Kind.STR)
     ssl_keyfile: str = setting("", "tls", "PEM private key", Kind.STR)
@@ -364,6 +416,33 @@ class Config:
         "client certificates: none, optional or required",
         Kind.CHOICE,
         choices=("none", "optional", "required"),
+    )
+
+    # --- hooks (module:function, called with one aioprefork.hooks.HookContext) -----------
+    on_starting: str = setting(
+        "",
+        "hooks",
+        "hook: master, once, before binding; raising stops the start (exit 3)",
+        Kind.STR,
+    )
+    when_ready: str = setting(
+        "", "hooks", "hook: master, once, when the first generation serves", Kind.STR
+    )
+    on_reload: str = setting(
+        "", "hooks", "hook: master, at each graceful or hard restart (the new config)", Kind.STR
+    )
+    on_exit: str = setting("", "hooks", "hook: master, just before it exits", Kind.STR)
+    post_fork: str = setting(
+        "", "hooks", "hook: each worker, right after fork, before the app is imported", Kind.STR
+    )
+    post_worker_init: str = setting(
+        "",
+        "hooks",
+        "hook: each worker, after the app is imported and its lifespan started",
+        Kind.STR,
+    )
+    worker_exit: str = setting(
+        "", "hooks", "hook: each worker, after it drained, just before it exits", Kind.STR
     )
 
     # --- websocket --------------------------------------------------------------------------
@@ -451,6 +530,9 @@ class HttpLimits:
     access_log_format: str = "combined"
     high_water: int = 64 * KiB  # pause reading / writing above this (uvicorn and asyncio default)
     websocket: WsLimits | None = WsLimits()  # None: ws = "none", no upgrades
+    request_timeout: float = 0.0
+    request_timeout_status: int = 503
+    request_timeout_streaming: bool = False
 
     @classmethod
     def from_config(cls, c: Config) -> HttpLimits:
@@ -473,6 +555,9 @@ class HttpLimits:
             access_log=c.access_log,
             access_log_format=c.access_log_format,
             websocket=WsLimits.from_config(c),
+            request_timeout=c.request_timeout,
+            request_timeout_status=c.request_timeout_status,
+            request_timeout_streaming=c.request_timeout_streaming,
         )
 
 

@@ -19,7 +19,7 @@ import json
 import math
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from aioprefork.errors import ProtocolViolation
@@ -33,10 +33,15 @@ MAX_REPLY: Final = 16 * 1024 * 1024  # a status snapshot of server_limit slots, 
 _SCALE: Final = re.compile(r"^(?:[+-]1|[0-9]{1,6})$")
 
 
-def _now(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ProtocolViolation("'now' must be true or false")
-    return value
+def _flag(name: str) -> Callable[[object], bool]:
+    """A validator of the true/false argument `name` ('now' of stop, 'requests' of status)."""
+
+    def check(value: object) -> bool:
+        if not isinstance(value, bool):
+            raise ProtocolViolation(f"'{name}' must be true or false")
+        return value
+
+    return check
 
 
 def _timeout(value: object) -> float | None:
@@ -56,16 +61,27 @@ def _scale(value: object) -> str:
     return text
 
 
+def _slot(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1_000_000:
+        raise ProtocolViolation("'slot' must be a slot number")
+    return value
+
+
 COMMANDS: Final[Mapping[str, Mapping[str, Any]]] = {
-    "status": {},
+    "status": {"requests": _flag("requests")},
     "graceful": {},
     "restart": {},
-    "stop": {"now": _now, "timeout": _timeout},
+    "stop": {"now": _flag("now"), "timeout": _timeout},
     "graceful-stop": {},
     "scale": {"n": _scale},
     "reopen-logs": {},
+    "dump": {"slot": _slot},
+    "upgrade": {},
 }
-REQUIRED: Final[Mapping[str, frozenset[str]]] = {"scale": frozenset({"n"})}
+REQUIRED: Final[Mapping[str, frozenset[str]]] = {
+    "scale": frozenset({"n"}),
+    "dump": frozenset({"slot"}),
+}
 
 
 def encode(obj: Mapping[str, Any]) -> bytes:

@@ -107,6 +107,13 @@ class ControlServer:
     async def start(self) -> None:
         self._server = await asyncio.start_unix_server(self._on_client, sock=self._sock)
 
+    def stop_listening(self) -> None:
+        """Accept no more connections and unlink the path; those in flight go on (ctl upgrade
+        hands the path to a new master while its own client waits for the outcome)."""
+        if self._server is not None:
+            self._server.close()
+        self._unlink()
+
     async def close(self, grace: float = 0.5) -> None:
         """Stop accepting, unlink the path, give in-flight replies `grace` seconds, cancel the rest."""
         if self._server is not None:

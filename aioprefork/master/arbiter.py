@@ -34,11 +34,21 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from aioprefork import __version__
-from aioprefork.channel.messages import Fatal, Message, Ready, Retire
+from aioprefork.channel.messages import (
+    Dump,
+    Fatal,
+    ListRequests,
+    Message,
+    Ready,
+    Requests,
+    Retire,
+    Stacks,
+)
 from aioprefork.config.load import AUTO, DEFAULT, Loaded
 from aioprefork.config.model import Config, PoolPolicy
-from aioprefork.errors import EXIT_BOOT, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UserError
-from aioprefork.master import commands, daemon, exits, fork, maintenance, orders
+from aioprefork.errors import EXIT_BOOT, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, BootError, UserError
+from aioprefork.hooks import MASTER_HOOKS, Hooks
+from aioprefork.master import commands, daemon, exits, fork, maintenance, orders, sdnotify, upgrade
 from aioprefork.master.listeners import Listener, bind_all, close_all
 from aioprefork.master.orders import REAP, WAKE, Order
 from aioprefork.master.orders import Job as Job  # re-exported: master/restart.py's type
@@ -46,7 +56,7 @@ from aioprefork.master.pool import WorkerPool
 from aioprefork.master.scoreboard import Scoreboard, Slot
 from aioprefork.master.services import Services
 from aioprefork.master.signals import SIGNALS, Command
-from aioprefork.master.snapshot import Snapshot
+from aioprefork.master.snapshot import InFlight, ListenQueue, RequestView, Snapshot
 from aioprefork.master.states import TERMINAL, MasterState, MasterTrigger, SlotState, advance
 from aioprefork.ratelimit import RateLimit
 from aioprefork.worker import fdlimit
@@ -59,6 +69,8 @@ log = logging.getLogger("aioprefork.server")
 TICK: Final = 1.0  # maintenance interval (Apache: once a second)
 CRASH_LOGS: Final = 10  # worker death lines at ERROR per CRASH_LOG_WINDOW; the rest are counted
 CRASH_LOG_WINDOW: Final = 60.0
+DUMP_TIMEOUT: Final = 5.0  # a worker's loop answers a Dump at once unless it is blocked
+REQUESTS_TIMEOUT: Final = 1.0  # ctl status --requests waits this long for each worker
 
 
 def run_master(loaded: Loaded, reload: Callable[[], Loaded]) -> int:
@@ -69,12 +81,18 @@ def run_master(loaded: Loaded, reload: Callable[[], Loaded]) -> int:
     propagate for the CLI to print as one line (exit 2).
     """
     config = loaded.config
-    listeners = bind_all(config)
+    inheritance = upgrade.take_over(os.environ)  # exec'd by `ctl upgrade` of an older master
+    hooks = Hooks.load(config, MASTER_HOOKS)
+    hooks.run("on_starting", generation=0, strict=True)  # HookError: exit 3, nothing bound
+    listeners = bind_all(config, inherited=inheritance.listeners if inheritance else None)
     startup: daemon.Startup | None = None
     try:
-        if config.daemon:
+        if inheritance is not None:
+            startup = daemon.Startup(inheritance.pipe)  # the old master waits for this word
+            log.info("taking over from master pid %d (ctl upgrade)", inheritance.old_pid)
+        elif config.daemon:
             startup = daemon.daemonize(config.error_log)
-        arbiter = Arbiter(loaded, reload, listeners, startup)
+        arbiter = Arbiter(loaded, reload, listeners, startup, hooks)
         with asyncio.Runner() as runner:  # a plain asyncio loop: the master never runs uvloop
             code = runner.run(arbiter.run())
         if startup is not None:  # (a no-op once it said "running")
@@ -99,6 +117,14 @@ def size_line(ready: int, booting: bool, announced: int) -> str:
     return f"workers: {ready} ready (was {announced})"
 
 
+def _row(row: tuple[str, str, str, str, str, str, float]) -> dict[str, Any]:
+    client, peer, protocol, method, target, phase, age = row
+    return {
+        "client": client, "peer": peer, "protocol": protocol, "method": method,
+        "target": target, "phase": phase, "age": age,
+    }  # fmt: skip
+
+
 class Arbiter:
     def __init__(
         self,
@@ -106,8 +132,10 @@ class Arbiter:
         reload: Callable[[], Loaded],
         listeners: list[Listener],
         startup: daemon.Startup | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.loaded = loaded
+        self.hooks = hooks or Hooks(loaded.config)
         self._startup = startup  # told once the first generation is running (--daemon)
         self.halt_reason = ""
         self.config: Config = loaded.config
@@ -144,6 +172,13 @@ class Arbiter:
         self.services = Services()
         self.reloader: Reloader | None = None  # serve --reload's file watcher
         self.reload_pending = False  # files changed: a graceful restart is due
+        self.services.in_flight = self.in_flight
+        self.successor = 0  # pid of the master that took over (ctl upgrade); 0: none
+        self._oldbin = ""  # our pid file, moved aside for the successor
+        self._dumps: dict[int, Job] = {}  # Dump request number -> the `ctl dump` waiting for it
+        self._dump_number = 0
+        self._listings: dict[int, asyncio.Future[Requests]] = {}  # ListRequests in flight
+        self.notifier = sdnotify.Notifier.from_environ()  # None unless systemd's Type=notify
 
     # -- the cycle -------------------------------------------------------------------------------
 
@@ -162,6 +197,8 @@ class Arbiter:
                 if self.tick_now or loop.time() >= next_tick:
                     self.tick_now = False
                     self._maintain()
+                    if self.notifier is not None:
+                        self.notifier.tick(self.snapshot(), time.monotonic())
                     if loop.time() >= next_tick:
                         next_tick = max(next_tick + TICK, loop.time())
                 self._check_progress()
@@ -210,6 +247,11 @@ class Arbiter:
         )
         fork.preload()
         daemon.hand_over_log_files([config.error_log, config.access_log_file], owner)
+        if config.preload:
+            try:
+                fork.preload_app(config)
+            except BootError as exc:
+                return self.halt(str(exc))
         daemon.drop_privileges(config.user, config.group)
         self.set_state(MasterTrigger.BOUND)
         self._last_gen = self.scoreboard.generation = 1
@@ -251,14 +293,31 @@ class Arbiter:
         await self.pool.close()
         await self.services.close()
         daemon.remove_pid_file(self.config.pid_file)
+        daemon.remove_pid_file(self._oldbin)
         log.info("master exiting (%s, code %d)", self.state.value, self.exit_code)
+        self.hooks.run("on_exit", generation=self.scoreboard.generation)
+        if self.notifier is not None:
+            self.notifier.close()
 
     # -- maintenance -----------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
         self.scoreboard.master_state = self.state.value
         self.scoreboard.spawn_rate = self._memo.spawn_rate
+        self.scoreboard.listen_queues = self._listen_queues()
         return self.scoreboard.snapshot()
+
+    def _listen_queues(self) -> tuple[ListenQueue, ...]:
+        queues = []
+        for listener in self.listeners:
+            if listener.sock.fileno() == -1:
+                continue  # closed: stopping
+            depth = listener.queue()
+            if depth is not None:
+                queues.append(
+                    ListenQueue(listener=listener.describe(), queued=depth[0], limit=depth[1])
+                )
+        return tuple(queues)
 
     def _maintain(self) -> None:
         now = time.time()
@@ -317,6 +376,7 @@ class Arbiter:
                 self._memo = maintenance.after_restart(self._memo)
                 if self._startup is not None:
                     self._startup.running()
+                self.hooks.run("when_ready", generation=sb.generation)
             elif not current:  # every worker of the first generation is gone, none was ready
                 self.halt(
                     f"no worker could boot: {self._last_fatal or 'workers exited'}",
@@ -352,6 +412,14 @@ class Arbiter:
             log.info("%s retiring (%s): starting its replacement", where, msg.reason)
             if self.state is MasterState.RUNNING and slot.gen == sb.generation:
                 self._recycle(slot)
+        elif isinstance(msg, Requests):
+            listing = self._listings.pop(msg.request, None)
+            if listing is not None and not listing.done():
+                listing.set_result(msg)
+        elif isinstance(msg, Stacks):
+            job = self._dumps.pop(msg.request, None)
+            if job is not None:
+                job.finish(True, f"{where}:\n{msg.text}")
         elif isinstance(msg, Fatal):
             self._last_fatal = msg.message
             self._report_boot_error(slot.gen, where, msg)
@@ -369,6 +437,70 @@ class Arbiter:
         seen.add(msg.message)
         detail = f"\n{msg.detail}" if msg.detail else ""
         log.error("%s failed to boot: %s%s", where, msg.message, detail)
+
+    def hand_over(self, pid: int, oldbin: str) -> None:
+        """ctl upgrade succeeded: master `pid` serves now. Nothing it owns is ours to remove
+        (Unix sockets, control socket, pid file), and systemd follows it (MAINPID)."""
+        self.successor, self._oldbin = pid, oldbin
+        if self.notifier is not None:
+            self.notifier.hand_over(pid, f"upgraded: master pid {pid} took over")
+            self.notifier.close()
+            self.notifier = None  # our STOPPING=1 must not stop the service
+
+    async def in_flight(self, limit: int | None = None) -> InFlight:
+        """Every worker's requests in flight, oldest first (ExtendedStatus), asked for now: the
+        workers record nothing per request for it. A worker that does not answer within
+        REQUESTS_TIMEOUT (its loop is busy) is named, not waited for."""
+        config = self.config
+        per_worker = config.status_requests_limit if limit is None else limit
+        asked: dict[Slot, asyncio.Future[Requests]] = {}
+        loop = asyncio.get_running_loop()
+        for slot in list(self.scoreboard):
+            if slot.state is SlotState.STARTING:
+                continue
+            self._dump_number += 1
+            future: asyncio.Future[Requests] = loop.create_future()
+            self._listings[self._dump_number] = future
+            asked[slot] = future
+            message = ListRequests(
+                request=self._dump_number,
+                limit=per_worker,
+                target_length=config.status_target_length,
+            )
+            self.pool.send(slot, message)
+        if asked:
+            await asyncio.wait(asked.values(), timeout=REQUESTS_TIMEOUT)
+        views: list[RequestView] = []
+        total, unanswered = 0, []
+        for slot, future in asked.items():
+            if not future.done():
+                future.cancel()
+                unanswered.append(slot.index)
+                continue
+            reply = future.result()
+            total += reply.total
+            views += [RequestView(slot=slot.index, pid=slot.pid, **_row(row)) for row in reply.rows]
+        for number in [n for n, f in self._listings.items() if f.done()]:
+            del self._listings[number]
+        views.sort(key=lambda v: v.age, reverse=True)
+        return InFlight(requests=tuple(views), total=total, unanswered=tuple(unanswered))
+
+    def ask_stacks(self, slot: Slot, job: Job) -> None:
+        """`ctl dump`: ask `slot` for its live stacks; `job` finishes with them or a timeout."""
+        self._dump_number += 1
+        number = self._dump_number
+        self._dumps[number] = job
+        self.pool.send(slot, Dump(request=number))
+        asyncio.get_running_loop().call_later(DUMP_TIMEOUT, self._dump_unanswered, number, slot)
+
+    def _dump_unanswered(self, number: int, slot: Slot) -> None:
+        job = self._dumps.pop(number, None)
+        if job is not None:
+            job.finish(
+                False,
+                f"worker {slot.index} (pid {slot.pid}) did not answer within {DUMP_TIMEOUT:g}s: "
+                "its event loop is blocked; the log has the stack that holds it (stall_threshold)",
+            )
 
     def _recycle(self, slot: Slot) -> None:
         """Start `slot`'s replacement; `slot` drains once the replacement is READY."""
@@ -456,6 +588,20 @@ class Arbiter:
     def set_state(self, trigger: MasterTrigger) -> None:
         self.state = advance(self.state, trigger)
         self.scoreboard.master_state = self.state.value
+        if self.notifier is not None:
+            self._tell_systemd(trigger)
+
+    def _tell_systemd(self, trigger: MasterTrigger) -> None:
+        """READY=1 whenever the pool serves again, RELOADING=1 / STOPPING=1 as they begin."""
+        assert self.notifier is not None
+        if self.state is MasterState.RUNNING:
+            self.notifier.ready(self.snapshot())
+        elif self.state is MasterState.RESTARTING:
+            self.notifier.reloading(f"reloading: generation {self.scoreboard.generation} serving")
+        elif self.state is MasterState.STOPPING:
+            self.notifier.stopping(f"stopping {len(self.scoreboard)} workers")
+        elif self.state is MasterState.HALTED:
+            self.notifier.send(f"STATUS=halted: {self.halt_reason or trigger.value}")
 
     def halt(self, message: str, logged: str = "") -> None:
         """Stop every worker now and exit EXIT_BOOT; `message` is the reason (for --daemon's
@@ -481,6 +627,7 @@ class Arbiter:
         """Generation `gen`, running `config`, is now the current one."""
         self.config = config
         self.policy = PoolPolicy.from_config(config)
+        self.hooks = Hooks.load(config, MASTER_HOOKS)  # load_checked resolved them already
         sb = self.scoreboard
         sb.generation = gen
         sb.server_limit, sb.worker_connections = config.server_limit, config.worker_connections
@@ -503,4 +650,4 @@ class Arbiter:
 
     def control(self, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The `ctl` handler (master/orders.py): status at once; other orders join the queue."""
-        return orders.answer(request, self._inbox.put_nowait, self.snapshot)
+        return orders.answer(request, self._inbox.put_nowait, self.snapshot, self.in_flight)

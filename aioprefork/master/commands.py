@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from aioprefork.channel.messages import ReopenLogs
 from aioprefork.logs import reopen_log_files
-from aioprefork.master import restart
+from aioprefork.master import restart, upgrade
 from aioprefork.master.listeners import close_all
 from aioprefork.master.orders import Job, Order
 from aioprefork.master.signals import Command
-from aioprefork.master.states import MasterState, MasterTrigger
+from aioprefork.master.states import MasterState, MasterTrigger, SlotState
 
 if TYPE_CHECKING:
     from aioprefork.master.arbiter import Arbiter
@@ -48,6 +48,8 @@ def obey(arbiter: Arbiter, order: Order) -> None:
         Command.SCALE_UP: _order_scale,
         Command.SCALE_DOWN: _order_scale,
         Command.REOPEN_LOGS: _order_reopen_logs,
+        Command.DUMP: _order_dump,
+        Command.UPGRADE: _order_restart,
     }
     handlers[order.command](arbiter, order)
 
@@ -67,7 +69,8 @@ def stop(
     arbiter.cancel_restart()
     if arbiter.state is not MasterState.STOPPING:
         arbiter.set_state(MasterTrigger.STOP)
-        close_all([lsn for lsn in arbiter.listeners if lsn.sock.fileno() != -1])
+        open_ = [lsn for lsn in arbiter.listeners if lsn.sock.fileno() != -1]
+        close_all(open_, unlink=not arbiter.successor)  # after ctl upgrade the paths are its
     grace = arbiter.config.graceful_timeout if timeout is None else timeout
     deadline = time.time() + grace
     sb, pool = arbiter.scoreboard, arbiter.pool
@@ -81,13 +84,17 @@ def stop(
 
 
 def _order_restart(arbiter: Arbiter, job: Job) -> None:
-    kind = "graceful" if job.command is Command.GRACEFUL else "restart"
+    kind = job.command.value  # graceful | restart | upgrade
     if arbiter.restarting():
         return job.finish(False, f"cannot {kind}: a restart is already in progress")
     if arbiter.state is not MasterState.RUNNING:
         return job.finish(False, f"cannot {kind} while {arbiter.state.value}")
     arbiter.set_state(MasterTrigger.RESTART)
-    steps = restart.graceful if kind == "graceful" else restart.hard_restart
+    steps = {
+        Command.GRACEFUL: restart.graceful,
+        Command.RESTART: restart.hard_restart,
+        Command.UPGRADE: upgrade.upgrade,
+    }[job.command]
     arbiter.restart_task = asyncio.ensure_future(
         _restarting(steps(arbiter, job), arbiter, job, kind)
     )
@@ -127,6 +134,15 @@ def _order_scale(arbiter: Arbiter, job: Job) -> None:
     arbiter.tick_now = True
     log.info("min_workers %d -> %d%s", before, sb.min_workers, clamped)
     job.finish(True, f"min_workers {sb.min_workers} (was {before}){clamped}")
+
+
+def _order_dump(arbiter: Arbiter, job: Job) -> None:
+    index = job.args.get("slot")
+    slot = next((s for s in arbiter.scoreboard if s.index == index), None)
+    if slot is None or slot.state is not SlotState.READY:
+        serving = sorted(s.index for s in arbiter.scoreboard if s.state is SlotState.READY)
+        return job.finish(False, f"no serving worker in slot {index} (serving: {serving})")
+    arbiter.ask_stacks(slot, job)
 
 
 def _order_reopen_logs(arbiter: Arbiter, job: Job) -> None:

@@ -27,11 +27,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import logging
 import os
 import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -42,6 +44,8 @@ from aioprefork.config.model import Config
 from aioprefork.errors import EXIT_FAILURE
 from aioprefork.logs import reopen_log_files
 from aioprefork.master.daemon import set_title
+
+log = logging.getLogger("aioprefork.server")
 
 # Reset in the child to the default action; SIGINT stays ignored (the terminal's ^C reaches the
 # whole process group, and the master decides what it means).
@@ -147,6 +151,26 @@ def preload() -> None:
     children share the pages, and a worker running as --user need not read root-only paths
     (the interpreter's own stdlib included) to start."""
     _default_main()
+
+
+def preload_app(config: Config) -> None:
+    """`preload`: import the app in the master, so every worker forked from it shares the
+    module's pages copy-on-write and skips the import. A failure stops the start (exit 3) with
+    the loader's one line and the import's traceback, once."""
+    from aioprefork.errors import AppLoadError, BootError
+    from aioprefork.worker.process import import_app  # the master reaches the app through it
+
+    started = time.monotonic()
+    try:
+        import_app(config.app, app_dir=config.app_dir)
+    except AppLoadError as exc:
+        cause = exc.__cause__
+        if cause is not None:
+            log.error("preloading %s failed", config.app, exc_info=cause)
+        raise BootError(f"preload: {exc}") from None
+    log.info(
+        "preloaded %s in the master (%.0f ms)", config.app, (time.monotonic() - started) * 1000
+    )
 
 
 def release_free_memory() -> None:

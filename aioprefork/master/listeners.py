@@ -12,6 +12,7 @@ import errno
 import os
 import socket
 import stat
+import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -20,6 +21,10 @@ from aioprefork.config.model import Config
 from aioprefork.errors import BindError
 
 SD_LISTEN_FDS_START: Final = 3
+# struct tcp_info (linux/tcp.h): 8 one-byte fields, then u32s; for a socket in LISTEN state
+# tcpi_unacked is the accept queue's length and tcpi_sacked its limit (the effective backlog).
+_TCP_INFO: Final = struct.Struct("=8B6I")
+_TCP_LISTEN: Final = 10
 
 
 @dataclass(slots=True)
@@ -31,6 +36,21 @@ class Listener:
     def is_unix(self) -> bool:
         return self.sock.family == socket.AF_UNIX
 
+    def queue(self) -> tuple[int, int] | None:
+        """(connections waiting in the accept queue, its limit), or None where the kernel does
+        not say (a Unix socket, a non-Linux system). Queued connections are clients no worker
+        has accepted yet: every accepting slot is busy, or a worker's loop is stalled."""
+        if self.is_unix or not hasattr(socket, "TCP_INFO"):
+            return None
+        try:
+            info = self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO.size)
+        except OSError:
+            return None
+        fields = _TCP_INFO.unpack_from(info.ljust(_TCP_INFO.size, b"\0"))
+        if fields[0] != _TCP_LISTEN:
+            return None
+        return fields[12], fields[13]
+
     def describe(self) -> str:
         """The address actually bound (resolves port 0), for logs and tests."""
         name = self.sock.getsockname()
@@ -40,16 +60,38 @@ class Listener:
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def bind_all(config: Config, environ: Mapping[str, str] | None = None) -> list[Listener]:
-    """All listeners for `config`; on any failure closes what was bound and raises BindError."""
+def bind_all(
+    config: Config,
+    environ: Mapping[str, str] | None = None,
+    inherited: Mapping[str, int] | None = None,
+) -> list[Listener]:
+    """All listeners for `config`; on any failure closes what was bound and raises BindError.
+
+    `inherited` (a master exec'd by ctl upgrade): address -> descriptor of the old master's
+    listeners. A configured address is adopted from there instead of bound; an inherited fd://
+    listener (systemd's, or given as fd://N) is kept as systemd's would be; the rest, binds the
+    new config dropped, are closed.
+    """
     environ = os.environ if environ is None else environ
+    pending = dict(inherited or {})
     listeners: list[Listener] = []
     try:
         activated = systemd_listeners(environ)
+        for address in [a for a in pending if a.startswith("fd://")]:
+            activated.append(Listener(address, _adopt_fd(pending.pop(address), address)))
         listeners.extend(activated)
         addresses = config.bind if (config.bind or activated) else config.binds()
         for address in addresses:
-            listeners.append(bind_one(address, config.backlog, config.unix_socket_mode))
+            if any(lsn.address == address for lsn in activated):
+                continue
+            fd = pending.pop(address, None)
+            if fd is not None:
+                listeners.append(Listener(address, _adopt_fd(fd, address)))
+            else:
+                listeners.append(bind_one(address, config.backlog, config.unix_socket_mode))
+        for fd in pending.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
     except BaseException:
         close_all(listeners, unlink=False)
         raise

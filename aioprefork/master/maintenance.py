@@ -12,9 +12,10 @@ executes and the whole policy is testable with tables. Rules, first match wins:
                                                   with no worker left at all, the soonest one
                                                   after at most FLOOR_RETRY: never an empty pool
   1. active + owed < min_workers               -> Spawn the shortfall
-  2. idle > max_spare_slots, active > min_workers, nothing starting
+  2. idle > max_spare_slots, active > min_workers, nothing starting, no listen queue
                                                -> Dismiss ONE worker (fewest open), rate = 1
-  3. idle < min_spare_slots, nothing owed      -> Spawn `rate` (<= max_workers, <= server_limit),
+  3. idle < min_spare_slots or clients waiting in a listen queue, nothing owed
+                                               -> Spawn `rate` (<= max_workers, <= server_limit),
                                                   then rate *= 2 up to 32 unless in hold-off;
                                                   at max_workers: MaxWorkersReached once per episode
   4. otherwise                                 -> rate = 1
@@ -22,6 +23,11 @@ executes and the whole policy is testable with tables. Rules, first match wins:
 Hysteresis: config guarantees max_spare >= min_spare + C + 1, so one spawn (+C idle) cannot push
 idle above max_spare and one dismissal (-C at most) cannot push it below min_spare; and nothing
 is dismissed while a worker is still starting. Steady load therefore settles with no flapping.
+
+The listen queue (connections the kernel completed that no worker has accepted yet) is the early
+signal: the idle count says capacity is free, but a queue says no slot is taking it (every
+accepting worker is at worker_connections, or stalled). It spawns like a spare shortage and
+blocks dismissals.
 """
 
 from __future__ import annotations
@@ -179,13 +185,14 @@ def _size(
         count = min(floor - active - len(memo.owed), room)
         return ([Spawn(count, "min_workers")] if count > 0 else []), memo
 
-    if idle > policy.max_spare_slots and active > floor:
+    queued = snapshot.queued > 0
+    if idle > policy.max_spare_slots and active > floor and not queued:
         victim = _fewest_open(current)
         if victim is None or any(v.state == STARTING for v in current):
             return [], memo
         return [Dismiss(victim.slot)], dataclasses.replace(memo, spawn_rate=1, at_max=False)
 
-    if idle < policy.min_spare_slots:
+    if idle < policy.min_spare_slots or queued:
         if active >= policy.max_workers:
             memo_at_max = dataclasses.replace(memo, spawn_rate=1, at_max=True)
             return ([] if memo.at_max else [MaxWorkersReached(active)]), memo_at_max

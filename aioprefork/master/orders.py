@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aioprefork.master.signals import Command
-from aioprefork.master.snapshot import Snapshot
+from aioprefork.master.snapshot import InFlight, Snapshot
 
 log = logging.getLogger("aioprefork.server")
 
@@ -30,6 +30,8 @@ CTL_WORDS: Final = {
     "restart": Command.RESTART,
     "graceful-stop": Command.GRACEFUL_STOP,
     "reopen-logs": Command.REOPEN_LOGS,
+    "dump": Command.DUMP,
+    "upgrade": Command.UPGRADE,
 }
 
 
@@ -78,10 +80,15 @@ async def answer(
     request: Mapping[str, Any],
     submit: Callable[[Order], None],
     snapshot: Callable[[], Snapshot],
+    in_flight: Callable[[], Awaitable[InFlight]] | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
-    """The `ctl` handler: status at once; pool changes stream progress, then one final reply."""
+    """The `ctl` handler: status at once (with the requests in flight when asked: a second at
+    most); pool changes stream progress, then one final reply."""
     if request.get("cmd") == "status":
-        yield {"ok": True, "snapshot": snapshot().to_json()}
+        reply = {"ok": True, "snapshot": snapshot().to_json()}
+        if request.get("requests") and in_flight is not None:
+            reply["requests"] = (await in_flight()).to_json()
+        yield reply
         return
     command = command_for(request)
     if isinstance(command, str):

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from aioprefork.config.model import Config
 from aioprefork.errors import UserError
+from aioprefork.hooks import Hooks
 from aioprefork.logs import configure_logging, logging_settings, reopen_log_files
 from aioprefork.master.pool import KILL_GRACE
 from aioprefork.master.scoreboard import Slot
@@ -53,9 +54,15 @@ async def graceful(arbiter: Arbiter, job: Job) -> None:
         return _rolled_back(arbiter, job, f"config: {exc}")
     sb, pool = arbiter.scoreboard, arbiter.pool
     gen = arbiter.next_generation()
+    Hooks.load(config, ("on_reload",)).run("on_reload", generation=gen)
     old = [s for s in sb if s.gen != gen and s.state is not SlotState.STOPPING]
     count = max(config.workers, config.min_workers, min(len(old), config.max_workers))
     job.progress(f"graceful restart: starting generation {gen} ({count} workers)")
+    if config.preload:
+        job.progress(
+            "preload is on: the new workers run the code the master imported at start "
+            "(config changes apply; `ctl upgrade` loads changed code)"
+        )
     new = [s for s in (pool.spawn(gen, config, "graceful") for _ in range(count)) if s]
     if not new:
         return _rolled_back(arbiter, job, "no free slot for a new generation (server_limit)")
@@ -98,6 +105,7 @@ async def hard_restart(arbiter: Arbiter, job: Job) -> None:
         return job.finish(False, f"{text}; the workers keep serving")
     pool = arbiter.pool
     gen = arbiter.next_generation()
+    Hooks.load(config, ("on_reload",)).run("on_reload", generation=gen)
     for slot in list(arbiter.scoreboard):
         pool.stop_now(slot, "restart")
     arbiter.commit(config, gen)

@@ -19,8 +19,10 @@ from typing import Any
 
 from aioprefork.channel.messages import (
     DURATION_BUCKETS,
+    Dump,
     Fatal,
     GracefulStop,
+    ListRequests,
     Message,
     Ready,
     ReopenLogs,
@@ -30,7 +32,7 @@ from aioprefork.channel.messages import (
 )
 from aioprefork.master import maintenance
 from aioprefork.master.exits import BOOT_TIMEOUT, HUNG
-from aioprefork.master.snapshot import SlotView, Snapshot, Totals
+from aioprefork.master.snapshot import ListenQueue, SlotView, Snapshot, Totals
 from aioprefork.master.states import SlotState, SlotTrigger, advance_slot
 
 
@@ -72,6 +74,8 @@ class _Accumulator:
     duration_buckets: list[int] = field(default_factory=lambda: [0] * len(DURATION_BUCKETS))
     duration_sum: float = 0.0
     unreported: int = 0  # in `requests`, not in the histogram
+    loop_stalls: int = 0
+    request_timeouts: int = 0
 
     def add_unreported(self, count: int, label: tuple[str, str]) -> None:
         """Responses a SIGKILLed worker wrote on the board but never reported: counted under
@@ -92,6 +96,8 @@ class _Accumulator:
         for i, count in enumerate(status.duration_buckets[: len(self.duration_buckets)]):
             self.duration_buckets[i] += count
         self.duration_sum += status.duration_sum
+        self.loop_stalls += status.loop_stalls
+        self.request_timeouts += status.request_timeouts_total
 
     def copy(self) -> _Accumulator:
         return _Accumulator(
@@ -104,6 +110,8 @@ class _Accumulator:
             list(self.duration_buckets),
             self.duration_sum,
             self.unreported,
+            self.loop_stalls,
+            self.request_timeouts,
         )
 
 
@@ -137,6 +145,7 @@ class Scoreboard:
         self.generation = 0
         self.spawn_rate = 1
         self.last_restart: dict[str, Any] = {}
+        self.listen_queues: tuple[ListenQueue, ...] = ()  # set by the arbiter before snapshots
         self.spawned_total: collections.Counter[str] = collections.Counter()
         self.exited_total: collections.Counter[str] = collections.Counter()
         self.restarts_total: collections.Counter[str] = collections.Counter()
@@ -199,7 +208,9 @@ class Scoreboard:
             slot.retiring = slot.retiring or msg.reason
         elif isinstance(msg, Fatal):
             slot.fatal = msg
-        elif isinstance(msg, GracefulStop | Stop | ReopenLogs):  # pragma: no cover - wrong way
+        elif isinstance(
+            msg, GracefulStop | Stop | ReopenLogs | Dump | ListRequests
+        ):  # pragma: no cover
             raise ValueError(f"{type(msg).__name__} only travels master -> worker")
 
     def stop(self, slot: Slot, reason: str) -> None:
@@ -260,6 +271,8 @@ class Scoreboard:
             response_bytes_total=status.response_bytes_total,
             loop_lag=status.loop_lag,
             rss=status.rss,
+            loop_stalls=status.loop_stalls,
+            loop_stall_longest=status.loop_stall_longest,
         )
 
     def totals(self) -> Totals:
@@ -277,6 +290,8 @@ class Scoreboard:
             duration_buckets=tuple(acc.duration_buckets),
             duration_sum=acc.duration_sum,
             duration_count=acc.requests - acc.unreported,
+            loop_stalls=acc.loop_stalls,
+            request_timeouts=acc.request_timeouts,
         )
 
     def snapshot(self, now: float | None = None) -> Snapshot:
@@ -307,4 +322,5 @@ class Scoreboard:
             heartbeat_timeouts_total=self.heartbeat_timeouts_total,
             totals=self.totals(),
             last_restart=dict(self.last_restart),
+            listen_queues=self.listen_queues,
         )

@@ -21,7 +21,7 @@ from aioprefork.master import daemon
 
 if TYPE_CHECKING:
     from aioprefork.control.server import ControlServer, Handler
-    from aioprefork.metrics.http import MetricsServer, SnapshotFn
+    from aioprefork.metrics.http import InFlightFn, MetricsServer, SnapshotFn
 
 log = logging.getLogger("aioprefork.server")
 
@@ -33,6 +33,7 @@ class Services:
         self.control: ControlServer | None = None
         self.metrics: MetricsServer | None = None
         self.appmetrics = False  # the app-metrics directory exists and is ours to clean up
+        self.in_flight: InFlightFn | None = None  # /server-status?requests (the arbiter's)
 
     async def open(
         self,
@@ -84,7 +85,10 @@ class Services:
 
             try:
                 self.metrics = await open_metrics_server(
-                    config.metrics_bind, snapshot, registry_extra=appmetrics.collector()
+                    config.metrics_bind,
+                    snapshot,
+                    registry_extra=appmetrics.collector(),
+                    in_flight=self.in_flight,
                 )
             except BindError as exc:
                 cause = exc.__cause__
@@ -97,6 +101,25 @@ class Services:
                     " --metrics-bind HOST:PORT, or turn them off with --no-metrics",
                     config.metrics_bind,
                 )
+
+    async def hand_over(self) -> None:
+        """ctl upgrade: free the control socket's path and the metrics port for the new master.
+        Connections in flight (the `ctl upgrade` waiting for its outcome) stay open."""
+        if self.control is not None:
+            self.control.stop_listening()
+            self.control = None
+        if self.metrics is not None:
+            with contextlib.suppress(Exception):
+                await self.metrics.close()
+            self.metrics = None
+
+    async def take_back(self, config: Config, handler: Handler, snapshot: SnapshotFn) -> None:
+        """The upgrade failed: answer on the control socket and the metrics port again."""
+        try:
+            await self._open_control(config, None, handler)
+            await self._open_metrics(config, None, snapshot, metrics_bind_given=False)
+        except UserError as exc:
+            log.error("after the failed upgrade: %s", exc)
 
     def worker_exited(self, pid: int) -> None:
         """Drop a dead worker's live app gauges (its counters stay in the sum)."""

@@ -22,6 +22,8 @@ class Command(enum.Enum):
     SCALE_UP = "scale-up"  # TTIN: min_workers += 1
     SCALE_DOWN = "scale-down"  # TTOU: min_workers -= 1
     REOPEN_LOGS = "reopen-logs"
+    DUMP = "dump"  # ctl only: one worker's live stacks
+    UPGRADE = "upgrade"  # USR2: re-exec the master with its listeners (master/upgrade.py)
 
 
 SIGNALS: Final[Mapping[signal.Signals, Command]] = {
@@ -30,6 +32,7 @@ SIGNALS: Final[Mapping[signal.Signals, Command]] = {
     signal.SIGQUIT: Command.STOP_NOW,
     signal.SIGHUP: Command.RESTART,
     signal.SIGUSR1: Command.GRACEFUL,
+    signal.SIGUSR2: Command.UPGRADE,
     signal.SIGWINCH: Command.GRACEFUL_STOP,
     signal.SIGTTIN: Command.SCALE_UP,
     signal.SIGTTOU: Command.SCALE_DOWN,
@@ -45,4 +48,5 @@ SIGNAL_FOR: Final[Mapping[Command, signal.Signals]] = {
     Command.SCALE_UP: signal.SIGTTIN,
     Command.SCALE_DOWN: signal.SIGTTOU,
     Command.REOPEN_LOGS: signal.SIGUSR1,  # Apache reopens logs on a graceful restart
+    Command.UPGRADE: signal.SIGUSR2,
 }

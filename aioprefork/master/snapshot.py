@@ -47,6 +47,8 @@ class SlotView:
     heartbeat_age: float | None = None  # seconds since the last frame; None before the first
     loop_lag: float = 0.0
     rss: int = 0
+    loop_stalls: int = 0  # event-loop stalls past stall_threshold
+    loop_stall_longest: float = 0.0  # seconds
     retiring: str = ""  # why it is being replaced ("max_requests", "max_memory", "graceful", ...)
 
     @property
@@ -77,6 +79,44 @@ class Totals:
     duration_buckets: tuple[int, ...] = ()  # cumulative per DURATION_BUCKETS bound
     duration_sum: float = 0.0
     duration_count: int = 0
+    loop_stalls: int = 0
+    request_timeouts: int = 0  # apps cancelled at request_timeout
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenQueue:
+    """One listener's accept queue, read by the master from the kernel (TCP_INFO)."""
+
+    listener: str  # the bound address, e.g. "0.0.0.0:8000"
+    queued: int  # connections the kernel completed that no worker has accepted yet
+    limit: int  # the queue's length limit (the effective listen backlog)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestView:
+    """One connection's request in flight (Apache's ExtendedStatus row), built on demand."""
+
+    slot: int
+    pid: int
+    client: str  # as the app sees it (forwarded from a trusted proxy), "host:port"
+    peer: str  # the TCP peer
+    protocol: str  # "HTTP/1.1", "HTTP/2", "WebSocket"
+    method: str
+    target: str  # truncated to status_target_length
+    phase: str  # reading head | reading body | in app | writing | keep-alive | websocket | closing
+    age: float  # seconds since the request began (the connection, while idle or upgraded)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InFlight:
+    """Every worker's requests in flight, oldest first, bounded per worker."""
+
+    requests: tuple[RequestView, ...] = ()
+    total: int = 0  # before the per-worker bound
+    unanswered: tuple[int, ...] = ()  # slots whose worker did not answer in time (loop busy)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,6 +143,12 @@ class Snapshot:
     heartbeat_timeouts_total: int = 0
     totals: Totals = field(default_factory=Totals)
     last_restart: Mapping[str, Any] = field(default_factory=dict)  # kind, result, reason, at
+    listen_queues: tuple[ListenQueue, ...] = ()  # TCP listeners only
+
+    @property
+    def queued(self) -> int:
+        """Connections waiting in every accept queue: clients no worker has taken yet."""
+        return sum(q.queued for q in self.listen_queues)
 
     @property
     def active_workers(self) -> int:

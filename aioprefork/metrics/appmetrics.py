@@ -87,6 +87,12 @@ def prepare(dir_parent: str | None = None) -> str:
     return path
 
 
+def saved_environ() -> str | None:
+    """PROMETHEUS_MULTIPROC_DIR as it was before prepare(): what a re-exec'd master starts with
+    (master/upgrade.py), so that it makes a directory of its own rather than one inside ours."""
+    return _state.saved_env
+
+
 def directory() -> str | None:
     """The prepared directory, or None before prepare() / after cleanup()."""
     return _state.path

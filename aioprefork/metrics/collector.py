@@ -192,6 +192,16 @@ def _traffic(snap: Snapshot) -> Iterator[Metric]:
         for bound, n in zip(DURATION_BUCKETS, cumulative, strict=False)
     ]
     buckets.append(("+Inf", float(count)))
+    yield CounterMetricFamily(
+        PREFIX + "request_timeouts",
+        "Requests whose app was cancelled at request_timeout (each logged with its stack)",
+        value=totals.request_timeouts,
+    )
+    yield CounterMetricFamily(
+        PREFIX + "loop_stalls",
+        "Times a worker's event loop did not turn for stall_threshold (its stack is logged)",
+        value=totals.loop_stalls,
+    )
     yield HistogramMetricFamily(
         PREFIX + "request_duration_seconds",
         "Time from request head to the end of the response",
@@ -226,6 +236,12 @@ _SLOT_GAUGES: Final[tuple[tuple[str, str, str, Callable[[SlotView], float | None
     ),
     ("slot_rss_bytes", "Resident memory of the worker in this slot", "bytes", lambda s: s.rss),
     (
+        "slot_loop_stall_longest_seconds",
+        "Longest event-loop stall (past stall_threshold) of the worker in this slot",
+        "seconds",
+        lambda s: s.loop_stall_longest,
+    ),
+    (
         "slot_start_time_seconds",
         "Unix time the worker in this slot was forked",
         "seconds",
@@ -244,9 +260,34 @@ def _per_slot(snap: Snapshot) -> Iterator[Metric]:
         yield family
 
 
+def _listen_queues(snap: Snapshot) -> Iterator[Metric]:
+    """Each TCP listener's accept queue: clients waiting for a worker (an autoscaling signal)."""
+    depth = GaugeMetricFamily(
+        PREFIX + "listen_queue_depth",
+        "Connections the kernel accepted that no worker has taken yet, per listener",
+        labels=["listener"],
+    )
+    limit = GaugeMetricFamily(
+        PREFIX + "listen_queue_limit",
+        "Length limit of the listener's accept queue (its effective backlog)",
+        labels=["listener"],
+    )
+    for queue in snap.listen_queues:
+        depth.add_metric([queue.listener], queue.queued)
+        limit.add_metric([queue.listener], queue.limit)
+    yield depth
+    yield limit
+
+
 def metric_families(snap: Snapshot) -> list[Metric]:
     """Every aioprefork_* family for one snapshot, in a stable order."""
-    return [*_pool(snap), *_lifecycle(snap), *_traffic(snap), *_per_slot(snap)]
+    return [
+        *_pool(snap),
+        *_lifecycle(snap),
+        *_traffic(snap),
+        *_listen_queues(snap),
+        *_per_slot(snap),
+    ]
 
 
 class SnapshotCollector:

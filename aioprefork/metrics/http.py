@@ -21,16 +21,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Final, cast
 from urllib.parse import parse_qs, urlsplit
 
 from aioprefork.errors import BindError
-from aioprefork.master.snapshot import READY, Snapshot
-from aioprefork.metrics.status_page import DEFAULT_REFRESH, render_auto, render_html
+from aioprefork.master.snapshot import READY, InFlight, Snapshot
+from aioprefork.metrics.status_page import (
+    DEFAULT_REFRESH,
+    render_auto,
+    render_html,
+    render_requests_auto,
+)
 
 if TYPE_CHECKING:  # imported where used: see the module docstring
     from prometheus_client import CollectorRegistry
@@ -71,6 +77,7 @@ INDEX: Final = (
 )
 
 SnapshotFn = Callable[[], Snapshot]
+InFlightFn = Callable[[], Awaitable[InFlight]]
 RegistryFn = Callable[[], "CollectorRegistry"]
 
 
@@ -185,18 +192,36 @@ def _metrics(req: Request, registry: CollectorRegistry) -> Response:
     return Response(200, body, content_type, (*extra, ("Vary", "Accept, Accept-Encoding")))
 
 
-def _server_status(req: Request, snapshot: SnapshotFn) -> Response:
+def wants_requests(req: Request) -> bool:
+    """/server-status?requests: the answer needs the workers' requests in flight first."""
+    return req.path == "/server-status" and "requests" in parse_qs(
+        req.query, keep_blank_values=True
+    )
+
+
+def _server_status(req: Request, snapshot: SnapshotFn, requests: InFlight | None) -> Response:
     params = parse_qs(req.query, keep_blank_values=True)
+    if "json" in params:
+        data = snapshot().to_json()
+        if requests is not None:
+            data["requests"] = requests.to_json()
+        return Response(200, json.dumps(data).encode(), "application/json")
     if "auto" in params:
-        return Response(200, render_auto(snapshot()).encode(), TEXT)
+        text = render_auto(snapshot())
+        if requests is not None:
+            text += render_requests_auto(requests)
+        return Response(200, text.encode(), TEXT)
     try:
         refresh = min(3600, max(1, int(params.get("refresh", [DEFAULT_REFRESH])[0])))
     except ValueError:
         refresh = DEFAULT_REFRESH
-    return Response(200, render_html(snapshot(), refresh=refresh).encode(), HTML)
+    page = render_html(snapshot(), refresh=refresh, requests=requests)
+    return Response(200, page.encode(), HTML)
 
 
-def respond(req: Request, snapshot: SnapshotFn, registry: RegistryFn) -> Response:
+def respond(
+    req: Request, snapshot: SnapshotFn, registry: RegistryFn, requests: InFlight | None = None
+) -> Response:
     """Route one request. May raise whatever `snapshot()` raises; the caller turns it into 500.
 
     `registry()` is called only for /metrics (building it imports prometheus_client).
@@ -215,7 +240,7 @@ def respond(req: Request, snapshot: SnapshotFn, registry: RegistryFn) -> Respons
             return Response(503, f"not ready: master {snap.master_state}\n".encode())
         return _probe(snap.ready, "ready", "not ready: no current worker ready")
     if req.path == "/server-status":
-        return _server_status(req, snapshot)
+        return _server_status(req, snapshot, requests)
     if req.path == "/":
         return Response(200, INDEX)
     return Response(404, b"not found\n")
@@ -256,8 +281,15 @@ def parse_bind(bind: str) -> tuple[str | None, int]:
 class MetricsServer:
     """A running metrics listener. `close()` stops listening and drops open connections."""
 
-    def __init__(self, snapshot: SnapshotFn, extra: Iterable[Collector], limits: Limits) -> None:
+    def __init__(
+        self,
+        snapshot: SnapshotFn,
+        extra: Iterable[Collector],
+        limits: Limits,
+        in_flight: InFlightFn | None = None,
+    ) -> None:
         self._snapshot = snapshot
+        self._in_flight = in_flight
         self._extra = tuple(extra)
         self._registry: CollectorRegistry | None = None  # built at the first /metrics
         self._limits = limits
@@ -342,16 +374,19 @@ class MetricsServer:
             except BadRequest as exc:
                 body = f"{exc}\n".encode()
                 return await self._answer(writer, Response(exc.status, body), False, True)
-            resp = self._respond(req)
+            requests = None
+            if self._in_flight is not None and wants_requests(req):
+                requests = await self._in_flight()
+            resp = self._respond(req, requests)
             close = resp.close or not req.keep_alive or req.has_body
             await self._answer(writer, resp, req.method == "HEAD", close)
             if close:
                 return
             timeout = self._limits.idle_timeout
 
-    def _respond(self, req: Request) -> Response:
+    def _respond(self, req: Request, requests: InFlight | None = None) -> Response:
         try:
-            return respond(req, self._snapshot, self.registry)
+            return respond(req, self._snapshot, self.registry, requests)
         except Exception:
             log.exception("metrics: %s %s failed", req.method, req.path)
             return Response(500, b"internal error\n", close=True)
@@ -378,6 +413,7 @@ async def open_metrics_server(
     *,
     registry_extra: Collector | Iterable[Collector] | None = None,
     limits: Limits = Limits(),  # frozen: sharing the default is safe
+    in_flight: InFlightFn | None = None,
 ) -> MetricsServer:
     """Listen on `bind` ("host:port", "[::1]:port") in the running loop and serve the master's views.
 
@@ -386,7 +422,7 @@ async def open_metrics_server(
     BindError when the address is malformed or cannot be bound.
     """
     host, port = parse_bind(bind)
-    server = MetricsServer(snapshot, _collectors(registry_extra), limits)
+    server = MetricsServer(snapshot, _collectors(registry_extra), limits, in_flight)
     try:
         await server._start(host, port)
     except OSError as exc:

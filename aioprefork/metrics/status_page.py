@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Final
 
 from aioprefork.config import units
-from aioprefork.master.snapshot import SCOREBOARD_LETTERS, SlotView, Snapshot
+from aioprefork.master.snapshot import SCOREBOARD_LETTERS, InFlight, SlotView, Snapshot
 
 DEFAULT_REFRESH: Final = 5  # seconds between self-refreshes of the HTML page
 
@@ -142,6 +142,8 @@ def render_auto(snap: Snapshot) -> str:
         ("MinSpareSlots", str(snap.min_spare_slots)),
         ("MaxSpareSlots", str(snap.max_spare_slots)),
         ("SpawnRate", str(snap.spawn_rate)),
+        ("ListenQueue", str(snap.queued)),
+        ("LoopStalls", str(t.loop_stalls)),
         ("Scoreboard", snap.scoreboard_line()),
     ]
     return "".join(f"{key}: {value}\n" for key, value in lines)
@@ -248,6 +250,12 @@ def _cards(snap: Snapshot, f: Mapping[str, float]) -> str:
             f"target {snap.min_spare_slots:,} to {snap.max_spare_slots:,}",
         ),
         _card("Accepted", f"{t.accepted:,}", f"spawn rate {snap.spawn_rate}"),
+        _card(
+            "Listen queue",
+            f"{snap.queued:,}",
+            ", ".join(f"{q.listener}: {q.queued}/{q.limit}" for q in snap.listen_queues)
+            or "no TCP listener",
+        ),
     ]
     return f'<div class="cards">{"".join(cards)}</div>'
 
@@ -268,7 +276,7 @@ def _scoreboard(snap: Snapshot) -> str:
 
 _SLOT_COLUMNS: Final = (
     "Slot", "PID", "Gen", "State", "Accepting", "Open", "Active", "Keep-alive",
-    "Requests", "Age", "Heartbeat", "Loop lag", "RSS",
+    "Requests", "Age", "Heartbeat", "Loop lag", "Stalls", "RSS",
 )  # fmt: skip
 
 
@@ -297,6 +305,7 @@ def _slot_row(slot: SlotView, snap: Snapshot) -> str:
         _e(units.format_age(snap.now - slot.started_at)) if slot.started_at else "—",
         heartbeat,
         _e(_ms(slot.loop_lag)),
+        _e(f"{slot.loop_stalls} (max {_ms(slot.loop_stall_longest)})" if slot.loop_stalls else 0),
         _e(_bytes(slot.rss)) if slot.rss else "—",
     ]
     row_class = "" if slot.current else ' class="old"'
@@ -363,8 +372,39 @@ def _details(snap: Snapshot) -> str:
     )
 
 
-def render_html(snap: Snapshot, *, refresh: int = DEFAULT_REFRESH) -> str:
-    """The mod_status page: summary cards, scoreboard with its key, one row per slot, details."""
+def render_requests_auto(view: InFlight) -> str:
+    """`?auto&requests`: after the ?auto lines, one `Request:` line per request in flight."""
+    lines = [f"RequestsInFlight: {view.total}\n"]
+    if view.unanswered:
+        lines.append(f"RequestsUnanswered: {' '.join(map(str, view.unanswered))}\n")
+    for r in view.requests:
+        lines.append(
+            f"Request: slot={r.slot} pid={r.pid} age={r.age:.3f} phase={r.phase.replace(' ', '_')} "
+            f"protocol={r.protocol} method={r.method} client={r.client} peer={r.peer} "
+            f"target={r.target}\n"
+        )
+    return "".join(lines)
+
+
+def _requests_table(view: InFlight) -> str:
+    columns = ("Slot", "PID", "Age", "Phase", "Protocol", "Method", "Target", "Client", "Peer")
+    rows: list[tuple[object, ...]] = [
+        (r.slot, r.pid, _ms(r.age), r.phase, r.protocol, r.method, r.target, r.client, r.peer)
+        for r in view.requests
+    ]
+    note = f"{view.total} in flight"
+    if len(rows) < view.total:
+        note += f", the {len(rows)} oldest shown"
+    if view.unanswered:
+        note += f"; slot(s) {', '.join(map(str, view.unanswered))} did not answer within 1 s"
+    return _small_table(f"Requests in flight ({note})", columns, rows)
+
+
+def render_html(
+    snap: Snapshot, *, refresh: int = DEFAULT_REFRESH, requests: InFlight | None = None
+) -> str:
+    """The mod_status page: summary cards, scoreboard with its key, one row per slot, details;
+    with `requests` (?requests), every request in flight, oldest first."""
     f = _figures(snap)
     state = _e(snap.master_state)
     return (
@@ -378,7 +418,9 @@ def render_html(snap: Snapshot, *, refresh: int = DEFAULT_REFRESH) -> str:
         f"<span>version {_e(snap.version)}</span><span>master pid {_e(snap.pid)}</span>"
         f"<span>generation {_e(snap.generation)}</span>"
         f"<span>{_e(_utc(snap.now))}</span></div></header>"
-        f"<main>{_cards(snap, f)}{_scoreboard(snap)}{_slots_table(snap)}{_details(snap)}"
+        f"<main>{_cards(snap, f)}{_scoreboard(snap)}{_slots_table(snap)}"
+        f"{_requests_table(requests) if requests is not None else ''}{_details(snap)}"
         f'<footer>Refreshes every {int(refresh)} s · <a href="?auto">machine-readable</a> · '
+        f'<a href="?requests">requests in flight</a> · <a href="?json">JSON</a> · '
         f'<a href="/metrics">/metrics</a></footer></main></body></html>\n'
     )

@@ -51,6 +51,7 @@ from aioprefork.worker.tls import tls_extension
 __all__ = ["HttpProtocol", "Shared"]
 
 log: Final = logging.getLogger("aioprefork.http")
+app_log: Final = logging.getLogger("aioprefork.app")  # request_timeout: the app's doing
 
 # Where the parser is in the current message.
 _IDLE: Final = 0  # between messages: no byte of the next head yet
@@ -78,6 +79,7 @@ _METHODS: Final = {
 # value", "Expected LF after headers", "Expected CRLF after version", ...).
 _LINE_ENDING: Final = re.compile(r"\b(?:cr|lf|crlf)\b")
 _clock: Final = time.perf_counter  # a C static in the compiled build, not a globals lookup
+SWALLOW_GRACE: Final = 1.0  # seconds a cancelled app has to end before it is reported
 _PROXY_MAX: Final = 536  # a PROXY v2 header is at most 16 + 520 bytes (v1 at most 107)
 _ASGI: Final[dict[str, str]] = {"version": "3.0", "spec_version": "2.4"}
 # What every http scope advertises; the inner dicts are shared (they are empty by the spec).
@@ -278,6 +280,7 @@ class HttpProtocol(asyncio.Protocol):
         "_queue",
         "_reading",
         "_refused_head",
+        "_request_timeout",
         "_requests",
         "_root_path",
         "_scheme",
@@ -314,6 +317,7 @@ class HttpProtocol(asyncio.Protocol):
         self._max_body = limits.limit_request_body
         self._max_requests = limits.max_keepalive_requests
         self._keepalive_timeout = limits.keepalive_timeout
+        self._request_timeout = limits.request_timeout
         self._root_path = limits.root_path
         self._extensions: dict[str, dict[Any, Any]] = dict(_EXTENSIONS)
         self._parser = httptools.HttpRequestParser(self)
@@ -800,6 +804,9 @@ class HttpProtocol(asyncio.Protocol):
             self._set_deadline(_BODY_WAIT, self._limits.body_timeout)
 
     def response_done(self, cycle: RequestCycle) -> None:
+        if cycle.timer is not None:
+            cycle.timer.cancel()
+            cycle.timer = None
         shared = self._shared
         duration = _clock() - cycle.start
         shared.stats.observe(cycle.method, cycle.status, duration, cycle.sent)
@@ -852,6 +859,32 @@ class HttpProtocol(asyncio.Protocol):
             now=time.time(),
         )
 
+    def _timed_out(self, cycle: RequestCycle) -> None:
+        """request_timeout passed while `cycle`'s app runs: report where it waits, answer (or
+        cut a streaming response, when request_timeout_streaming says so), cancel it."""
+        cycle.timer = None
+        limits = self._limits
+        if cycle.complete or (cycle.head_sent and not limits.request_timeout_streaming):
+            return
+        self._shared.stats.request_timeouts += 1
+        client = _address(cycle.scope.get("client"))
+        app_log.error(
+            "request_timeout (%gs): %s %s from %s; its app was cancelled, waiting at:\n%s",
+            limits.request_timeout, cycle.method, cycle.target.decode("latin-1"), client,
+            self._host.stacks().rstrip(),
+        )  # fmt: skip
+        cycle.abandon(limits.request_timeout_status)
+        self._host.cancel()
+        self._loop.call_later(SWALLOW_GRACE, self._swallowed, cycle)
+
+    def _swallowed(self, cycle: RequestCycle) -> None:
+        if not cycle.finished:
+            app_log.error(
+                "request_timeout: the app of %s %s swallowed its cancellation and still runs "
+                "(let asyncio.CancelledError propagate); the worker goes on serving",
+                cycle.method, cycle.target.decode("latin-1"),
+            )  # fmt: skip
+
     def _dispatch(self) -> None:
         """Start queued cycles, one at a time, in order (pipelining)."""
         if self._dispatching:
@@ -869,6 +902,10 @@ class HttpProtocol(asyncio.Protocol):
                 cycle = self._cycle = self._dequeue()
                 self.phase = "active"
                 self._host.run(cycle)
+                if self._request_timeout > 0 and not cycle.complete:
+                    cycle.timer = self._loop.call_later(
+                        self._request_timeout, self._timed_out, cycle
+                    )
         finally:
             self._dispatching = False
         if self.flow.read_paused and not queue and self._cycle is None and self._state != _DEAD:
@@ -1098,8 +1135,49 @@ class HttpProtocol(asyncio.Protocol):
         if not 0 < self._max_requests <= last:
             self._max_requests = last
 
+    def request_row(self, target_length: int) -> tuple[str, str, str, str, str, str, float] | None:
+        """This connection as `ctl status --requests` lists it (worker/inflight.py): only built
+        when asked, from what the connection holds anyway."""
+        peer = _address(self._client)
+        cycle = self._cycle or self._reading
+        if cycle is None:
+            if self.phase == "keepalive":
+                idle = self._now() - self.idle_since
+                return peer, peer, "HTTP/1.1", "-", "-", "keep-alive", idle
+            if self.phase == "reading":
+                return peer, peer, "HTTP/1.1", "-", "-", "reading head", 0.0
+            return None
+        if self.phase == "upgraded":
+            phase, protocol = "websocket", "WebSocket"
+        else:
+            protocol = "HTTP/1.1" if cycle.http11 else "HTTP/1.0"
+            if cycle.more_body:
+                phase = "reading body"
+            elif cycle.complete:
+                phase = "closing"
+            elif self.flow.write_paused:
+                phase = "writing"
+            else:
+                phase = "in app"
+        target = cut_target(cycle.target.decode("latin-1"), target_length)
+        client = _address(cycle.scope.get("client"))
+        return client, peer, protocol, cycle.method, target, phase, _clock() - cycle.start
+
     def abort(self) -> None:
         """Immediate stop: drop the connection and cancel its apps."""
         self._host.cancel()
         self._held = None
         self.transport.abort()
+
+
+def _address(pair: object) -> str:
+    """("10.0.0.1", 5123) -> "10.0.0.1:5123"; "-" when unknown (a Unix socket)."""
+    if isinstance(pair, tuple | list) and len(pair) == 2:
+        host = str(pair[0])
+        return f"[{host}]:{pair[1]}" if ":" in host else f"{host}:{pair[1]}"
+    return "-"
+
+
+def cut_target(target: str, length: int) -> str:
+    """A target shortened for display: `/very/long/pa…` (the ellipsis counts in `length`)."""
+    return target if len(target) <= length else target[: max(0, length - 1)] + "\u2026"

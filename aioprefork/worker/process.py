@@ -32,11 +32,22 @@ from typing import Any, Final
 import uvloop
 
 from aioprefork.asgi.lifespan import Lifespan
-from aioprefork.asgi.loader import load_app
+from aioprefork.asgi.loader import load_app, preload_app
 from aioprefork.channel.board import LoadBoard
 from aioprefork.channel.codec import MAX_FRAME
 from aioprefork.channel.endpoint import Endpoint, PeerGone
-from aioprefork.channel.messages import Fatal, GracefulStop, Ready, ReopenLogs, Retire, Stop
+from aioprefork.channel.messages import (
+    Dump,
+    Fatal,
+    GracefulStop,
+    ListRequests,
+    Ready,
+    ReopenLogs,
+    Requests,
+    Retire,
+    Stacks,
+    Stop,
+)
 from aioprefork.config.model import Config, HttpLimits
 from aioprefork.errors import (
     EXIT_BOOT,
@@ -46,12 +57,15 @@ from aioprefork.errors import (
     BootError,
     ProtocolViolation,
 )
+from aioprefork.hooks import WORKER_HOOKS, HookError, Hooks
 from aioprefork.logs import reopen_log_files
 from aioprefork.master.exits import TERMINATED
-from aioprefork.worker import fdlimit
+from aioprefork.worker import fdlimit, inflight
 from aioprefork.worker.balance import Balance
 from aioprefork.worker.reporter import Reporter
 from aioprefork.worker.server import WorkerServer
+from aioprefork.worker.stacks import live_stacks
+from aioprefork.worker.stalls import StallWatch
 from aioprefork.worker.stats import WorkerStats
 from aioprefork.worker.tls import make_ssl_context
 
@@ -74,7 +88,14 @@ def main(
     faulthandler.enable(all_threads=True)  # SIGABRT on heartbeat timeout dumps every stack
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # a vanished client is an EPIPE, not a death
-    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU):
+    for sig in (
+        signal.SIGHUP,
+        signal.SIGUSR1,
+        signal.SIGUSR2,
+        signal.SIGWINCH,
+        signal.SIGTTIN,
+        signal.SIGTTOU,
+    ):
         signal.signal(sig, signal.SIG_IGN)  # master-only meanings; TTIN/TTOU would stop us
     worker = Worker(slot, gen, channel, listeners, config, board)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -96,6 +117,7 @@ class Worker:
         self._channel_sock = channel
         self._listeners = listeners
         self._stats = WorkerStats()
+        self.hooks = Hooks(config)  # the worker hooks, once _boot has loaded them
         self._stop_requested: asyncio.Future[float | None] | None = None
         self._abort = asyncio.Event()
 
@@ -118,6 +140,7 @@ class Worker:
             _send_fatal(endpoint, failed)
             return EXIT_BOOT
         finally:
+            self.hooks.run("worker_exit", generation=self.gen, slot=self.slot)
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
@@ -142,9 +165,16 @@ class Worker:
 
     async def _boot(self) -> tuple[Any, Any]:
         config = self.config
+        hooks = self.hooks = Hooks.load(config, WORKER_HOOKS)
+        hooks.run("post_fork", generation=self.gen, slot=self.slot, strict=True)
         app = load_app(config.app, factory=config.factory, app_dir=config.app_dir)
         lifespan = Lifespan(app, config.lifespan)
         await lifespan.startup()
+        try:
+            hooks.run("post_worker_init", generation=self.gen, slot=self.slot, strict=True)
+        except HookError:
+            await lifespan.shutdown()
+            raise
         self._reporter = Reporter(
             self._send_quietly,
             self._stats,
@@ -203,6 +233,11 @@ class Worker:
             endpoint.send(Ready(pid=os.getpid(), slot=self.slot, gen=self.gen))
         except PeerGone:
             self._request_stop(time.time() + self.config.graceful_timeout)
+        stalls = None
+        if self.config.stall_threshold > 0:
+            stalls = StallWatch(self.config.stall_threshold, slot=self.slot)
+            stalls.start(asyncio.get_running_loop())
+            self._reporter.stalls = stalls
         self._reporter.report()
         heartbeat = asyncio.ensure_future(self._reporter.run())
         memory = asyncio.ensure_future(self._reporter.watch_memory())
@@ -218,6 +253,8 @@ class Worker:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if stalls is not None:
+                stalls.stop()
         self._reporter.report()  # final totals, so the master's counters include our last requests
         with contextlib.suppress(PeerGone):
             await endpoint.drain()
@@ -248,6 +285,16 @@ class Worker:
                     self._request_stop(time.time())
                 elif isinstance(msg, ReopenLogs):
                     reopen_log_files()
+                elif isinstance(msg, ListRequests):
+                    total, rows = inflight.collect(
+                        self._stats.connections, msg.limit, msg.target_length
+                    )
+                    with contextlib.suppress(PeerGone):
+                        endpoint.send(Requests(request=msg.request, total=total, rows=rows))
+                elif isinstance(msg, Dump):
+                    text = live_stacks(FATAL_LIMIT)
+                    with contextlib.suppress(PeerGone):
+                        endpoint.send(Stacks(request=msg.request, text=text))
         except ProtocolViolation as exc:
             log.error("worker %d: the master sent a bad frame (%s); stopping", self.slot, exc)
         # EOF: the pipe of death. The master is gone; finish what we have and leave.
@@ -273,6 +320,12 @@ class Worker:
 
     def _send_quietly(self, msg: Any) -> None:
         self._endpoint.send(msg)
+
+
+def import_app(path: str, *, app_dir: str = ".") -> None:
+    """`preload`: the app's module imported ahead of the fork (master/fork.preload_app), so
+    `load_app` in each worker finds it in sys.modules. AppLoadError."""
+    preload_app(path, app_dir=app_dir)
 
 
 class _BootFailed(Exception):

@@ -30,6 +30,7 @@ from typing import Final
 
 from aioprefork.channel.endpoint import PeerGone
 from aioprefork.channel.messages import Message, Retire, Status
+from aioprefork.worker.stalls import StallWatch
 from aioprefork.worker.stats import WorkerStats
 
 INTERVAL: Final = 1.0  # seconds between Status frames
@@ -83,6 +84,7 @@ class Reporter:
         rng: random.Random | None = None,
         publish: Callable[[int], None] | None = None,
         on_retire: Callable[[str], None] | None = None,
+        stalls: StallWatch | None = None,
     ) -> None:
         self._send = send
         self._stats = stats
@@ -92,6 +94,7 @@ class Reporter:
         self._max_memory = max_memory
         self._interval = interval
         self._rss = rss
+        self.stalls = stalls  # set once serving starts (worker/process.py)
         self._over_memory = 0
         self._lag = 0.0
         self._publish = publish
@@ -153,8 +156,13 @@ class Reporter:
 
     def report(self) -> Status | None:
         """Send one Status frame (and a Retire if a limit was reached); None if the master is gone."""
+        stalls = self.stalls
         status = self._stats.status(
-            accepting=self._accepting(), loop_lag=self._lag, rss=self._rss()
+            accepting=self._accepting(),
+            loop_lag=self._lag,
+            rss=self._rss(),
+            loop_stalls=stalls.stalls if stalls is not None else 0,
+            loop_stall_longest=stalls.longest if stalls is not None else 0.0,
         )
         if self._publish is not None:
             self._publish(status.requests_total)

@@ -52,6 +52,7 @@ class WorkerStats:
         "handed_back_total",
         "on_mark",
         "rejected",
+        "request_timeouts",
         "response_bytes_total",
         "served",
     )
@@ -64,6 +65,7 @@ class WorkerStats:
         # method label -> responses per status // 100 (0-9); one str-keyed lookup per request
         self._by_method: dict[str, list[int]] = {}
         self.rejected: dict[str, int] = {}
+        self.request_timeouts = 0  # apps cancelled at request_timeout
         self._buckets = [0] * (len(DURATION_BUCKETS) + 1)  # last = +Inf overflow
         self.duration_sum = 0.0
         # The common case counted in plain int fields (unboxed in the compiled build), merged
@@ -151,7 +153,15 @@ class WorkerStats:
             counts[conn.phase] = counts.get(conn.phase, 0) + 1
         return counts
 
-    def status(self, *, accepting: bool, loop_lag: float, rss: int) -> Status:
+    def status(
+        self,
+        *,
+        accepting: bool,
+        loop_lag: float,
+        rss: int,
+        loop_stalls: int = 0,
+        loop_stall_longest: float = 0.0,
+    ) -> Status:
         """The frame the reporter sends; histogram buckets made cumulative as Prometheus wants."""
         cumulative: list[int] = []
         running = 0
@@ -176,6 +186,9 @@ class WorkerStats:
             duration_sum=self.duration_sum,
             loop_lag=loop_lag,
             rss=rss,
+            loop_stalls=loop_stalls,
+            loop_stall_longest=loop_stall_longest,
+            request_timeouts_total=self.request_timeouts,
         )
 
 

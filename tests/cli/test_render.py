@@ -26,7 +26,8 @@ def _snapshot() -> Snapshot:
         SlotView(slot=3, pid=1100, gen=2, state="stopping", current=False, active=1,
                  started_at=NOW - 90000, heartbeat_age=12.0, retiring="graceful", rss=1024),
         SlotView(slot=5, pid=1204, gen=3, state="ready", current=True, accepting=False,
-                 keepalive=4, started_at=NOW - 5, heartbeat_age=1.5, loop_lag=1.25),
+                 keepalive=4, started_at=NOW - 5, heartbeat_age=1.5, loop_lag=1.25,
+                 loop_stalls=2, loop_stall_longest=3.1),
     )  # fmt: skip
     return Snapshot(
         now=NOW,
@@ -100,10 +101,10 @@ def test_one_row_per_slot_with_every_column() -> None:
         line.split()[0]: line.split() for line in lines if line[:1] == " " or line[:1].isdigit()
     }
     assert rows["0"][:9] == ["0", "1201", "3", "ready", "yes", "3", "2", "0", "1234"]
-    assert rows["0"][9:] == ["2h03m", "0.4s", "0.3ms", "45.2M"]
+    assert rows["0"][9:] == ["2h03m", "0.4s", "0.3ms", "0", "45.2M"]
     assert rows["3"][3:5] == ["stopping", "(graceful)"]
-    assert rows["5"][-2:] == ["1.25s", "-"]
-    assert rows["2"][-3] == "-"  # no heartbeat yet
+    assert rows["5"][-5:] == ["1.25s", "2", "(max", "3.10s)", "-"]  # two stalls, longest 3.1 s
+    assert rows["2"][-4] == "-"  # no heartbeat yet
     assert "4" not in rows  # open slots have no row
 
 

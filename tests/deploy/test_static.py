@@ -20,7 +20,7 @@ import yaml
 
 from aioprefork.config.model import Config
 from aioprefork.config.units import parse_duration
-from aioprefork.master.snapshot import SlotView, Snapshot
+from aioprefork.master.snapshot import ListenQueue, SlotView, Snapshot
 from aioprefork.metrics.collector import metric_families
 
 from .support import DEPLOY, ROOT, run, tool
@@ -234,6 +234,7 @@ def _exported_names() -> set[str]:
         exited_total={"crash": 1},
         restarts_total={"graceful:ok": 1},
         totals=Totals(requests=2, by_method_class={("GET", "2xx"): 1, ("GET", "5xx"): 1}),
+        listen_queues=(ListenQueue(listener="0.0.0.0:8000", queued=0, limit=2048),),
     )
     return {sample.name for family in metric_families(snap) for sample in family.samples}
 

@@ -11,6 +11,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import stat
 import threading
 import time
@@ -48,6 +49,29 @@ def tmp() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def test_units_pass_systemd_analyze_verify(tmp: Path) -> None:
+    """systemd's own parser accepts every line (Type=notify, WatchdogSec=...): it prints a
+    line for anything it would ignore, so silence is the pass."""
+    for unit in ("aioprefork.service", "aioprefork.socket"):
+        text = (UNIT_DIR / unit).read_text().replace("/opt/aioprefork/venv/bin", str(VENV_BIN))
+        (tmp / unit).write_text(text)
+    result = run([tool("systemd-analyze"), "verify", "--man=no", str(tmp / "aioprefork.service")])
+    assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), (
+        result.stdout + result.stderr
+    )
+    assert unit_values((tmp / "aioprefork.service").read_text(), "Type") == ["notify"]
+
+
+def _notifications(sock: socket.socket) -> list[dict[str, str]]:
+    found = []
+    while True:
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return found
+        found.append(dict(line.split("=", 1) for line in data.decode().splitlines() if line))
+
+
 def test_socket_activation_reload_and_stop(tmp: Path) -> None:
     service = (UNIT_DIR / "aioprefork.service").read_text()
     socket_unit = (UNIT_DIR / "aioprefork.socket").read_text()
@@ -72,6 +96,12 @@ def test_socket_activation_reload_and_stop(tmp: Path) -> None:
         "[logging]\n"
         "access_log = false\n"
     )
+    # Type=notify: systemd's NOTIFY_SOCKET, owned by the test.
+    assert unit_values(service, "Type") == ["notify"]
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp / "notify"))
+    notify.setblocking(False)
+    env["NOTIFY_SOCKET"] = str(tmp / "notify")
     [exec_start] = unit_values(service, "ExecStart")
     [exec_reload] = unit_values(service, "ExecReload")
     [kill_signal] = unit_values(service, "KillSignal")
@@ -99,6 +129,8 @@ def test_socket_activation_reload_and_stop(tmp: Path) -> None:
         assert "--bind" not in exec_start and "--port" not in exec_start
         assert Path(env["AIOPREFORK_PID_FILE"]).read_text().strip() == str(pid)
         wait(answers("127.0.0.1", metrics, "/readyz"), 20, "readiness")
+        seen = _notifications(notify)
+        assert any(m.get("READY") == "1" for m in seen), seen
 
         # ExecReload (systemctl reload) = ctl graceful: a new generation on the same socket.
         # (Zero failed requests under load through a reload is test_haproxy.py's subject.)
@@ -106,6 +138,9 @@ def test_socket_activation_reload_and_stop(tmp: Path) -> None:
         reload = run(unit_command(exec_reload), env=env, timeout=60)
         assert reload.returncode == 0, reload.stdout + reload.stderr
         assert "generation 2" in reload.stdout
+        seen = _notifications(notify)
+        assert [m.get("RELOADING") for m in seen if "RELOADING" in m] == ["1"], seen
+        assert "generation 2" in [m for m in seen if m.get("READY") == "1"][-1]["STATUS"]
         snapshot = json.loads(
             run([str(VENV_BIN / "aioprefork"), "ctl", "status", "--json"], env=env).stdout
         )
@@ -130,6 +165,7 @@ def test_socket_activation_reload_and_stop(tmp: Path) -> None:
         request.join(10)
         assert slow == [(200, b"slow done")]
         assert 0.5 < took < float(stop_timeout)
+        assert any(m.get("STOPPING") == "1" for m in _notifications(notify))
         print(
             f"\n[systemd] socket-activated, reloaded to generation 2, stop drained in {took:.2f} s"
         )
@@ -138,6 +174,7 @@ def test_socket_activation_reload_and_stop(tmp: Path) -> None:
         raise
     finally:
         procs.stop_all()
+        notify.close()
 
 
 def _worker_pids(master: int) -> list[int]:

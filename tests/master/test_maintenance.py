@@ -26,7 +26,7 @@ from aioprefork.master.maintenance import (
     idle_slots,
     plan,
 )
-from aioprefork.master.snapshot import READY, STARTING, STOPPING, SlotView, Snapshot
+from aioprefork.master.snapshot import READY, STARTING, STOPPING, ListenQueue, SlotView, Snapshot
 
 NOW = 10_000.0
 C = 10
@@ -473,3 +473,33 @@ def test_load_step_grows_exponentially_and_shrinks_one_per_tick() -> None:
     dismissals = [tick for tick in shrink if any(isinstance(a, Dismiss) for a in tick)]
     assert all(len(tick) == 1 for tick in dismissals)  # ONE per tick
     assert len(dismissals) == 4  # down to min_workers = 2 (idle 20 <= max_spare 25)
+
+
+QUEUED = (ListenQueue(listener="127.0.0.1:8000", queued=4, limit=2048),)
+
+
+def test_a_listen_queue_spawns_although_idle_slots_look_plentiful() -> None:
+    """Two workers with free capacity on paper (15 idle >= min_spare 5) but clients waiting in
+    the accept queue: no slot is taking them (stalled, or a gate shut) -> grow."""
+    s = dataclasses.replace(snap(w(0, 2), w(1, 3)), listen_queues=QUEUED)
+    assert s.idle_slots >= POLICY.min_spare_slots
+    actions, memo = run(s)
+    assert actions == [Spawn(1, "spare")]
+    assert memo.spawn_rate == 2
+    assert run(snap(w(0, 2), w(1, 3)))[0] == []  # the same pool with no queue: nothing
+
+
+def test_a_listen_queue_blocks_dismissal() -> None:
+    surplus = snap(w(0), w(1), w(2))  # idle 30 > max_spare 25, above the floor of 2
+    assert run(surplus)[0] == [Dismiss(2)]
+    actions, _ = run(dataclasses.replace(surplus, listen_queues=QUEUED))
+    assert not any(isinstance(a, Dismiss) for a in actions), actions
+
+
+def test_a_listen_queue_at_max_workers_is_reported_once() -> None:
+    full = dataclasses.replace(
+        snap(*(w(i, 1) for i in range(POLICY.max_workers))), listen_queues=QUEUED
+    )
+    actions, memo = run(full)
+    assert actions == [MaxWorkersReached(POLICY.max_workers)]
+    assert run(full, memo)[0] == []

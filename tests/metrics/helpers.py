@@ -11,7 +11,15 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from aioprefork.channel.messages import DURATION_BUCKETS
-from aioprefork.master.snapshot import READY, STARTING, STOPPING, SlotView, Snapshot, Totals
+from aioprefork.master.snapshot import (
+    READY,
+    STARTING,
+    STOPPING,
+    ListenQueue,
+    SlotView,
+    Snapshot,
+    Totals,
+)
 
 NOW = 1_700_000_000.0
 DASHBOARD = (
@@ -118,6 +126,7 @@ def snapshot(**kw: Any) -> Snapshot:
             duration_sum=2.5,
             duration_count=10,
         ),
+        "listen_queues": (ListenQueue(listener="0.0.0.0:8000", queued=2, limit=2048),),
     }
     base.update(kw)
     return Snapshot(**base)

@@ -134,6 +134,7 @@ def test_no_unbounded_labels() -> None:
         "le",
         "slot",
         "generation",
+        "listener",  # one per configured listener: bounded by the config
     }
     for name, labels in samples(render(snapshot())):
         assert name.startswith("aioprefork_")
@@ -203,3 +204,23 @@ def test_promtool_check_metrics_finds_nothing() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "" and result.stderr.strip() == ""
     assert re.search(r"^# TYPE aioprefork_requests_total counter$", text, re.M)
+
+
+def test_loop_stalls_counter_and_longest_stall_per_slot() -> None:
+    snap = snapshot()
+    stalled = dataclasses.replace(snap.slots[0], loop_stalls=3, loop_stall_longest=2.5)
+    snap = dataclasses.replace(
+        snap,
+        slots=(stalled, *snap.slots[1:]),
+        totals=dataclasses.replace(snap.totals, loop_stalls=5),  # 2 of them by exited workers
+    )
+    t = samples(render(snap))
+    assert value(t, "aioprefork_loop_stalls_total") == 5
+    assert value(t, "aioprefork_slot_loop_stall_longest_seconds", slot="0", generation="2") == 2.5
+    assert value(t, "aioprefork_slot_loop_stall_longest_seconds", slot="1", generation="2") == 0
+
+
+def test_request_timeouts_counter() -> None:
+    snap = snapshot()
+    snap = dataclasses.replace(snap, totals=dataclasses.replace(snap.totals, request_timeouts=4))
+    assert value(samples(render(snap)), "aioprefork_request_timeouts_total") == 4
