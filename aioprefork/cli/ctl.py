@@ -23,12 +23,13 @@ from typing import Annotated, Any, Final, NoReturn
 import typer
 
 from aioprefork.cli.locate import Target, fail, live_pid, not_running, quiet_pid, with_target
-from aioprefork.cli.render import render_status, snapshot_from_json
+from aioprefork.cli.render import render_status
 from aioprefork.config import units
 from aioprefork.control import protocol
 from aioprefork.errors import EXIT_OK, ProtocolViolation
 from aioprefork.master.daemon import alive
 from aioprefork.master.signals import SIGNAL_FOR, Command
+from aioprefork.master.snapshot import Snapshot
 
 EXIT_INTERRUPTED: Final = 130
 STATUS_TIMEOUT: Final = 10.0  # a status reply is immediate; a master this slow is in trouble
@@ -222,7 +223,7 @@ def show(snapshot: Mapping[str, Any], as_json: bool) -> str:
     if as_json:
         return json.dumps(snapshot, indent=2, sort_keys=True) + "\n"
     try:
-        return render_status(snapshot_from_json(snapshot))
+        return render_status(Snapshot.from_json(snapshot))
     except ValueError as exc:
         fail(f"cannot render the master's status: {exc}")
 

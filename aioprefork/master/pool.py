@@ -24,8 +24,8 @@ from signal import SIGABRT, SIGKILL, Signals
 from typing import Final, Protocol
 
 from aioprefork.channel.board import LoadBoard
-from aioprefork.channel.endpoint import Endpoint, PeerGone
-from aioprefork.channel.messages import GracefulStop, Message, Stop
+from aioprefork.channel.endpoint import MasterEnd, PeerGone, open_master_end
+from aioprefork.channel.messages import GracefulStop, Stop, ToMaster, ToWorker
 from aioprefork.config.model import Config
 from aioprefork.errors import ProtocolViolation
 from aioprefork.master import fork
@@ -40,7 +40,7 @@ CHANNEL_LINGER: Final = 1.0  # longest wait for a reaped worker's last frames
 
 
 class PoolEvents(Protocol):
-    def on_message(self, slot: Slot, msg: Message) -> None: ...
+    def on_message(self, slot: Slot, msg: ToMaster) -> None: ...
 
     def on_exit(self, slot: Slot, status: int) -> None:
         """`slot`'s process was reaped with wait `status`; it is still in the scoreboard."""
@@ -54,8 +54,8 @@ class WorkerPool:
         self.board = LoadBoard()  # mapped before the first fork: every worker inherits it
         self._listeners = listeners
         self._events = events
-        self._endpoints: dict[Slot, Endpoint] = {}
-        self._outbox: dict[Slot, list[Message]] = {}  # frames sent before the channel opened
+        self._endpoints: dict[Slot, MasterEnd] = {}
+        self._outbox: dict[Slot, list[ToWorker]] = {}  # frames sent before the channel opened
         self._readers: dict[Slot, asyncio.Task[None]] = {}
         self._reaped: dict[Slot, int] = {}  # wait status, held until the channel's EOF
 
@@ -66,7 +66,7 @@ class WorkerPool:
         sb = self.scoreboard
         index = sb.free_index()
         if index is None:
-            log.warning("server_limit (%d) reached: cannot start a worker", sb.server_limit)
+            log.warning("server_limit (%d) reached: cannot start a worker", sb.policy.server_limit)
             return None
         self.board.clear(index)
         child = fork.spawn(index, gen, config=config, listeners=self._listeners, board=self.board)
@@ -107,7 +107,7 @@ class WorkerPool:
 
     # -- channels --------------------------------------------------------------------------------
 
-    def send(self, slot: Slot, msg: Message) -> None:
+    def send(self, slot: Slot, msg: ToWorker) -> None:
         endpoint = self._endpoints.get(slot)
         if endpoint is None:
             if self.scoreboard.holds(slot):
@@ -125,13 +125,13 @@ class WorkerPool:
 
     async def _read(self, slot: Slot, sock: socket.socket) -> None:
         try:
-            endpoint = await Endpoint.open(sock)
+            endpoint = await open_master_end(sock)
         except OSError:
             sock.close()
             return
         self._endpoints[slot] = endpoint
-        for msg in self._outbox.pop(slot, []):
-            self.send(slot, msg)
+        for queued in self._outbox.pop(slot, []):
+            self.send(slot, queued)
         try:
             async for msg in endpoint:
                 self._events.on_message(slot, msg)

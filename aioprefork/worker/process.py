@@ -26,7 +26,7 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, assert_never
 
 import uvloop
 
@@ -34,8 +34,8 @@ from aioprefork.asgi.lifespan import Lifespan
 from aioprefork.asgi.loader import load_app
 from aioprefork.channel.board import LoadBoard
 from aioprefork.channel.codec import MAX_FRAME
-from aioprefork.channel.endpoint import Endpoint, PeerGone
-from aioprefork.channel.messages import Fatal, GracefulStop, Ready, ReopenLogs, Stop
+from aioprefork.channel.endpoint import PeerGone, WorkerEnd, open_worker_end
+from aioprefork.channel.messages import Fatal, GracefulStop, Ready, ReopenLogs, Stop, ToMaster
 from aioprefork.config.model import Config, HttpLimits
 from aioprefork.errors import EXIT_BOOT, EXIT_OK, AiopreforkError, ProtocolViolation
 from aioprefork.logs import reopen_log_files
@@ -92,7 +92,7 @@ class Worker:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self._stop_requested = loop.create_future()
-        endpoint = self._endpoint = await Endpoint.open(self._channel_sock)
+        endpoint = self._endpoint = await open_worker_end(self._channel_sock)
         reader = asyncio.ensure_future(self._read_channel(endpoint))
         loop.add_signal_handler(signal.SIGTERM, self._on_sigterm)
         loop.add_signal_handler(signal.SIGQUIT, self._on_sigquit)
@@ -115,7 +115,7 @@ class Worker:
 
     # -- boot ----------------------------------------------------------------------------------
 
-    async def _boot_or_stop(self, endpoint: Endpoint) -> tuple[Any, Any] | None:
+    async def _boot_or_stop(self, endpoint: WorkerEnd) -> tuple[Any, Any] | None:
         assert self._stop_requested is not None
         boot = asyncio.ensure_future(self._boot())
         race: set[asyncio.Future[Any]] = {boot, self._stop_requested}
@@ -170,7 +170,7 @@ class Worker:
 
     # -- serve and drain -----------------------------------------------------------------------
 
-    async def _serve(self, endpoint: Endpoint, server: Any, lifespan: Any) -> None:
+    async def _serve(self, endpoint: WorkerEnd, server: Any, lifespan: Any) -> None:
         assert self._stop_requested is not None
         try:
             endpoint.send(Ready(pid=os.getpid(), slot=self.slot, gen=self.gen))
@@ -209,16 +209,19 @@ class Worker:
 
     # -- the channel and signals ---------------------------------------------------------------
 
-    async def _read_channel(self, endpoint: Endpoint) -> None:
+    async def _read_channel(self, endpoint: WorkerEnd) -> None:
         try:
             async for msg in endpoint:
-                if isinstance(msg, GracefulStop):
-                    self._request_stop(None if math.isinf(msg.deadline) else msg.deadline)
-                elif isinstance(msg, Stop):
-                    self._abort.set()
-                    self._request_stop(time.time())
-                elif isinstance(msg, ReopenLogs):
-                    reopen_log_files()
+                match msg:
+                    case GracefulStop():
+                        self._request_stop(None if math.isinf(msg.deadline) else msg.deadline)
+                    case Stop():
+                        self._abort.set()
+                        self._request_stop(time.time())
+                    case ReopenLogs():
+                        reopen_log_files()
+                    case _:
+                        assert_never(msg)
         except ProtocolViolation as exc:
             log.error("worker %d: the master sent a bad frame (%s); stopping", self.slot, exc)
         # EOF: the pipe of death. The master is gone; finish what we have and leave.
@@ -237,7 +240,7 @@ class Worker:
         self._abort.set()
         self._request_stop(time.time())
 
-    def _send_quietly(self, msg: Any) -> None:
+    def _send_quietly(self, msg: ToMaster) -> None:
         self._endpoint.send(msg)
 
 
@@ -257,7 +260,7 @@ def _describe(exc: BaseException) -> str:
     return text[:FATAL_LIMIT]
 
 
-def _send_fatal(endpoint: Endpoint, message: str) -> None:
+def _send_fatal(endpoint: WorkerEnd, message: str) -> None:
     try:
         endpoint.send(Fatal(code=EXIT_BOOT, message=message))
     except PeerGone:  # nobody to tell: say it where an operator may look
