@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import short_tmpdir
 
 from .support import DEPLOY, VENV_BIN, Procs, answers, free_port, http_get, run, start, tool
 from .support import wait_for as wait
@@ -38,14 +39,8 @@ def unit_command(line: str) -> list[str]:
 
 @pytest.fixture
 def tmp() -> Iterator[Path]:
-    import shutil
-    import tempfile
-
-    path = Path(tempfile.mkdtemp(prefix="apf-sd-", dir="/tmp"))
-    try:
+    with short_tmpdir("apf-sd-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def test_socket_activation_reload_and_stop(tmp: Path) -> None:

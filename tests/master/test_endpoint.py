@@ -12,7 +12,7 @@ import uvloop
 
 from aioprefork.channel.codec import encode
 from aioprefork.channel.endpoint import PeerGone, open_master_end, open_worker_end
-from aioprefork.channel.messages import Ready, Status, Stop
+from aioprefork.channel.messages import Ready, Status, Stop, ToMaster
 from aioprefork.errors import ProtocolViolation
 
 LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
@@ -32,7 +32,7 @@ def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, None]],
 async def _send_and_iterate_until_eof() -> None:
     a, b = socket.socketpair()
     left, right = await open_worker_end(a), await open_master_end(b)
-    sent = [
+    sent: list[ToMaster] = [
         Ready(pid=1, slot=0, gen=1),
         *(Status(accepting=True, requests_total=i) for i in range(50)),
     ]

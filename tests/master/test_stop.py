@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from support import AIOPREFORK
 
 from .conftest import (
-    AIOPREFORK,
     APP,
     APPS,
     ROOT,
