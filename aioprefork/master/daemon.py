@@ -2,7 +2,7 @@
 
 `ctl_socket_path` is the ONE definition of the control socket's default path: the master binds it
 and `aioprefork ctl` connects to it, so both must derive it from the same Config the same way.
-The rest runs once in BOOTING (SPEC section 3), in this order: bind (arbiter) -> `daemonize()`
+The rest runs once in BOOTING (docs/architecture.md#master), in this order: bind (arbiter) -> `daemonize()`
 (fork, setsid, fork, stdio to /dev/null: the seed's "become a daemon") -> `write_pid_file()` ->
 control socket and metrics listener -> `drop_privileges()`. Nothing here touches a worker.
 """

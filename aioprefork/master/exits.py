@@ -1,9 +1,9 @@
-"""Pure: why did a worker exit, and how soon may a crashed one be replaced (SPEC section 3).
+"""Pure: why did a worker exit, and how soon may a crashed one be replaced (docs/architecture.md#master).
 
 `classify()` reads only what the master already knew about the slot when it was reaped (its
 state and the reason it was told to go) plus the wait status, so the same exit is always
 labelled the same way in logs and in `exited_total{cause}`. The crash schedule follows the
-SPEC: the first 3 consecutive crashes are respawned at once, later ones wait 1, 2, 4 ... up to
+docs/architecture.md#master: the first 3 consecutive crashes are respawned at once, later ones wait 1, 2, 4 ... up to
 30 s (so a crash loop costs little CPU and log volume), and a worker that was healthy for 10 s
 before it crashed starts the count afresh. Nothing here forks, kills or reads the clock.
 """
