@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from protocol.conftest import ServerThread, serve
+from support.serving import ServerThread, serve
 from websocket.process import Served, spawn, wait_until
 
 from . import apps
