@@ -33,8 +33,16 @@ FOLDERS: Final[dict[str, str]] = {
     "worker": "process",
     "bench": "process",
     "deploy": "deploy",
+    # the folders of the package layout (docs/architecture.md#layers) the tests are moving to
+    "http": "in_process",
+    "wire": "pure",
+    "channel": "pure",
+    "config": "pure",
+    "asgi": "pure",
+    "control": "in_process",
 }
 FILES: Final[dict[str, str]] = {
+    "unit/test_balance.py": "pure",
     "unit/test_lifespan.py": "in_process",
     "unit/test_listeners.py": "in_process",
     "cli/test_argv.py": "pure",
