@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support.launch import Served, spawn, wait_until
 from support.serving import ServerThread, serve
-from websocket.process import Served, spawn, wait_until
 
 from . import apps
 

@@ -9,10 +9,9 @@ import signal
 from pathlib import Path
 
 import pytest
+from support.launch import spawn
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
-
-from .process import spawn
 
 
 @pytest.mark.parametrize("workers", ["0", "1"])
