@@ -45,6 +45,7 @@ FILES: Final[dict[str, str]] = {
     "unit/test_balance.py": "pure",
     "unit/test_lifespan.py": "in_process",
     "unit/test_listeners.py": "in_process",
+    "unit/test_connstate.py": "in_process",
     "cli/test_argv.py": "pure",
     "cli/test_render.py": "pure",
     "cli/test_protocol.py": "pure",
