@@ -63,18 +63,22 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check aioprefork tests bench examples
 	$(VENV)/bin/ruff format --check aioprefork tests bench examples
 
+# mypy --strict over the package, then over the tests (a second run: tests/ is not a package, so
+# its folders are mapped from the tests/ base; pyproject.toml's overrides say what is not checked)
 types: $(STAMP)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --explicit-package-bases tests
 
+# The fast tier: pure decisions over plain data, no loop, socket or process (tests/conftest.py)
 unit: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -p no:cacheprovider -m pure tests
 
 test: $(STAMP) system-deps lint types $(COMPILED_STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
 	@# the same request-path tests against the mypyc build (what a wheel built with AIOPREFORK_MYPYC=1 runs)
 	@# (the pytest script, not `python -m pytest`, which would put the source tree first on sys.path)
 	AIOPREFORK_EXPECT_COMPILED=1 PYTHONPATH=$(abspath $(COMPILED)) $(VENV)/bin/pytest -q -p no:cacheprovider \
-	  tests/protocol tests/pathsend tests/websocket tests/tls
+	  tests/protocol tests/pathsend tests/websocket tests/tls tests/unit/test_target.py tests/unit/test_connstate.py
 
 bench: $(STAMP) system-deps $(COMPILED_STAMP)
 	$(PY) -m pip install -q -e '.[bench]'

@@ -19,6 +19,8 @@ HOT_PATH = [
     "aioprefork/protocol/http.py",
     "aioprefork/protocol/writer.py",
     "aioprefork/protocol/framing.py",
+    "aioprefork/protocol/target.py",
+    "aioprefork/protocol/connstate.py",
     "aioprefork/protocol/flow.py",
     "aioprefork/protocol/memo.py",
     "aioprefork/protocol/coalesce.py",

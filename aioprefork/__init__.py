@@ -1,6 +1,8 @@
 """aioprefork: a prefork ASGI server (Apache's master/worker pool, uvloop + httptools workers).
 
-Public surface: `run`, `Config`, `__version__`. Everything else is internal.
+Public surface: `Config` (the frozen settings, config/model.py) and `__version__`. Serving is the
+command line (`aioprefork serve`, cli/app.py) or `python -m aioprefork`; there is no `run()` to
+call from Python. Everything else is internal: docs/architecture.md says what each package does.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ HERE: Final = Path(__file__).resolve().parent
 ROOT: Final = HERE.parent
 HOST: Final = "127.0.0.1"
 SCALING_LEVELS: Final = "1,2,4,8"
-# Workers report their counters once a second (SPEC section 4): an idle pause this long before
+# Workers report their counters once a second (docs/architecture.md#control-channel): an idle pause this long before
 # reading the scoreboard makes it include every request sent so far.
 SCOREBOARD_SETTLE: Final = 1.2
 # A worker that dies because the load stopped (clients closing) does so within moments: look again

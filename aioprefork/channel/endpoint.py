@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import socket
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 from aioprefork.channel.codec import FrameDecoder, encode
-from aioprefork.channel.messages import Message
+from aioprefork.channel.messages import TO_MASTER, TO_WORKER, Message, ToMaster, ToWorker
 from aioprefork.errors import AiopreforkError, ProtocolViolation
 
 
@@ -75,29 +75,43 @@ class _ChannelProtocol(asyncio.Protocol):
             self.drain_waiter.set_result(None)
 
 
-class Endpoint:
-    """One end of the channel, bound to the running loop; build it with `await Endpoint.open(sock)`."""
+SendT = TypeVar("SendT", bound=Message)
+RecvT = TypeVar("RecvT", bound=Message)
 
-    __slots__ = ("_proto", "_transport")
 
-    def __init__(self, transport: asyncio.Transport, proto: _ChannelProtocol) -> None:
+class Endpoint(Generic[SendT, RecvT]):
+    """One end of the channel, bound to the running loop: `await open_master_end(sock)` or
+    `await open_worker_end(sock)`. It sends one direction's messages and receives the other's;
+    a frame of the wrong direction is a ProtocolViolation."""
+
+    __slots__ = ("_proto", "_receives", "_transport")
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        proto: _ChannelProtocol,
+        receives: tuple[type[RecvT], ...],
+    ) -> None:
         self._transport = transport
         self._proto = proto
+        self._receives = receives
 
     @classmethod
-    async def open(cls, sock: socket.socket) -> Endpoint:
+    async def open(
+        cls, sock: socket.socket, receives: tuple[type[RecvT], ...]
+    ) -> Endpoint[SendT, RecvT]:
         """Take ownership of `sock` (one end of a socketpair) on the running loop."""
         loop = asyncio.get_running_loop()
         sock.setblocking(False)
         transport, proto = await loop.connect_accepted_socket(_ChannelProtocol, sock=sock)
-        return cls(transport, proto)
+        return cls(transport, proto, receives)
 
     @property
     def closed(self) -> bool:
         """True once the peer is gone or we closed; `send` would raise PeerGone."""
         return self._proto.eof or self._transport.is_closing()
 
-    def send(self, msg: Message) -> None:
+    def send(self, msg: SendT) -> None:
         """Queue one frame; never blocks. Raises PeerGone when the channel is closed."""
         if self.closed:
             raise PeerGone(f"cannot send {type(msg).__name__}: channel closed")
@@ -110,7 +124,7 @@ class Endpoint:
             proto.drain_waiter = asyncio.get_running_loop().create_future()
             await proto.drain_waiter
 
-    async def recv(self) -> Message:
+    async def recv(self) -> RecvT:
         """The next message; PeerGone at EOF, ProtocolViolation if the peer sent garbage."""
         proto = self._proto
         while not proto.inbox:
@@ -123,12 +137,16 @@ class Endpoint:
                 await proto.waiter
             finally:
                 proto.waiter = None
-        return proto.inbox.popleft()
+        msg: Message = proto.inbox.popleft()
+        if not isinstance(msg, self._receives):
+            self.abort()
+            raise ProtocolViolation(f"{type(msg).__name__} does not travel this way")
+        return cast(RecvT, msg)
 
-    def __aiter__(self) -> Endpoint:
+    def __aiter__(self) -> Endpoint[SendT, RecvT]:
         return self
 
-    async def __anext__(self) -> Message:
+    async def __anext__(self) -> RecvT:
         try:
             return await self.recv()
         except PeerGone:
@@ -144,3 +162,17 @@ class Endpoint:
     def __repr__(self) -> str:
         state: Any = "closed" if self.closed else "open"
         return f"<Endpoint {state} inbox={len(self._proto.inbox)}>"
+
+
+MasterEnd = Endpoint[ToWorker, ToMaster]
+WorkerEnd = Endpoint[ToMaster, ToWorker]
+
+
+async def open_master_end(sock: socket.socket) -> MasterEnd:
+    """The master's end of one worker's channel: sends ToWorker, receives ToMaster."""
+    return await MasterEnd.open(sock, TO_MASTER)
+
+
+async def open_worker_end(sock: socket.socket) -> WorkerEnd:
+    """A worker's end of its channel: sends ToMaster, receives ToWorker."""
+    return await WorkerEnd.open(sock, TO_WORKER)

@@ -1,4 +1,4 @@
-"""Control-channel messages between the master and one worker (SPEC section 4).
+"""Control-channel messages between the master and one worker (docs/architecture.md#control-channel).
 
 Shared by both sides of the socketpair. Every message is a frozen, slotted, keyword-only dataclass
 tagged by `MsgType`; channel/codec.py turns them into frames and back. Never pickle: a worker must
@@ -8,6 +8,7 @@ not be able to make the master execute anything.
 from __future__ import annotations
 
 import enum
+import typing
 from dataclasses import dataclass
 from typing import Final
 
@@ -176,13 +177,15 @@ class ListRequests:
     target_length: int
 
 
-Message = (
-    Ready | Status | Retire | Fatal | Stacks | Requests
-    | GracefulStop | Stop | ReopenLogs | Dump | ListRequests
-)  # fmt: skip
+# The unions by direction: an endpoint sends one and receives the other (channel/endpoint.py),
+# and each side's dispatch matches every member of what it receives (mypy checks the match is
+# exhaustive). Adding a message: CONTRIBUTING.md, "Add a channel message".
+ToMaster = Ready | Status | Retire | Fatal | Stacks | Requests
+ToWorker = GracefulStop | Stop | ReopenLogs | Dump | ListRequests
+Message = ToMaster | ToWorker
 
-_TO_MASTER: Final = (Ready, Status, Retire, Fatal, Stacks, Requests)
-_TO_WORKER: Final = (GracefulStop, Stop, ReopenLogs, Dump, ListRequests)
+TO_MASTER: Final[tuple[type[ToMaster], ...]] = typing.get_args(ToMaster)
+TO_WORKER: Final[tuple[type[ToWorker], ...]] = typing.get_args(ToWorker)
 MESSAGE_TYPES: Final[dict[MsgType, type[Message]]] = {
-    cls.TYPE: cls for cls in (*_TO_MASTER, *_TO_WORKER)
+    cls.TYPE: cls for cls in (*TO_MASTER, *TO_WORKER)
 }

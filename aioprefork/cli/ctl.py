@@ -24,17 +24,13 @@ from typing import Annotated, Any, Final, NoReturn
 import typer
 
 from aioprefork.cli.locate import Target, fail, live_pid, not_running, quiet_pid, with_target
-from aioprefork.cli.render import (
-    in_flight_from_json,
-    render_requests,
-    render_status,
-    snapshot_from_json,
-)
+from aioprefork.cli.render import render_requests, render_status
 from aioprefork.config import units
 from aioprefork.control import protocol
 from aioprefork.errors import EXIT_OK, ProtocolViolation
 from aioprefork.master.daemon import alive, why_not_our_master
 from aioprefork.master.signals import SIGNAL_FOR, Command
+from aioprefork.master.snapshot import InFlight, Snapshot
 
 EXIT_INTERRUPTED: Final = 130
 STATUS_TIMEOUT: Final = 10.0  # a status reply is immediate; a master this slow is in trouble
@@ -257,9 +253,9 @@ def show(snapshot: Mapping[str, Any], as_json: bool) -> str:
     if as_json:
         return json.dumps(snapshot, indent=2, sort_keys=True) + "\n"
     try:
-        text = render_status(snapshot_from_json(snapshot))
+        text = render_status(Snapshot.from_json(snapshot))
         if "requests" in snapshot:
-            text += "\n" + render_requests(in_flight_from_json(snapshot["requests"]))
+            text += "\n" + render_requests(InFlight.from_json(snapshot["requests"]))
     except ValueError as exc:
         fail(f"cannot render the master's status: {exc}")
     return text

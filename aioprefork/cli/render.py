@@ -1,16 +1,14 @@
 """The mod_status view of a Snapshot for `aioprefork ctl status`: pure functions from data to text.
 
-`ctl` receives `Snapshot.to_json()` over the control socket; `snapshot_from_json` rebuilds the
-frozen Snapshot (ignoring keys it does not know, so a newer master still renders), and
-`render_status` prints the summary, one row per occupied slot and the scoreboard line with its key
-(SPEC section 6). Nothing here does I/O or reads the clock: ages are measured from `Snapshot.now`.
+`ctl` receives `Snapshot.to_json()` over the control socket and rebuilds it with
+`Snapshot.from_json()`; `render_status` prints the summary, one row per occupied slot and the
+scoreboard line with its key (docs/architecture.md#scoreboard-and-metrics). Nothing here does I/O or reads the clock: ages are measured from `Snapshot.now`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Final
 
 from aioprefork.config import units
 from aioprefork.master.snapshot import (
@@ -18,11 +16,9 @@ from aioprefork.master.snapshot import (
     STARTING,
     STOPPING,
     InFlight,
-    ListenQueue,
     RequestView,
     SlotView,
     Snapshot,
-    Totals,
 )
 
 SCOREBOARD_WIDTH: Final = 64  # letters per scoreboard line, as mod_status wraps it
@@ -42,31 +38,6 @@ COLUMNS: Final = (
 _LEFT: Final = frozenset(
     {"STATE", "ACCEPTING", "PHASE", "PROTOCOL", "METHOD", "TARGET", "CLIENT", "PEER"}
 )
-
-
-def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in data.items() if k in names}
-
-
-def snapshot_from_json(data: Mapping[str, Any]) -> Snapshot:
-    """Rebuild a Snapshot from `Snapshot.to_json()`; ValueError when the shape is not a snapshot."""
-    try:
-        fields = _known(Snapshot, data)
-        fields["slots"] = tuple(SlotView(**_known(SlotView, s)) for s in data.get("slots", ()))
-        totals = dict(_known(Totals, data.get("totals") or {}))
-        totals["by_method_class"] = {
-            (row["method"], row["class"]): row["count"]
-            for row in totals.get("by_method_class") or ()
-        }
-        totals["duration_buckets"] = tuple(totals.get("duration_buckets") or ())
-        fields["totals"] = Totals(**totals)
-        fields["listen_queues"] = tuple(
-            ListenQueue(**_known(ListenQueue, q)) for q in data.get("listen_queues") or ()
-        )
-        return Snapshot(**fields)
-    except (TypeError, KeyError, AttributeError) as exc:
-        raise ValueError(f"not a status snapshot ({exc})") from None
 
 
 def format_age(seconds: float | None) -> str:
@@ -198,19 +169,6 @@ def render_status(snap: Snapshot) -> str:
 REQUEST_COLUMNS: Final = (
     "SLOT", "PID", "AGE", "PHASE", "PROTOCOL", "METHOD", "TARGET", "CLIENT", "PEER",
 )  # fmt: skip
-
-
-def in_flight_from_json(data: Mapping[str, Any]) -> InFlight:
-    """Rebuild InFlight from `InFlight.to_json()`; ValueError when the shape is not one."""
-    try:
-        rows = tuple(RequestView(**_known(RequestView, r)) for r in data.get("requests") or ())
-        return InFlight(
-            requests=rows,
-            total=int(data.get("total", len(rows))),
-            unanswered=tuple(data.get("unanswered") or ()),
-        )
-    except (TypeError, KeyError, AttributeError, ValueError) as exc:
-        raise ValueError(f"not a list of requests in flight ({exc})") from None
 
 
 def render_requests(view: InFlight) -> str:

@@ -1,15 +1,18 @@
 """The frozen Config (every setting, declared once) and the per-consumer views built from it.
 
 Consumers never hold the whole Config on a hot path: the HTTP protocol gets `HttpLimits`, the
-maintenance decision gets `PoolPolicy`. Defaults name their source (Apache directive, RFC).
+maintenance decision gets `PoolPolicy` (docs/architecture.md#configuration). A view's fields
+take their values and defaults from the settings they are named after, so a setting is still
+declared once. Defaults name their source (Apache directive, RFC).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from aioprefork.config.settings import Kind, SettingInfo, registry, setting
 
@@ -483,51 +486,65 @@ SETTINGS: Final[tuple[SettingInfo, ...]] = registry(Config)
 BY_NAME: Final[Mapping[str, SettingInfo]] = {s.name: s for s in SETTINGS}
 
 
+# The views: frozen records that each consumer gets instead of the whole Config. A view field
+# named like a setting (after the view's prefix: WsLimits.max_size is ws_max_size) takes that
+# setting's value in from_config() and its default here; tests/unit/test_config.py checks that
+# names, types and defaults cannot drift. Other fields are derived (named in DERIVED).
+_DEFAULT: Final = Config()
+
+
+def view_values(view: type, c: Config, prefix: str = "") -> dict[str, Any]:
+    """The settings a view takes from `c`: {view field: value}, for every field named like one."""
+    return {
+        f.name: getattr(c, prefix + f.name)
+        for f in dataclasses.fields(view)
+        if prefix + f.name in BY_NAME
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class WsLimits:
     """What one WebSocket connection needs (the ws_* settings), bound once per worker."""
 
-    max_size: int = 16 * MiB
-    max_queue: int = 32
-    ping_interval: float = 20.0
-    ping_timeout: float = 20.0
-    per_message_deflate: bool = True
+    PREFIX: ClassVar = "ws_"
+    DERIVED: ClassVar = frozenset[str]()
+    max_size: int = _DEFAULT.ws_max_size
+    max_queue: int = _DEFAULT.ws_max_queue
+    ping_interval: float = _DEFAULT.ws_ping_interval
+    ping_timeout: float = _DEFAULT.ws_ping_timeout
+    per_message_deflate: bool = _DEFAULT.ws_per_message_deflate
 
     @classmethod
     def from_config(cls, c: Config) -> WsLimits | None:
         """None when WebSocket support is off (`ws = "none"`): upgrades are served as plain HTTP."""
         if c.ws == "none":
             return None
-        return cls(
-            max_size=c.ws_max_size,
-            max_queue=c.ws_max_queue,
-            ping_interval=c.ws_ping_interval,
-            ping_timeout=c.ws_ping_timeout,
-            per_message_deflate=c.ws_per_message_deflate,
-        )
+        return cls(**view_values(cls, c, cls.PREFIX))
 
 
 @dataclass(frozen=True, slots=True)
 class HttpLimits:
     """What one HTTP connection needs to know, bound once per worker (not per request)."""
 
-    limit_request_line: int = 8190
-    limit_request_fields: int = 100
-    limit_request_field_size: int = 8190
-    limit_request_body: int = 1 * GiB
-    max_keepalive_requests: int = 1000
-    keepalive_timeout: float = 5.0
-    header_timeout: float = 20.0
-    body_timeout: float = 60.0
-    write_timeout: float = 60.0
-    root_path: str = ""
-    server_header: str = "aioprefork"
-    date_header: bool = True
-    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
-    proxy_headers: bool = True
-    proxy_protocol: bool = False
-    access_log: bool = True
-    access_log_format: str = "combined"
+    PREFIX: ClassVar = ""
+    DERIVED: ClassVar = frozenset({"high_water", "websocket"})
+    limit_request_line: int = _DEFAULT.limit_request_line
+    limit_request_fields: int = _DEFAULT.limit_request_fields
+    limit_request_field_size: int = _DEFAULT.limit_request_field_size
+    limit_request_body: int = _DEFAULT.limit_request_body
+    max_keepalive_requests: int = _DEFAULT.max_keepalive_requests
+    keepalive_timeout: float = _DEFAULT.keepalive_timeout
+    header_timeout: float = _DEFAULT.header_timeout
+    body_timeout: float = _DEFAULT.body_timeout
+    write_timeout: float = _DEFAULT.write_timeout
+    root_path: str = _DEFAULT.root_path
+    server_header: str = _DEFAULT.server_header
+    date_header: bool = _DEFAULT.date_header
+    forwarded_allow_ips: tuple[str, ...] = _DEFAULT.forwarded_allow_ips
+    proxy_headers: bool = _DEFAULT.proxy_headers
+    proxy_protocol: bool = _DEFAULT.proxy_protocol
+    access_log: bool = _DEFAULT.access_log
+    access_log_format: str = _DEFAULT.access_log_format
     high_water: int = 64 * KiB  # pause reading / writing above this (uvicorn and asyncio default)
     websocket: WsLimits | None = WsLimits()  # None: ws = "none", no upgrades
     request_timeout: float = 0.0
@@ -536,35 +553,17 @@ class HttpLimits:
 
     @classmethod
     def from_config(cls, c: Config) -> HttpLimits:
-        return cls(
-            limit_request_line=c.limit_request_line,
-            limit_request_fields=c.limit_request_fields,
-            limit_request_field_size=c.limit_request_field_size,
-            limit_request_body=c.limit_request_body,
-            max_keepalive_requests=c.max_keepalive_requests,
-            keepalive_timeout=c.keepalive_timeout,
-            header_timeout=c.header_timeout,
-            body_timeout=c.body_timeout,
-            write_timeout=c.write_timeout,
-            root_path=c.root_path,
-            server_header=c.server_header,
-            date_header=c.date_header,
-            forwarded_allow_ips=c.forwarded_allow_ips,
-            proxy_headers=c.proxy_headers,
-            proxy_protocol=c.proxy_protocol,
-            access_log=c.access_log,
-            access_log_format=c.access_log_format,
-            websocket=WsLimits.from_config(c),
-            request_timeout=c.request_timeout,
-            request_timeout_status=c.request_timeout_status,
-            request_timeout_streaming=c.request_timeout_streaming,
-        )
+        return cls(**view_values(cls, c), websocket=WsLimits.from_config(c))
 
 
 @dataclass(frozen=True, slots=True)
 class PoolPolicy:
-    """What the maintenance decision needs (SPEC section 3)."""
+    """What the pool decision needs (docs/architecture.md#spare-pool); one owner at run time:
+    the scoreboard (`ctl scale` replaces it there, a restart's commit with the new config's)."""
 
+    PREFIX: ClassVar = ""
+    DERIVED: ClassVar = frozenset[str]()
+    # the bounds: no defaults (several are derived from others when config/load.py resolves them)
     workers: int
     min_workers: int
     max_workers: int
@@ -572,27 +571,16 @@ class PoolPolicy:
     worker_connections: int
     min_spare_slots: int
     max_spare_slots: int
-    heartbeat_timeout: float = 30.0
-    graceful_timeout: float = 30.0
-    boot_timeout: float = 60.0
-    max_requests_per_worker: int = 0
-    max_requests_jitter: int = 0
-    max_worker_memory: int = 0
+    heartbeat_timeout: float = _DEFAULT.heartbeat_timeout
+    graceful_timeout: float = _DEFAULT.graceful_timeout
+    boot_timeout: float = _DEFAULT.boot_timeout
+    max_requests_per_worker: int = _DEFAULT.max_requests_per_worker
+    max_requests_jitter: int = _DEFAULT.max_requests_jitter
+    max_worker_memory: int = _DEFAULT.max_worker_memory
 
     @classmethod
     def from_config(cls, c: Config) -> PoolPolicy:
-        return cls(
-            workers=c.workers,
-            min_workers=c.min_workers,
-            max_workers=c.max_workers,
-            server_limit=c.server_limit,
-            worker_connections=c.worker_connections,
-            min_spare_slots=c.min_spare_slots,
-            max_spare_slots=c.max_spare_slots,
-            heartbeat_timeout=c.heartbeat_timeout,
-            graceful_timeout=c.graceful_timeout,
-            boot_timeout=c.boot_timeout,
-            max_requests_per_worker=c.max_requests_per_worker,
-            max_requests_jitter=c.max_requests_jitter,
-            max_worker_memory=c.max_worker_memory,
-        )
+        return cls(**view_values(cls, c))
+
+
+VIEWS: Final = (HttpLimits, WsLimits, PoolPolicy)

@@ -1,4 +1,4 @@
-"""The master: one single-threaded asyncio loop supervising the worker pool (SPEC sections 3, 4).
+"""The master: one single-threaded asyncio loop supervising the worker pool (docs/architecture.md#master).
 
 The cycle reads as verbs: wait for an order or the next tick -> reap -> obey the orders -> once a
 second snapshot() -> plan() -> execute() -> check progress. Orders land in one queue from two
@@ -30,7 +30,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from aioprefork import __version__
@@ -38,11 +38,11 @@ from aioprefork.channel.messages import (
     Dump,
     Fatal,
     ListRequests,
-    Message,
     Ready,
     Requests,
     Retire,
     Stacks,
+    ToMaster,
 )
 from aioprefork.config.load import AUTO, DEFAULT, Loaded
 from aioprefork.config.model import Config, PoolPolicy
@@ -139,21 +139,12 @@ class Arbiter:
         self._startup = startup  # told once the first generation is running (--daemon)
         self.halt_reason = ""
         self.config: Config = loaded.config
-        self.policy = PoolPolicy.from_config(self.config)
         self._reload = reload
         self.listeners = listeners
         self.state = MasterState.BOOTING
         self.exit_code = EXIT_OK
-        c = self.config
         self.scoreboard = Scoreboard(
-            pid=os.getpid(),
-            version=__version__,
-            server_limit=c.server_limit,
-            worker_connections=c.worker_connections,
-            min_workers=c.min_workers,
-            max_workers=c.max_workers,
-            min_spare_slots=c.min_spare_slots,
-            max_spare_slots=c.max_spare_slots,
+            pid=os.getpid(), version=__version__, policy=PoolPolicy.from_config(self.config)
         )
         self.pool = WorkerPool(self.scoreboard, [lsn.sock for lsn in listeners], self)
         self._memo = maintenance.PoolMemo()
@@ -371,7 +362,9 @@ class Arbiter:
             current = [s for s in sb if s.gen == sb.generation]
             ready = sum(s.state is SlotState.READY for s in current)
             booting = any(s.state is SlotState.STARTING for s in current)
-            if ready >= sb.min_workers or (ready and not booting):  # short: maintenance fills in
+            if ready >= sb.policy.min_workers or (
+                ready and not booting
+            ):  # short: maintenance fills in
                 self.set_state(MasterTrigger.MIN_READY)
                 self._memo = maintenance.after_restart(self._memo)
                 if self._startup is not None:
@@ -397,33 +390,36 @@ class Arbiter:
 
     # -- what the workers tell us (PoolEvents) ---------------------------------------------------
 
-    def on_message(self, slot: Slot, msg: Message) -> None:
+    def on_message(self, slot: Slot, msg: ToMaster) -> None:
         sb = self.scoreboard
         sb.apply(slot, msg)
         where = f"worker {slot.index} (pid {slot.pid}, gen {slot.gen})"
-        if isinstance(msg, Ready):
-            log.info("%s ready", where)
-            old = self._successor.pop(slot, None)
-            if old is not None and sb.holds(old) and old.state is SlotState.READY:
-                deadline = time.time() + self.config.graceful_timeout
-                self.pool.stop_gracefully(old, old.retiring or "recycle", deadline)
-            self._notify()
-        elif isinstance(msg, Retire):
-            log.info("%s retiring (%s): starting its replacement", where, msg.reason)
-            if self.state is MasterState.RUNNING and slot.gen == sb.generation:
-                self._recycle(slot)
-        elif isinstance(msg, Requests):
-            listing = self._listings.pop(msg.request, None)
-            if listing is not None and not listing.done():
-                listing.set_result(msg)
-        elif isinstance(msg, Stacks):
-            job = self._dumps.pop(msg.request, None)
-            if job is not None:
-                job.finish(True, f"{where}:\n{msg.text}")
-        elif isinstance(msg, Fatal):
-            self._last_fatal = msg.message
-            self._report_boot_error(slot.gen, where, msg)
-            self._notify()
+        match msg:
+            case Ready():
+                log.info("%s ready", where)
+                old = self._successor.pop(slot, None)
+                if old is not None and sb.holds(old) and old.state is SlotState.READY:
+                    deadline = time.time() + self.config.graceful_timeout
+                    self.pool.stop_gracefully(old, old.retiring or "recycle", deadline)
+                self._notify()
+            case Retire():
+                log.info("%s retiring (%s): starting its replacement", where, msg.reason)
+                if self.state is MasterState.RUNNING and slot.gen == sb.generation:
+                    self._recycle(slot)
+            case Requests():
+                listing = self._listings.pop(msg.request, None)
+                if listing is not None and not listing.done():
+                    listing.set_result(msg)
+            case Stacks():
+                job = self._dumps.pop(msg.request, None)
+                if job is not None:
+                    job.finish(True, f"{where}:\n{msg.text}")
+            case Fatal():
+                self._last_fatal = msg.message
+                self._report_boot_error(slot.gen, where, msg)
+                self._notify()
+            case _:
+                pass  # only recorded: Scoreboard.apply (above) matches every ToMaster
 
     def _report_boot_error(self, gen: int, where: str, msg: Fatal) -> None:
         """Each distinct boot error once per generation, its traceback with it; the workers and
@@ -578,6 +574,29 @@ class Arbiter:
             async with asyncio.timeout(max(0.0, timeout)):
                 await self._change.wait()
 
+    @property
+    def policy(self) -> PoolPolicy:
+        """The pool bounds now in force (owned by the scoreboard, which publishes them)."""
+        return self.scoreboard.policy
+
+    def scale(self, target: int) -> tuple[int, int]:
+        """Set min_workers to `target`, clamped to 1..max_workers; (before, after).
+        Maintenance runs this cycle, so the pool grows or shrinks at once."""
+        policy = self.scoreboard.policy
+        after = max(1, min(target, policy.max_workers))
+        self.scoreboard.policy = dataclasses.replace(policy, min_workers=after)
+        self.wake_maintenance()
+        return policy.min_workers, after
+
+    def wake_maintenance(self) -> None:
+        """Run the maintenance decision this cycle, not at the next tick."""
+        self.tick_now = True
+
+    def start_restart(self, steps: Coroutine[Any, Any, None]) -> None:
+        """RUNNING -> RESTARTING, with `steps` (master/restart.py) running as a task."""
+        self.set_state(MasterTrigger.RESTART)
+        self.restart_task = asyncio.ensure_future(steps)
+
     def restarting(self) -> bool:
         return self.restart_task is not None and not self.restart_task.done()
 
@@ -626,13 +645,10 @@ class Arbiter:
     def commit(self, config: Config, gen: int) -> None:
         """Generation `gen`, running `config`, is now the current one."""
         self.config = config
-        self.policy = PoolPolicy.from_config(config)
-        self.hooks = Hooks.load(config, MASTER_HOOKS)  # load_checked resolved them already
         sb = self.scoreboard
         sb.generation = gen
-        sb.server_limit, sb.worker_connections = config.server_limit, config.worker_connections
-        sb.min_workers, sb.max_workers = config.min_workers, config.max_workers
-        sb.min_spare_slots, sb.max_spare_slots = config.min_spare_slots, config.max_spare_slots
+        sb.policy = PoolPolicy.from_config(config)
+        self.hooks = Hooks.load(config, MASTER_HOOKS)  # load_checked resolved them already
         self._memo = maintenance.after_restart(dataclasses.replace(self._memo, owed=()))
         self.pool.reserved = frozenset()
         self._crashes.clear()

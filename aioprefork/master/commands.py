@@ -1,4 +1,4 @@
-"""What each administrator Command does to a running master (SPEC section 4).
+"""What each administrator Command does to a running master (docs/architecture.md#signals-and-ctl).
 
 `obey(arbiter, order)` carries out one order from the arbiter's queue, between reaping and
 maintenance in the master's cycle: stop (graceful, immediate, or with no timeout), restart and
@@ -7,7 +7,8 @@ graceful (started as a task running master/restart.py), scale (min_workers), reo
 Invariants: every Job gets exactly one final reply, refusals included; a second stop while
 STOPPING stops at once; a restart never overlaps another, and a stop cancels one in progress;
 the listeners close the moment the master starts stopping, so no new connection is accepted.
-This module acts only through the arbiter and its pool: it never forks, signals or reaps.
+This module acts only through the arbiter's verbs and its pool (master/verbs.py MasterControl):
+it never forks, signals or reaps, and never assigns the arbiter's fields.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aioprefork.channel.messages import ReopenLogs
 from aioprefork.logs import reopen_log_files
@@ -26,20 +27,18 @@ from aioprefork.master.listeners import close_all
 from aioprefork.master.orders import Job, Order
 from aioprefork.master.signals import Command
 from aioprefork.master.states import MasterState, MasterTrigger, SlotState
-
-if TYPE_CHECKING:
-    from aioprefork.master.arbiter import Arbiter
+from aioprefork.master.verbs import MasterControl
 
 log = logging.getLogger("aioprefork.server")
 
 
-def obey(arbiter: Arbiter, order: Order) -> None:
+def obey(arbiter: MasterControl, order: Order) -> None:
     if isinstance(order, str):
         return  # REAP, WAKE: reaping and progress checks run every cycle anyway
     if isinstance(order, Command):
         log.info("received %s", order.value)
         order = Job(order, done=True)  # a signal: nobody reads the replies
-    handlers: dict[Command, Callable[[Arbiter, Job], None]] = {
+    handlers: dict[Command, Callable[[MasterControl, Job], None]] = {
         Command.STOP: _order_stop,
         Command.STOP_NOW: lambda arbiter, job: stop(arbiter, job, immediate=True),
         Command.GRACEFUL_STOP: lambda arbiter, job: stop(arbiter, job, timeout=math.inf),
@@ -54,14 +53,14 @@ def obey(arbiter: Arbiter, order: Order) -> None:
     handlers[order.command](arbiter, order)
 
 
-def _order_stop(arbiter: Arbiter, job: Job) -> None:
+def _order_stop(arbiter: MasterControl, job: Job) -> None:
     if arbiter.state is MasterState.STOPPING:  # a second TERM/INT: stop now
         return stop(arbiter, job, immediate=True)
     stop(arbiter, job, immediate=bool(job.args.get("now")), timeout=job.args.get("timeout"))
 
 
 def stop(
-    arbiter: Arbiter, job: Job, *, immediate: bool = False, timeout: float | None = None
+    arbiter: MasterControl, job: Job, *, immediate: bool = False, timeout: float | None = None
 ) -> None:
     """STOPPING: close the listeners, then stop every worker now or by a deadline."""
     if arbiter.state is MasterState.STOPPING and not immediate:
@@ -83,25 +82,22 @@ def stop(
     job.finish(True, f"stopping {len(sb)} workers {how}")
 
 
-def _order_restart(arbiter: Arbiter, job: Job) -> None:
+def _order_restart(arbiter: MasterControl, job: Job) -> None:
     kind = job.command.value  # graceful | restart | upgrade
     if arbiter.restarting():
         return job.finish(False, f"cannot {kind}: a restart is already in progress")
     if arbiter.state is not MasterState.RUNNING:
         return job.finish(False, f"cannot {kind} while {arbiter.state.value}")
-    arbiter.set_state(MasterTrigger.RESTART)
     steps = {
         Command.GRACEFUL: restart.graceful,
         Command.RESTART: restart.hard_restart,
         Command.UPGRADE: upgrade.upgrade,
     }[job.command]
-    arbiter.restart_task = asyncio.ensure_future(
-        _restarting(steps(arbiter, job), arbiter, job, kind)
-    )
+    arbiter.start_restart(_restarting(steps(arbiter, job), arbiter, job, kind))
 
 
 async def _restarting(
-    steps: Coroutine[Any, Any, None], arbiter: Arbiter, job: Job, kind: str
+    steps: Coroutine[Any, Any, None], arbiter: MasterControl, job: Job, kind: str
 ) -> None:
     try:
         await steps
@@ -119,24 +115,22 @@ async def _restarting(
         job.finish(False, f"{text} (see the master's log)")
 
 
-def _order_scale(arbiter: Arbiter, job: Job) -> None:
-    sb = arbiter.scoreboard
-    before = sb.min_workers
+def _order_scale(arbiter: MasterControl, job: Job) -> None:
+    current = arbiter.policy.min_workers
     n = str(job.args.get("n", "+1" if job.command is Command.SCALE_UP else "-1"))
-    target = before + int(n) if n[0] in "+-" else int(n)
+    target = current + int(n) if n[0] in "+-" else int(n)
+    before, after = arbiter.scale(target)
     ceiling = arbiter.policy.max_workers
-    sb.min_workers = max(1, min(target, ceiling))
     clamped = ""
     if target > ceiling:
         clamped = f" (clamped to max_workers={ceiling})"
     elif target < 1:
         clamped = " (clamped to 1: a pool has at least one worker)"
-    arbiter.tick_now = True
-    log.info("min_workers %d -> %d%s", before, sb.min_workers, clamped)
-    job.finish(True, f"min_workers {sb.min_workers} (was {before}){clamped}")
+    log.info("min_workers %d -> %d%s", before, after, clamped)
+    job.finish(True, f"min_workers {after} (was {before}){clamped}")
 
 
-def _order_dump(arbiter: Arbiter, job: Job) -> None:
+def _order_dump(arbiter: MasterControl, job: Job) -> None:
     index = job.args.get("slot")
     slot = next((s for s in arbiter.scoreboard if s.index == index), None)
     if slot is None or slot.state is not SlotState.READY:
@@ -145,7 +139,7 @@ def _order_dump(arbiter: Arbiter, job: Job) -> None:
     arbiter.ask_stacks(slot, job)
 
 
-def _order_reopen_logs(arbiter: Arbiter, job: Job) -> None:
+def _order_reopen_logs(arbiter: MasterControl, job: Job) -> None:
     reopen_log_files()
     for slot in list(arbiter.scoreboard):
         arbiter.pool.send(slot, ReopenLogs())

@@ -4,7 +4,7 @@
 and `aioprefork ctl` connects to it, so both must derive it from the same Config the same way. The
 default lives in a private runtime directory (README "Control plane trust"): a socket path in a
 world-writable /tmp could be pre-created by any local user, and `ctl` would trust whoever answers.
-The rest runs once in BOOTING (SPEC section 3), in this order: bind (arbiter) -> `daemonize()`
+The rest runs once in BOOTING (docs/architecture.md#master), in this order: bind (arbiter) -> `daemonize()`
 (fork, setsid, fork, stdio to /dev/null: the seed's "become a daemon") -> `write_pid_file()` ->
 control socket and metrics listener -> `drop_privileges()`. Nothing here touches a worker.
 """

@@ -1,4 +1,4 @@
-"""Pure: why did a worker exit, and how soon may a crashed one be replaced (README "Reliability").
+"""Pure: why did a worker exit, and how soon may a crashed one be replaced (docs/architecture.md#master, README "Reliability").
 
 `classify()` reads only what the master already knew about the slot when it was reaped (its
 state and the reason it was told to go) plus the wait status, so the same exit is always

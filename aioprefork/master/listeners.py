@@ -1,4 +1,4 @@
-"""Bind every listener once, before any fork (SPEC section 1): workers inherit, never bind.
+"""Bind every listener once, before any fork (docs/architecture.md#processes): workers inherit, never bind.
 
 Accepted forms: `HOST:PORT`, `[IPv6]:PORT`, `unix:PATH` (mode from config.unix_socket_mode),
 `fd://N` (an already-listening inherited descriptor) and systemd socket activation

@@ -1,4 +1,4 @@
-"""Pure: the once-a-second pool decision (Apache `perform_idle_server_maintenance`).
+"""Pure: the once-a-second pool decision (Apache `perform_idle_server_maintenance`, docs/architecture.md#spare-pool).
 
 `plan(snapshot, policy, now, memo)` returns the actions for this tick and the next `PoolMemo`
 (spawn rate, restart hold-off, max_workers episode, crash back-off), so the arbiter only
@@ -118,7 +118,7 @@ def after_restart(memo: PoolMemo) -> PoolMemo:
 
 
 def free_capacity(view: SlotView, worker_connections: int, stale_after: float = STALE_AFTER) -> int:
-    """One slot's share of SPEC's `idle`."""
+    """One slot's share of `idle` (docs/architecture.md#spare-pool)."""
     if not view.current or view.state == STOPPING:
         return 0
     if view.state == STARTING:

@@ -1,4 +1,4 @@
-"""Orders to the master, and the control socket's side of them (SPEC section 4).
+"""Orders to the master, and the control socket's side of them (docs/architecture.md#signals-and-ctl).
 
 An order is what the arbiter's queue carries: a bare `Command` (from a signal handler, which only
 enqueues), a `Job` (a `ctl` request, which streams progress back), or a marker string (`REAP` from

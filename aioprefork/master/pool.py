@@ -24,8 +24,8 @@ from signal import SIGABRT, SIGKILL, Signals
 from typing import Final, Protocol
 
 from aioprefork.channel.board import LoadBoard
-from aioprefork.channel.endpoint import Endpoint, PeerGone
-from aioprefork.channel.messages import GracefulStop, Message, Stop
+from aioprefork.channel.endpoint import MasterEnd, PeerGone, open_master_end
+from aioprefork.channel.messages import GracefulStop, Stop, ToMaster, ToWorker
 from aioprefork.config.model import Config
 from aioprefork.errors import ProtocolViolation
 from aioprefork.master import fork
@@ -40,7 +40,7 @@ CHANNEL_LINGER: Final = 1.0  # longest wait for a reaped worker's last frames
 
 
 class PoolEvents(Protocol):
-    def on_message(self, slot: Slot, msg: Message) -> None: ...
+    def on_message(self, slot: Slot, msg: ToMaster) -> None: ...
 
     def on_exit(self, slot: Slot, status: int) -> None:
         """`slot`'s process was reaped with wait `status`; it is still in the scoreboard."""
@@ -54,8 +54,8 @@ class WorkerPool:
         self.board = LoadBoard()  # mapped before the first fork: every worker inherits it
         self._listeners = listeners
         self._events = events
-        self._endpoints: dict[Slot, Endpoint] = {}
-        self._outbox: dict[Slot, list[Message]] = {}  # frames sent before the channel opened
+        self._endpoints: dict[Slot, MasterEnd] = {}
+        self._outbox: dict[Slot, list[ToWorker]] = {}  # frames sent before the channel opened
         self._readers: dict[Slot, asyncio.Task[None]] = {}
         self._reaped: dict[Slot, int] = {}  # wait status, held until the channel's EOF
         self.reserved: frozenset[int] = frozenset()  # slots kept for a dead worker's replacement
@@ -66,10 +66,10 @@ class WorkerPool:
         """Fork a worker of generation `gen` into slot `index` if it is free, else the lowest
         free slot not reserved; None when none is free."""
         sb = self.scoreboard
-        if index is None or sb.get(index) is not None or index >= sb.server_limit:
+        if index is None or sb.get(index) is not None or index >= sb.policy.server_limit:
             index = sb.free_index(self.reserved)
         if index is None:
-            log.warning("server_limit (%d) reached: cannot start a worker", sb.server_limit)
+            log.warning("server_limit (%d) reached: cannot start a worker", sb.policy.server_limit)
             return None
         self.board.clear(index)
         child = fork.spawn(index, gen, config=config, listeners=self._listeners, board=self.board)
@@ -110,7 +110,7 @@ class WorkerPool:
 
     # -- channels --------------------------------------------------------------------------------
 
-    def send(self, slot: Slot, msg: Message) -> None:
+    def send(self, slot: Slot, msg: ToWorker) -> None:
         endpoint = self._endpoints.get(slot)
         if endpoint is None:
             if self.scoreboard.holds(slot):
@@ -128,13 +128,13 @@ class WorkerPool:
 
     async def _read(self, slot: Slot, sock: socket.socket) -> None:
         try:
-            endpoint = await Endpoint.open(sock)
+            endpoint = await open_master_end(sock)
         except OSError:
             sock.close()
             return
         self._endpoints[slot] = endpoint
-        for msg in self._outbox.pop(slot, []):
-            self.send(slot, msg)
+        for queued in self._outbox.pop(slot, []):
+            self.send(slot, queued)
         try:
             async for msg in endpoint:
                 self._events.on_message(slot, msg)

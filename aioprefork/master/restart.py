@@ -30,9 +30,10 @@ from aioprefork.logs import configure_logging, logging_settings, reopen_log_file
 from aioprefork.master.pool import KILL_GRACE
 from aioprefork.master.scoreboard import Slot
 from aioprefork.master.states import MasterTrigger, SlotState
+from aioprefork.master.verbs import MasterControl
 
 if TYPE_CHECKING:
-    from aioprefork.master.arbiter import Arbiter, Job
+    from aioprefork.master.orders import Job
 
 
 def _switch_logging(current: Config, new: Config) -> None:
@@ -46,7 +47,7 @@ def _switch_logging(current: Config, new: Config) -> None:
             raise
 
 
-async def graceful(arbiter: Arbiter, job: Job) -> None:
+async def graceful(arbiter: MasterControl, job: Job) -> None:
     try:
         config = arbiter.reload_config()
         _switch_logging(arbiter.config, config)
@@ -87,14 +88,14 @@ async def graceful(arbiter: Arbiter, job: Job) -> None:
     job.finish(True, text)
 
 
-def _rolled_back(arbiter: Arbiter, job: Job, why: str) -> None:
+def _rolled_back(arbiter: MasterControl, job: Job, why: str) -> None:
     text = f"rolled back: {why}"
     arbiter.record("graceful", False, text)
     arbiter.set_state(MasterTrigger.RESTARTED)
     job.finish(False, text)
 
 
-async def hard_restart(arbiter: Arbiter, job: Job) -> None:
+async def hard_restart(arbiter: MasterControl, job: Job) -> None:
     try:
         config = arbiter.reload_config()
         _switch_logging(arbiter.config, config)
@@ -128,7 +129,7 @@ async def hard_restart(arbiter: Arbiter, job: Job) -> None:
 
 
 async def await_ready(
-    arbiter: Arbiter, gen: int, slots: list[Slot], config: Config, job: Job
+    arbiter: MasterControl, gen: int, slots: list[Slot], config: Config, job: Job
 ) -> str:
     """'' once every slot is READY; else why not (the boot error, an exit, boot_timeout)."""
     sb = arbiter.scoreboard
@@ -151,7 +152,7 @@ async def await_ready(
         await arbiter.changed(deadline - time.monotonic())
 
 
-async def drained(arbiter: Arbiter, slots: list[Slot], timeout: float) -> None:
+async def drained(arbiter: MasterControl, slots: list[Slot], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while any(arbiter.scoreboard.holds(s) for s in slots) and time.monotonic() < deadline:
         await arbiter.changed(deadline - time.monotonic())

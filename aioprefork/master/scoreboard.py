@@ -15,21 +15,19 @@ import collections
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never
 
 from aioprefork.channel.messages import (
     DURATION_BUCKETS,
-    Dump,
     Fatal,
-    GracefulStop,
-    ListRequests,
-    Message,
     Ready,
-    ReopenLogs,
+    Requests,
     Retire,
+    Stacks,
     Status,
-    Stop,
+    ToMaster,
 )
+from aioprefork.config.model import PoolPolicy
 from aioprefork.master import maintenance
 from aioprefork.master.exits import BOOT_TIMEOUT, HUNG
 from aioprefork.master.snapshot import ListenQueue, SlotView, Snapshot, Totals
@@ -116,29 +114,22 @@ class _Accumulator:
 
 
 class Scoreboard:
-    """Slot table + counters. The arbiter sets the published master fields directly
-    (`master_state`, `generation`, `min_workers`, `spawn_rate`, `last_restart`, limits)."""
+    """Slot table + counters, and the one owner of the pool bounds (`policy`: `ctl scale` and a
+    restart's commit replace it through the arbiter). The arbiter sets the published master
+    fields (`master_state`, `generation`, `spawn_rate`, `last_restart`)."""
 
     def __init__(
         self,
         *,
         pid: int,
         version: str,
-        server_limit: int,
-        worker_connections: int,
-        min_workers: int,
-        max_workers: int,
-        min_spare_slots: int,
-        max_spare_slots: int,
+        policy: PoolPolicy,
         started_at: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.pid, self.version = pid, version
-        self.server_limit = server_limit
-        self.worker_connections = worker_connections
-        self.min_workers, self.max_workers = min_workers, max_workers
-        self.min_spare_slots, self.max_spare_slots = min_spare_slots, max_spare_slots
+        self.policy = policy
         self.clock, self.wall = clock, wall
         self.started_at = wall() if started_at is None else started_at
         self.master_state = "booting"
@@ -176,7 +167,7 @@ class Scoreboard:
     def free_index(self, reserved: frozenset[int] = frozenset()) -> int | None:
         """The lowest open slot index below server_limit that is not `reserved` (kept for a dead
         worker's own replacement), or None when the table is full."""
-        for index in range(self.server_limit):
+        for index in range(self.policy.server_limit):
             if index not in self._slots and index not in reserved:
                 return index
         return None
@@ -192,26 +183,27 @@ class Scoreboard:
         self.spawned_total[cause] += 1
         return slot
 
-    def apply(self, slot: Slot, msg: Message) -> None:
+    def apply(self, slot: Slot, msg: ToMaster) -> None:
         """Fold one worker -> master message into its slot (ignored once the slot is gone)."""
         if not self.holds(slot):
             return
         now = self.clock()
         slot.heard_mono = now
-        if isinstance(msg, Ready):
-            slot.ready_at, slot.ready_mono = self.wall(), now
-            if slot.state is SlotState.STARTING:
-                slot.state = advance_slot(slot.state, SlotTrigger.READY)
-        elif isinstance(msg, Status):
-            slot.status = msg
-        elif isinstance(msg, Retire):
-            slot.retiring = slot.retiring or msg.reason
-        elif isinstance(msg, Fatal):
-            slot.fatal = msg
-        elif isinstance(
-            msg, GracefulStop | Stop | ReopenLogs | Dump | ListRequests
-        ):  # pragma: no cover
-            raise ValueError(f"{type(msg).__name__} only travels master -> worker")
+        match msg:
+            case Ready():
+                slot.ready_at, slot.ready_mono = self.wall(), now
+                if slot.state is SlotState.STARTING:
+                    slot.state = advance_slot(slot.state, SlotTrigger.READY)
+            case Status():
+                slot.status = msg
+            case Retire():
+                slot.retiring = slot.retiring or msg.reason
+            case Fatal():
+                slot.fatal = msg
+            case Stacks() | Requests():
+                pass  # answers the arbiter takes (ctl dump, ctl status --requests)
+            case _:
+                assert_never(msg)
 
     def stop(self, slot: Slot, reason: str) -> None:
         """Mark a slot as told to stop. Hung / boot-timeout reasons override an earlier one
@@ -299,6 +291,7 @@ class Scoreboard:
         now = self.wall() if now is None else now
         now_mono = self.clock()
         views = tuple(self.view(s, now_mono) for s in self)
+        policy = self.policy
         return Snapshot(
             now=now,
             pid=self.pid,
@@ -307,13 +300,13 @@ class Scoreboard:
             started_at=self.started_at,
             version=self.version,
             slots=views,
-            server_limit=self.server_limit,
-            worker_connections=self.worker_connections,
-            min_workers=self.min_workers,
-            max_workers=self.max_workers,
-            min_spare_slots=self.min_spare_slots,
-            max_spare_slots=self.max_spare_slots,
-            idle_slots=maintenance.idle_slots(views, self.worker_connections),
+            server_limit=policy.server_limit,
+            worker_connections=policy.worker_connections,
+            min_workers=policy.min_workers,
+            max_workers=policy.max_workers,
+            min_spare_slots=policy.min_spare_slots,
+            max_spare_slots=policy.max_spare_slots,
+            idle_slots=maintenance.idle_slots(views, policy.worker_connections),
             spawn_rate=self.spawn_rate,
             max_workers_reached_total=self.max_workers_reached_total,
             spawned_total=dict(self.spawned_total),

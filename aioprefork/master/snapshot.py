@@ -1,7 +1,8 @@
 """Frozen views of the scoreboard: the one shape that plan(), metrics, /server-status and `ctl status` read.
 
 Only master/scoreboard.py builds these (`Scoreboard.snapshot(now)`); readers never see the live,
-mutable slot records. Everything is plain data, JSON-friendly via `to_json()` for `ctl status --json`.
+mutable slot records. Everything is plain data; its JSON form, in and out, is here alone: `to_json()` (the control
+socket's status reply, `ctl status --json`) and `from_json()` (what `ctl` renders).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-# Slot states, also the letters of the mod_status scoreboard line (SPEC section 6).
+# Slot states, also the letters of the mod_status scoreboard line (docs/architecture.md#scoreboard-and-metrics).
 STARTING: Final = "starting"  # forked, not READY yet
 READY: Final = "ready"  # serving (current generation)
 STOPPING: Final = "stopping"  # told to stop (graceful or not), draining
@@ -118,6 +119,19 @@ class InFlight:
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> InFlight:
+        """Rebuild from `to_json()`; ValueError when the shape is not one."""
+        try:
+            rows = tuple(RequestView(**_known(RequestView, r)) for r in data.get("requests") or ())
+            return InFlight(
+                requests=rows,
+                total=int(data.get("total", len(rows))),
+                unanswered=tuple(data.get("unanswered") or ()),
+            )
+        except (TypeError, KeyError, AttributeError, ValueError) as exc:
+            raise ValueError(f"not a list of requests in flight ({exc})") from None
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Snapshot:
@@ -134,7 +148,8 @@ class Snapshot:
     max_workers: int
     min_spare_slots: int
     max_spare_slots: int
-    idle_slots: int  # SPEC's `idle`: free connection capacity of current, READY, accepting workers
+    # `idle` (docs/architecture.md#spare-pool): free capacity of current, READY, accepting workers
+    idle_slots: int
     spawn_rate: int
     max_workers_reached_total: int = 0
     spawned_total: Mapping[str, int] = field(default_factory=dict)  # cause -> count
@@ -177,3 +192,29 @@ class Snapshot:
         data["scoreboard"] = self.scoreboard_line()
         data["active_workers"] = self.active_workers
         return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Snapshot:
+        """Rebuild a Snapshot from `to_json()` (ignoring keys it does not know, so a newer master
+        still renders); ValueError when the shape is not a snapshot."""
+        try:
+            fields = _known(Snapshot, data)
+            fields["slots"] = tuple(SlotView(**_known(SlotView, s)) for s in data.get("slots", ()))
+            totals = dict(_known(Totals, data.get("totals") or {}))
+            totals["by_method_class"] = {
+                (row["method"], row["class"]): row["count"]
+                for row in totals.get("by_method_class") or ()
+            }
+            totals["duration_buckets"] = tuple(totals.get("duration_buckets") or ())
+            fields["totals"] = Totals(**totals)
+            fields["listen_queues"] = tuple(
+                ListenQueue(**_known(ListenQueue, q)) for q in data.get("listen_queues") or ()
+            )
+            return Snapshot(**fields)
+        except (TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(f"not a status snapshot ({exc})") from None
+
+
+def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}

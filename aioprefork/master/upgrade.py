@@ -38,7 +38,8 @@ from aioprefork.master.signals import Command
 from aioprefork.master.states import MasterState, MasterTrigger
 
 if TYPE_CHECKING:
-    from aioprefork.master.arbiter import Arbiter, Job
+    from aioprefork.master.orders import Job
+    from aioprefork.master.verbs import MasterControl
 
 ENV_FDS: Final = "AIOPREFORK_UPGRADE_FDS"
 ENV_PIPE: Final = "AIOPREFORK_UPGRADE_PIPE"
@@ -101,7 +102,7 @@ async def _word(fd: int, timeout: float) -> str | None:
         loop.remove_reader(fd)
 
 
-def _spawn(arbiter: Arbiter, pipe_w: int) -> int:
+def _spawn(arbiter: MasterControl, pipe_w: int) -> int:
     from aioprefork.metrics import appmetrics
 
     fds = {lsn.address: lsn.sock.fileno() for lsn in arbiter.listeners if lsn.sock.fileno() >= 0}
@@ -122,7 +123,7 @@ def _spawn(arbiter: Arbiter, pipe_w: int) -> int:
     return os.posix_spawn(argv[0], argv, env)
 
 
-async def upgrade(arbiter: Arbiter, job: Job) -> None:
+async def upgrade(arbiter: MasterControl, job: Job) -> None:
     """The old master's side, run as the arbiter's restart task (master/commands.py)."""
     config = arbiter.config
     pid_file, oldbin = config.pid_file, f"{config.pid_file}.oldbin" if config.pid_file else ""
@@ -162,7 +163,7 @@ async def upgrade(arbiter: Arbiter, job: Job) -> None:
     job.finish(False, text)
 
 
-def _succeeded(arbiter: Arbiter, job: Job, pid: int, oldbin: str) -> None:
+def _succeeded(arbiter: MasterControl, job: Job, pid: int, oldbin: str) -> None:
     from aioprefork.master import commands, daemon
     from aioprefork.master.orders import Job as Order
 

@@ -4,7 +4,7 @@
 value can be tested on a constructed Snapshot. `SnapshotCollector` only calls the master's snapshot
 function once per scrape and hands the result to it.
 
-Invariants (SPEC section 6):
+Invariants (docs/architecture.md#scoreboard-and-metrics):
 * every name starts with `aioprefork_`;
 * no unbounded label: `pid` appears only in `aioprefork_info`, never a path; per-slot series are
   labelled `slot` (bounded by server_limit) and `generation` (only live generations appear);

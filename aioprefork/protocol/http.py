@@ -17,7 +17,8 @@ any other upgrade is answered as plain HTTP and the connection closed.
 Invariants: a refused request gets its status, `Connection: close`, and the connection closes
 after the responses before it (a lingering close: FIN first, so a reset cannot eat the answer);
 nothing after a refused head is ever parsed, so no smuggled request reaches the app. Every connection is in `stats.connections` from connection_made to
-connection_lost, with `phase` one of worker/stats.PHASES.
+connection_lost, with `phase` one of worker/stats.PHASES; the legal combinations of parser state,
+phase and deadline are protocol/connstate.py's table.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Final, cast
-from urllib.parse import unquote_to_bytes
 
 import httptools
 
@@ -40,10 +40,21 @@ from aioprefork.config.model import HttpLimits
 from aioprefork.errors import BodyTooLarge, HeadersTooLarge, RequestLineTooLong, RequestRejected
 from aioprefork.protocol.accesslog import AccessLogger
 from aioprefork.protocol.coalesce import WriteCoalescer
+from aioprefork.protocol.connstate import BODY as _BODY
+from aioprefork.protocol.connstate import BODY_WAIT as _BODY_WAIT
+from aioprefork.protocol.connstate import DEAD as _DEAD
+from aioprefork.protocol.connstate import HEAD as _HEAD
+from aioprefork.protocol.connstate import HEADER as _HEADER
+from aioprefork.protocol.connstate import IDLE as _IDLE
+from aioprefork.protocol.connstate import KEEPALIVE as _KEEPALIVE
+from aioprefork.protocol.connstate import LINGER as _LINGER
+from aioprefork.protocol.connstate import NONE as _NONE
+from aioprefork.protocol.connstate import WRITE as _WRITE
 from aioprefork.protocol.flow import FlowControl
 from aioprefork.protocol.framing import FRAMING_NAMES, check_head
 from aioprefork.protocol.memo import COMPILED, remember
 from aioprefork.protocol.proxy import TrustedPeers, parse_proxy_protocol, resolve_forwarded
+from aioprefork.protocol.target import split_target
 from aioprefork.protocol.writer import DefaultHeaders, error_response
 from aioprefork.worker.stats import WorkerStats
 from aioprefork.worker.tls import tls_extension
@@ -53,19 +64,6 @@ __all__ = ["HttpProtocol", "Shared"]
 log: Final = logging.getLogger("aioprefork.http")
 app_log: Final = logging.getLogger("aioprefork.app")  # request_timeout: the app's doing
 
-# Where the parser is in the current message.
-_IDLE: Final = 0  # between messages: no byte of the next head yet
-_HEAD: Final = 1  # inside a request head
-_BODY: Final = 2  # head done, body (if any) still arriving
-_DEAD: Final = 3  # refused or upgraded: nothing more is parsed
-
-# Deadline kinds (one timer per connection).
-_NONE: Final = 0
-_KEEPALIVE: Final = 1
-_HEADER: Final = 2
-_BODY_WAIT: Final = 3
-_WRITE: Final = 4
-_LINGER: Final = 5
 _FIRST_REQUEST_GRACE: Final = 1.0  # seconds an idle connection gets at graceful stop
 _LINGER_TIME: Final = 2.0  # seconds a refused client gets to read our answer before the close
 _HOLD_LIMIT: Final = 64 * 1024  # bytes a connection holds until the iteration ends, at most
@@ -158,8 +156,8 @@ class Shared:
         self.state = state
         self.opened = opened
         self.closed = closed
-        # False when no listener has TLS: connections skip asking for an ssl_object (~2k
-        # instructions each). True (the default) asks, so a TLS transport is never missed.
+        # False when no listener has TLS: connections skip asking for an ssl_object (costly:
+        # bench/README.md). True (the default) asks, so a TLS transport is never missed.
         self.tls = tls
         self.defaults = DefaultHeaders(limits.server_header, limits.date_header)
         self.coalescer = WriteCoalescer(loop)
@@ -524,7 +522,7 @@ class HttpProtocol(asyncio.Protocol):
         """`name` lower-cased, looked up first where the previous request had its index-th field.
 
         Clients send the same names in the same order request after request: comparing bytes
-        costs less than hashing a fresh name for _LOWERED (~100 instructions a field, not ~400).
+        costs less than hashing a fresh name for _LOWERED (bench/README.md has the counts).
         """
         names = self._names
         if index < len(names):
@@ -547,36 +545,7 @@ class HttpProtocol(asyncio.Protocol):
         method_b, method, version = self._request_line()
         url = self._url
         headers = self._headers
-        authority: bytes | None = None
-        path: str | None = None  # the decoded path, when the split below already has it
-        if url.startswith(b"/"):
-            try:
-                # split as str: str.find is compiled inline, bytes.find is a method call
-                target = url.decode("ascii")
-            except UnicodeDecodeError:
-                target = ""  # raw non-ASCII (strict llhttp refuses it first): split as bytes
-            if "#" in target or (not target and b"#" in url):
-                # a fragment is never sent (RFC 9112 section 3.2.1): not ours to pass on
-                raise RequestRejected("invalid request target", reason="target")
-            if target:
-                query = target.find("?")
-                if query < 0:
-                    raw_path, query_string, path = url, b"", target
-                else:
-                    raw_path, query_string = url[:query], url[query + 1 :]
-                    path = target[:query]
-                if "%" in path:
-                    path = None  # percent-escapes: decoded below
-            else:
-                query = url.find(b"?")
-                raw_path = url if query < 0 else url[:query]
-                query_string = b"" if query < 0 else url[query + 1 :]
-        elif url == b"*" and method_b == b"OPTIONS":
-            raw_path, query_string = url, b""
-        elif method_b == b"CONNECT":  # authority-form: tunnels are not served
-            raise RequestRejected("CONNECT is not supported", status=501, reason="method")
-        else:
-            raw_path, query_string, authority = self._absolute(url)
+        path, raw_path, query_string, authority = split_target(url, method_b, self._root_path)
         framing = check_head(version, method_b, headers, authority, self._max_body)
         client = self._client
         scheme = self._scheme
@@ -589,19 +558,6 @@ class HttpProtocol(asyncio.Protocol):
         if authority is not None:
             headers = [(n, v) for n, v in headers if n != b"host"]
             headers.insert(0, (b"host", authority))
-        if path is None:
-            # (not `b"%" in raw_path`: bytes.__contains__ tries the operand as an int first, and
-            # pays for a TypeError on every request)
-            try:
-                path = raw_path.decode("ascii")
-            except UnicodeDecodeError:
-                path = "%"  # raw UTF-8 in the target: decoded as percent-escapes are
-            if "%" in path:
-                path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
-        root_path = self._root_path
-        if root_path:
-            path = root_path + path
-            raw_path = root_path.encode() + raw_path
         # A copy of the connection's template (a memcpy of its table) plus the keys that vary:
         # cheaper than building a 13-key dict.
         scope = self._template.copy()
@@ -612,7 +568,7 @@ class HttpProtocol(asyncio.Protocol):
             scope["client"] = client
         if scheme is not self._scheme:
             scope["scheme"] = scheme
-        if method != "GET":  # the template's (a store costs ~150 instructions, compiled)
+        if method != "GET":  # the template's (a store costs more than the test, compiled)
             scope["method"] = method
         scope["path"] = path
         scope["raw_path"] = raw_path
@@ -661,7 +617,7 @@ class HttpProtocol(asyncio.Protocol):
         When this read began with the request line (and llhttp accepted it: "METHOD SP target SP
         HTTP/x.y CRLF", single spaces in strict mode), GET and POST and the version are read off
         it; httptools' get_method() and get_http_version() each build a new object per call
-        (~3% of a compiled hello request). Any other case asks the parser.
+        (bench/README.md has the share). Any other case asks the parser.
         """
         line = self._line
         if line is not None:
@@ -692,30 +648,6 @@ class HttpProtocol(asyncio.Protocol):
         method_b = parser.get_method()
         method = _METHODS.get(method_b) or method_b.decode("ascii")
         return method_b, method, parser.get_http_version()
-
-    def _absolute(self, url: bytes) -> tuple[bytes, bytes, bytes]:
-        """Split an absolute-form target (RFC 9112 section 3.2.2); its authority wins."""
-        try:
-            # Any: its stub types port as int, but it is None when absent (and mypyc checks).
-            parsed: Any = httptools.parse_url(url)
-        except httptools.HttpParserInvalidURLError:
-            raise RequestRejected("invalid request target", reason="target") from None
-        if not parsed.schema or not parsed.host:
-            raise RequestRejected("invalid request target", reason="target")
-        start = url.find(b"://") + 3
-        end = len(url)
-        for separator in (b"/", b"?"):
-            at = url.find(separator, start)
-            if 0 <= at < end:
-                end = at
-        if b"@" in url[start:end] or b"#" in url:
-            # RFC 9110 section 4.2.4 (userinfo is an error), 9112 section 3.2 (no fragment)
-            raise RequestRejected("invalid request target", reason="target")
-        host: bytes = parsed.host
-        if b":" in host:
-            host = b"[%s]" % host  # an IPv6 literal: parse_url drops its brackets
-        authority = host if parsed.port is None else b"%s:%d" % (host, parsed.port)
-        return parsed.path or b"/", parsed.query or b"", authority
 
     def on_body(self, body: bytes) -> None:
         if self._chunked:

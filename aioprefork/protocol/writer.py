@@ -192,7 +192,7 @@ class _LastHead:
 
     An app answers the same way again and again, usually with the very same header tuples
     (constants of its code): recognising them by identity skips building and hashing the
-    cache key (~1,200 instructions of a hello request, compiled). A pair that is a new tuple
+    cache key (bench/README.md, "Where the instructions go"). A pair that is a new tuple
     with the same name object and an equal bytes value matches too (a computed Content-Length).
     Anything else takes the cache's path.
     """
@@ -221,8 +221,8 @@ class _LastHead:
 
 
 _LAST: Final = _LastHead()
-# Only the mypyc build asks _LAST first: there its loop is native and saves ~1,100 instructions
-# a request; interpreted, the loop costs ~1,700 more than the C-level hashing it would save.
+# Only the mypyc build asks _LAST first: there its loop is native and saves instructions; an
+# interpreted loop costs more than the C-level hashing it would save (bench/README.md).
 _ASK_LAST: Final = COMPILED
 
 

@@ -27,7 +27,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, assert_never
 
 import uvloop
 
@@ -35,7 +35,7 @@ from aioprefork.asgi.lifespan import Lifespan
 from aioprefork.asgi.loader import load_app, preload_app
 from aioprefork.channel.board import LoadBoard
 from aioprefork.channel.codec import MAX_FRAME
-from aioprefork.channel.endpoint import Endpoint, PeerGone
+from aioprefork.channel.endpoint import PeerGone, WorkerEnd, open_worker_end
 from aioprefork.channel.messages import (
     Dump,
     Fatal,
@@ -47,6 +47,7 @@ from aioprefork.channel.messages import (
     Retire,
     Stacks,
     Stop,
+    ToMaster,
 )
 from aioprefork.config.model import Config, HttpLimits
 from aioprefork.errors import (
@@ -124,7 +125,7 @@ class Worker:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self._stop_requested = loop.create_future()
-        endpoint = self._endpoint = await Endpoint.open(self._channel_sock)
+        endpoint = self._endpoint = await open_worker_end(self._channel_sock)
         reader = asyncio.ensure_future(self._read_channel(endpoint))
         loop.add_signal_handler(signal.SIGTERM, self._on_sigterm)
         loop.add_signal_handler(signal.SIGQUIT, self._on_sigquit)
@@ -148,7 +149,7 @@ class Worker:
 
     # -- boot ----------------------------------------------------------------------------------
 
-    async def _boot_or_stop(self, endpoint: Endpoint) -> tuple[Any, Any] | None:
+    async def _boot_or_stop(self, endpoint: WorkerEnd) -> tuple[Any, Any] | None:
         assert self._stop_requested is not None
         boot = asyncio.ensure_future(self._boot())
         race: set[asyncio.Future[Any]] = {boot, self._stop_requested}
@@ -227,7 +228,7 @@ class Worker:
 
     # -- serve and drain -----------------------------------------------------------------------
 
-    async def _serve(self, endpoint: Endpoint, server: Any, lifespan: Any) -> None:
+    async def _serve(self, endpoint: WorkerEnd, server: Any, lifespan: Any) -> None:
         assert self._stop_requested is not None
         try:
             endpoint.send(Ready(pid=os.getpid(), slot=self.slot, gen=self.gen))
@@ -275,26 +276,29 @@ class Worker:
 
     # -- the channel and signals ---------------------------------------------------------------
 
-    async def _read_channel(self, endpoint: Endpoint) -> None:
+    async def _read_channel(self, endpoint: WorkerEnd) -> None:
         try:
             async for msg in endpoint:
-                if isinstance(msg, GracefulStop):
-                    self._request_stop(None if math.isinf(msg.deadline) else msg.deadline)
-                elif isinstance(msg, Stop):
-                    self._abort.set()
-                    self._request_stop(time.time())
-                elif isinstance(msg, ReopenLogs):
-                    reopen_log_files()
-                elif isinstance(msg, ListRequests):
-                    total, rows = inflight.collect(
-                        self._stats.connections, msg.limit, msg.target_length
-                    )
-                    with contextlib.suppress(PeerGone):
-                        endpoint.send(Requests(request=msg.request, total=total, rows=rows))
-                elif isinstance(msg, Dump):
-                    text = live_stacks(FATAL_LIMIT)
-                    with contextlib.suppress(PeerGone):
-                        endpoint.send(Stacks(request=msg.request, text=text))
+                match msg:
+                    case GracefulStop():
+                        self._request_stop(None if math.isinf(msg.deadline) else msg.deadline)
+                    case Stop():
+                        self._abort.set()
+                        self._request_stop(time.time())
+                    case ReopenLogs():
+                        reopen_log_files()
+                    case ListRequests():
+                        total, rows = inflight.collect(
+                            self._stats.connections, msg.limit, msg.target_length
+                        )
+                        with contextlib.suppress(PeerGone):
+                            endpoint.send(Requests(request=msg.request, total=total, rows=rows))
+                    case Dump():
+                        text = live_stacks(FATAL_LIMIT)
+                        with contextlib.suppress(PeerGone):
+                            endpoint.send(Stacks(request=msg.request, text=text))
+                    case _:
+                        assert_never(msg)
         except ProtocolViolation as exc:
             log.error("worker %d: the master sent a bad frame (%s); stopping", self.slot, exc)
         # EOF: the pipe of death. The master is gone; finish what we have and leave.
@@ -318,7 +322,7 @@ class Worker:
         self._abort.set()
         self._request_stop(time.time())
 
-    def _send_quietly(self, msg: Any) -> None:
+    def _send_quietly(self, msg: ToMaster) -> None:
         self._endpoint.send(msg)
 
 
@@ -349,7 +353,7 @@ def _describe(exc: BaseException) -> tuple[str, str]:
     return line[:FATAL_LIMIT], detail[-FATAL_LIMIT:]
 
 
-def _send_fatal(endpoint: Endpoint, failed: _BootFailed) -> None:
+def _send_fatal(endpoint: WorkerEnd, failed: _BootFailed) -> None:
     try:
         endpoint.send(Fatal(code=EXIT_BOOT, message=failed.message, detail=failed.detail))
     except PeerGone:  # nobody to tell: say it where an operator may look

@@ -1,5 +1,5 @@
 """The worker's heartbeat: a task on the worker's own event loop that sends a Status frame every
-second, and at once when the accept gate flips.
+second, and at once when the accept gate flips (docs/architecture.md#control-channel).
 
 Because it runs on the serving loop, a loop blocked by the application (a `time.sleep` in a
 handler) stops the frames, and the master's heartbeat check sees it; the lateness of each tick
@@ -29,11 +29,11 @@ from collections.abc import Callable
 from typing import Final
 
 from aioprefork.channel.endpoint import PeerGone
-from aioprefork.channel.messages import Message, Retire, Status
+from aioprefork.channel.messages import Retire, Status, ToMaster
 from aioprefork.worker.stalls import StallWatch
 from aioprefork.worker.stats import WorkerStats
 
-INTERVAL: Final = 1.0  # seconds between Status frames
+INTERVAL: Final = 1.0  # seconds between Status frames (docs/architecture.md#control-channel)
 MEMORY_SAMPLES: Final = 2  # consecutive samples above max_worker_memory before Retire
 MEMORY_MARGIN: Final = 1.1  # this far past the limit one sample is enough
 MEMORY_NEAR: Final = 0.75  # past this share of the limit, sample every MEMORY_FAST_INTERVAL
@@ -72,7 +72,7 @@ class Reporter:
 
     def __init__(
         self,
-        send: Callable[[Message], None],
+        send: Callable[[ToMaster], None],
         stats: WorkerStats,
         accepting: Callable[[], bool],
         *,

@@ -2,9 +2,9 @@
 
 Internal. Independent of how the process started: a forked worker and the in-process
 `--workers 0` mode both build one, `await start()`, and later `shutdown()` or `abort()`.
-It never binds: the sockets come bound and listening from the master (SPEC section 1).
+It never binds: the sockets come bound and listening from the master (docs/architecture.md#processes).
 
-The accept gate (SPEC section 5, Apache event's disable_listensocks): accept while fewer than
+The accept gate (docs/architecture.md#worker, Apache event's disable_listensocks): accept while fewer than
 `worker_connections` connections are open; at the limit first close the oldest idle keep-alive
 connection (nginx reusable connections), and if there is none stop accepting, so the kernel
 hands new connections to sibling workers; accept again once below the limit. uvloop cannot pause
@@ -112,7 +112,7 @@ class WorkerServer:
 
     @property
     def accepting(self) -> bool:
-        """Has room for connections (SPEC's status.accepting: the master counts its free
+        """Has room for connections (Status.accepting: the master counts its free
         capacity as idle). True while the gate is shut for balance only: siblings take the
         next connections because they hold fewer, and the gate reopens if they fill up."""
         return self._accepting or self._deferring

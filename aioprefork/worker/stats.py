@@ -13,7 +13,7 @@ from typing import Final, Protocol
 
 from aioprefork.channel.messages import DURATION_BUCKETS, Status
 
-# A closed method set keeps the metrics label bounded (SPEC: no unbounded label).
+# A closed method set keeps the metrics label bounded (docs/architecture.md#scoreboard-and-metrics).
 KNOWN_METHODS: Final = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"}
 )

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -100,7 +101,7 @@ def test_worker_processes_and_exits_from_proc_samples() -> None:
 def test_system_time_is_split_out_of_the_groups_cpu() -> None:
     # stat ticks: cpu = utime + stime + cutime + cstime, sys = stime + cstime; a process gone by
     # the second sample takes its ticks with it (they move into its reaper's cutime/cstime).
-    def proc(pid: int, cpu: int, sys_: int) -> procs.ProcInfo:
+    def proc(pid: int, cpu: int, sys_: int) -> Any:
         return procs.ProcInfo(
             pid=pid, ppid=1, pgid=1, state="S", cpu_ticks=cpu, rss=1, sys_ticks=sys_
         )
@@ -128,14 +129,14 @@ def test_a_miss_while_wrk_was_saturated_is_marked_as_the_clients_limit() -> None
     assert wrk.busy(4.97, 5.0, 1) == 0.994 and wrk.busy(4.0, 5.0, 8) == 0.1
     assert wrk.busy(1.0, 0.0, 1) == wrk.busy(1.0, 5.0, 0) == 0.0
 
-    def run(server: str, rps: float, busy: float) -> report.Measurement:
+    def run(server: str, rps: float, busy: float) -> Any:
         return report.Measurement(
             round=1, workers=1, server=server, scenario="big", rps=rps, p50_ms=1.0, p99_ms=1.0,
             requests=int(rps), errors=0, cpu_seconds=1.0, rss_total=1, worker_rss=(1,),
             worker_cpu=(1.0,), client_busy=busy,
         )  # fmt: skip
 
-    def big_goal(ours_busy: float, ours_rps: float = 55_000.0) -> report.Target:
+    def big_goal(ours_busy: float, ours_rps: float = 55_000.0) -> Any:
         summaries = report.summarize(
             [run("aioprefork", ours_rps, ours_busy), run("uvicorn", 38_000.0, 0.8)]
         )

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import short_tmpdir
 
 
 @pytest.fixture
 def sock_dir() -> Iterator[Path]:
     """A short directory under /tmp (AF_UNIX paths are limited to 107 bytes)."""
-    path = Path(tempfile.mkdtemp(prefix="apf-", dir="/tmp"))
-    try:
+    with short_tmpdir() as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import struct
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from support import AIOPREFORK, clean_env, free_port
+
 from aioprefork.control import protocol
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["AIOPREFORK", "clean_env", "free_port"]  # re-exported: the CLI tests import them here
 
 
 async def raw_exchange(path: str | Path, data: bytes, timeout: float = 5.0) -> list[dict[str, Any]]:
@@ -43,17 +38,6 @@ async def ask(path: str | Path, cmd: str, **arguments: Any) -> list[dict[str, An
 
 def header(length: int) -> bytes:
     return struct.pack(">I", length)
-
-
-AIOPREFORK = str(Path(sys.executable).parent / "aioprefork")
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The test's environment without any AIOPREFORK_* setting, wide enough that --help never wraps."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPREFORK_")}
-    env.update(COLUMNS="250", TERM="dumb", NO_COLOR="1")
-    env.update(extra)
-    return env
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> Result:

@@ -10,12 +10,10 @@ import contextlib
 import http.client
 import json
 import os
-import shutil
 import signal
 import socket
 import stat
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import short_tmpdir
 
 from aioprefork.control import protocol
 
@@ -129,11 +128,8 @@ def kill(server: Server) -> None:
 
 @pytest.fixture(scope="module")
 def shared_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="apf-m-", dir="/tmp"))
-    try:
+    with short_tmpdir("apf-m-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -99,7 +99,10 @@ def test_invalid_requests(request_: dict[str, Any], problem: str) -> None:
 
 
 def test_decoder_reassembles_frames_split_anywhere() -> None:
-    frames = [{"progress": "generation 2: 1/2 workers ready"}, {"ok": True, "result": "done"}]
+    frames: list[dict[str, Any]] = [
+        {"progress": "generation 2: 1/2 workers ready"},
+        {"ok": True, "result": "done"},
+    ]
     stream = b"".join(protocol.encode(f) for f in frames)
     for cut in range(len(stream) + 1):
         decoder = protocol.FrameDecoder()

@@ -63,20 +63,20 @@ def _snapshot() -> Snapshot:
 def test_json_round_trip_rebuilds_the_snapshot() -> None:
     snap = _snapshot()
     wire = json.loads(json.dumps(snap.to_json()))
-    assert render.snapshot_from_json(wire) == snap
+    assert Snapshot.from_json(wire) == snap
 
 
 def test_unknown_keys_from_a_newer_master_are_ignored() -> None:
     wire = _snapshot().to_json()
     wire["brand_new"] = 1
     wire["slots"][0]["also_new"] = "x"
-    assert render.snapshot_from_json(wire).slots[0].pid == 1201
+    assert Snapshot.from_json(wire).slots[0].pid == 1201
 
 
 @pytest.mark.parametrize("wire", [{}, {"pid": 1}, {"slots": [{"nope": 1}]}, {"slots": 3}])
 def test_a_non_snapshot_is_a_value_error(wire: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="not a status snapshot"):
-        render.snapshot_from_json(wire)
+        Snapshot.from_json(wire)
 
 
 def test_summary_names_state_generation_uptime_and_targets() -> None:

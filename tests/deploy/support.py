@@ -11,13 +11,15 @@ import http.client
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from support import free_port as free_port  # (re-exported for the deploy tests)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -43,6 +45,7 @@ def run(
     argv: Sequence[str], *, timeout: float = 60, env: Mapping[str, str] | None = None, **kw: object
 ) -> subprocess.CompletedProcess[str]:
     """Run a command to completion, output captured as text."""
+    options: dict[str, Any] = dict(kw)
     return subprocess.run(
         list(argv),
         capture_output=True,
@@ -50,15 +53,8 @@ def run(
         timeout=timeout,
         env=None if env is None else {**os.environ, **env},
         check=False,
-        **kw,  # type: ignore[arg-type]
+        **options,
     )
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel just handed out on `host` (never a fixed one: tests run concurrently)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def http_get(

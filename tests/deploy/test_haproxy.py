@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from support import short_tmpdir
 
 from .support import (
     AIOPREFORK,
@@ -141,8 +142,12 @@ def start_stack(tmp: Path, *, proxy_protocol: bool) -> Iterator[Stack]:
                     env=haproxy_env,
                 )
             )
+
+            def admin_up(proc: Proc = haproxy) -> bool:
+                return stack.admin_socket.exists() or proc.popen.poll() is not None
+
             wait_for(
-                lambda proc=haproxy: stack.admin_socket.exists() or proc.popen.poll() is not None,
+                admin_up,
                 10,
                 "HAProxy's admin socket",
             )
@@ -162,14 +167,8 @@ def start_stack(tmp: Path, *, proxy_protocol: bool) -> Iterator[Stack]:
 @pytest.fixture
 def run_tmp() -> Iterator[Path]:
     """A short directory (AF_UNIX paths are limited to 107 bytes)."""
-    import shutil
-    import tempfile
-
-    path = Path(tempfile.mkdtemp(prefix="apf-lb-", dir="/tmp"))
-    try:
+    with short_tmpdir("apf-lb-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 class Load:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import short_tmpdir
 
 from .support import DEPLOY, VENV_BIN, Procs, answers, free_port, http_get, run, start, tool
 from .support import wait_for as wait
@@ -39,14 +40,8 @@ def unit_command(line: str) -> list[str]:
 
 @pytest.fixture
 def tmp() -> Iterator[Path]:
-    import shutil
-    import tempfile
-
-    path = Path(tempfile.mkdtemp(prefix="apf-sd-", dir="/tmp"))
-    try:
+    with short_tmpdir("apf-sd-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def test_units_pass_systemd_analyze_verify(tmp: Path) -> None:
@@ -63,7 +58,7 @@ def test_units_pass_systemd_analyze_verify(tmp: Path) -> None:
 
 
 def _notifications(sock: socket.socket) -> list[dict[str, str]]:
-    found = []
+    found: list[dict[str, str]] = []
     while True:
         try:
             data = sock.recv(65536)

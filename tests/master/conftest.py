@@ -11,12 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,33 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import AIOPREFORK, children, short_tmpdir
 
 from aioprefork.control import protocol
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = Path(__file__).resolve().parent / "apps"
-AIOPREFORK = str(Path(sys.executable).with_name("aioprefork"))
 APP = "prefork_apps:app"
 
 
 def children_of(pid: int) -> dict[int, str]:
     """{pid: process title} of the live (non-zombie) children of `pid`, from /proc."""
-    found: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-            fields = stat[stat.rindex(b")") + 2 :].split()
-            if int(fields[1]) != pid or fields[0] == b"Z":
-                continue
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                title = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except (OSError, ValueError):
-            continue
-        found[int(entry)] = title
-    return found
+    return children(pid)
 
 
 def alive(pid: int) -> bool:
@@ -191,11 +173,8 @@ class Master:
 @pytest.fixture
 def workdir() -> Iterator[Path]:
     """A short private directory (AF_UNIX paths are limited to 107 bytes)."""
-    path = Path(tempfile.mkdtemp(prefix="apf-m-", dir="/tmp"))
-    try:
+    with short_tmpdir("apf-m-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 StartMaster = Callable[..., Master]

@@ -6,8 +6,9 @@ import asyncio
 import subprocess
 
 import pytest
+from support import AIOPREFORK
 
-from .conftest import AIOPREFORK, Master, StartMaster, get
+from .conftest import Master, StartMaster, get
 
 pytestmark = pytest.mark.timeout(60)
 

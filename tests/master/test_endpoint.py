@@ -11,8 +11,8 @@ import pytest
 import uvloop
 
 from aioprefork.channel.codec import encode
-from aioprefork.channel.endpoint import Endpoint, PeerGone
-from aioprefork.channel.messages import Ready, Status, Stop
+from aioprefork.channel.endpoint import PeerGone, open_master_end, open_worker_end
+from aioprefork.channel.messages import Ready, Status, Stop, ToMaster
 from aioprefork.errors import ProtocolViolation
 
 LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
@@ -31,8 +31,8 @@ def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, None]],
 
 async def _send_and_iterate_until_eof() -> None:
     a, b = socket.socketpair()
-    left, right = await Endpoint.open(a), await Endpoint.open(b)
-    sent = [
+    left, right = await open_worker_end(a), await open_master_end(b)
+    sent: list[ToMaster] = [
         Ready(pid=1, slot=0, gen=1),
         *(Status(accepting=True, requests_total=i) for i in range(50)),
     ]
@@ -52,7 +52,7 @@ async def _send_and_iterate_until_eof() -> None:
 
 async def _peer_closing_wakes_a_waiting_reader() -> None:
     a, b = socket.socketpair()
-    left, right = await Endpoint.open(a), await Endpoint.open(b)
+    left, right = await open_worker_end(a), await open_master_end(b)
     reader = asyncio.ensure_future(right.recv())
     await asyncio.sleep(0.01)
     assert not reader.done()
@@ -64,7 +64,7 @@ async def _peer_closing_wakes_a_waiting_reader() -> None:
 
 async def _garbage_is_a_protocol_violation() -> None:
     a, b = socket.socketpair()
-    right = await Endpoint.open(b)
+    right = await open_worker_end(b)
     a.sendall(encode(Stop()))
     assert await right.recv() == Stop()
     a.sendall(b"\x00" * 16)
@@ -74,9 +74,20 @@ async def _garbage_is_a_protocol_violation() -> None:
     right.close()
 
 
+async def _a_message_of_the_wrong_direction_is_a_protocol_violation() -> None:
+    a, b = socket.socketpair()
+    master = await open_master_end(b)
+    a.sendall(encode(Ready(pid=1, slot=0, gen=1)) + encode(Stop()))  # Stop only goes to workers
+    assert await master.recv() == Ready(pid=1, slot=0, gen=1)
+    with pytest.raises(ProtocolViolation, match="Stop does not travel this way"):
+        await master.recv()
+    assert master.closed
+    a.close()
+
+
 async def _large_burst_is_delivered_whole() -> None:
     a, b = socket.socketpair()
-    left, right = await Endpoint.open(a), await Endpoint.open(b)
+    left, right = await open_worker_end(a), await open_master_end(b)
     big = Status(accepting=True, rejected=tuple((f"reason-{i}", i) for i in range(3000)))
     for _ in range(20):
         left.send(big)
@@ -107,3 +118,10 @@ def test_garbage_is_a_protocol_violation(run: Callable[[Coroutine[Any, Any, None
 @pytest.mark.timeout(5)
 def test_large_burst_is_delivered_whole(run: Callable[[Coroutine[Any, Any, None]], None]) -> None:
     run(_large_burst_is_delivered_whole())
+
+
+@pytest.mark.timeout(5)
+def test_a_message_of_the_wrong_direction_is_a_protocol_violation(
+    run: Callable[[Coroutine[Any, Any, None]], None],
+) -> None:
+    run(_a_message_of_the_wrong_direction_is_a_protocol_violation())

@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from support import AIOPREFORK
 
-from .conftest import AIOPREFORK, APPS, ROOT, StartMaster, alive, get, until
+from .conftest import APPS, ROOT, StartMaster, alive, get, until
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -8,8 +8,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support import AIOPREFORK
 
-from .conftest import AIOPREFORK, APPS, StartMaster, get, until
+from .conftest import APPS, StartMaster, get, until
 
 pytestmark = pytest.mark.timeout(60)
 

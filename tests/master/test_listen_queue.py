@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import socket
 import tempfile
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from aioprefork.master.listeners import Listener
-from aioprefork.master.snapshot import ListenQueue
+from aioprefork.master.snapshot import ListenQueue, Snapshot
 from aioprefork.metrics.collector import metric_families
 
 from .conftest import StartMaster, get
@@ -47,15 +46,15 @@ def test_a_unix_listener_has_no_queue_figure() -> None:
 
 
 def test_metrics_label_each_listener() -> None:
-    from tests.metrics.helpers import snapshot
-
-    snap = dataclasses.replace(
-        snapshot(),
+    snap = Snapshot(
+        now=0.0, pid=1, master_state="running", generation=1, started_at=0.0, version="x",
+        slots=(), server_limit=2, worker_connections=10, min_workers=1, max_workers=2,
+        min_spare_slots=1, max_spare_slots=30, idle_slots=0, spawn_rate=1,
         listen_queues=(
             ListenQueue(listener="0.0.0.0:8000", queued=3, limit=2048),
             ListenQueue(listener="[::]:8000", queued=0, limit=2048),
         ),
-    )
+    )  # fmt: skip
     assert snap.queued == 3
     families = {f.name: f for f in metric_families(snap)}
     depth = {

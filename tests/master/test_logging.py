@@ -11,11 +11,13 @@ import signal
 import subprocess
 from pathlib import Path
 
+from support import AIOPREFORK
+
 from aioprefork.config.model import Config
 from aioprefork.logs import discarded_by_daemon
 from aioprefork.master.arbiter import size_line
 
-from .conftest import AIOPREFORK, APP, APPS, ROOT, Master, StartMaster, children_of, get, until
+from .conftest import APP, APPS, ROOT, Master, StartMaster, children_of, get, until
 
 
 def _lines(text: str, needle: str) -> list[str]:

@@ -94,7 +94,7 @@ def run(s: Snapshot, memo: PoolMemo | None = None) -> tuple[list[Action], PoolMe
     return plan(s, POLICY, NOW, memo or PoolMemo())
 
 
-# --- idle accounting (SPEC: starting = C, not accepting = 0, stale = 0, stopping/old = 0) -----
+# --- idle accounting (docs/architecture.md#spare-pool: starting = C, not accepting = 0, stale = 0, stopping/old = 0) -----
 
 IDLE_CASES: list[tuple[str, SlotView, int]] = [
     ("ready, 3 open", w(0, 3), C - 3),

@@ -11,12 +11,13 @@ import subprocess
 import urllib.request
 
 import pytest
+from support import AIOPREFORK
 
 from aioprefork.cli.render import render_requests
 from aioprefork.master.snapshot import InFlight, RequestView
 from aioprefork.protocol.http import cut_target
 
-from .conftest import AIOPREFORK, Master, StartMaster, get
+from .conftest import Master, StartMaster, get
 
 pytestmark = pytest.mark.timeout(60)
 

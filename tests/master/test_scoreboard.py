@@ -8,6 +8,7 @@ import json
 import pytest
 
 from aioprefork.channel.messages import Fatal, Ready, Retire, Status
+from aioprefork.config.model import PoolPolicy
 from aioprefork.master.exits import HUNG
 from aioprefork.master.scoreboard import Scoreboard
 from aioprefork.master.states import IllegalTransition, SlotState
@@ -25,12 +26,15 @@ def board(clock: Clock | None = None) -> Scoreboard:
     return Scoreboard(
         pid=1,
         version="test",
-        server_limit=4,
-        worker_connections=10,
-        min_workers=1,
-        max_workers=2,
-        min_spare_slots=5,
-        max_spare_slots=21,
+        policy=PoolPolicy(
+            workers=1,
+            min_workers=1,
+            max_workers=2,
+            server_limit=4,
+            worker_connections=10,
+            min_spare_slots=5,
+            max_spare_slots=21,
+        ),
         clock=clock or Clock(),
         wall=lambda: 1_700_000_000.0,
     )

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import AIOPREFORK
 
 from .conftest import (
-    AIOPREFORK,
     APP,
     APPS,
     ROOT,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from protocol.conftest import ServerThread, serve
-from websocket.process import Served, spawn, wait_until
+from support.launch import Served, spawn, wait_until
+from support.serving import ServerThread, serve
 
 from . import apps
 
@@ -90,7 +90,9 @@ def test_client_drop_mid_file_returns_fds_to_baseline(
 ) -> None:
     path, _ = payload
     env = {"AIOPREFORK_TEST_FILE": str(path)}
-    with spawn("pathsend.apps:app", "--app-dir", "tests", workdir=tmp_path, env=env) as served:
+    # the folder holding the `pathsend` package, wherever the tests live
+    app_dir = str(Path(__file__).resolve().parents[1])
+    with spawn("pathsend.apps:app", "--app-dir", app_dir, workdir=tmp_path, env=env) as served:
         url = f"http://127.0.0.1:{served.port}"
         assert httpx.get(url + "/pathsend", timeout=10).content[:1]  # warm up: lazy loop fds
         baseline = _settled_fds(served)  # the warm-up connection's close may still be in flight

@@ -1,47 +1,7 @@
-"""Fixtures for the HTTP protocol tests: a real WorkerServer on 127.0.0.1:0 in a background thread.
-
-Each server runs its own uvloop loop in a daemon thread, on a socket this process bound and
-listens on (as the master would), so tests talk to it over real loopback sockets with raw bytes,
-httpx or anything else. Every server is stopped (aborted, loop closed) in teardown.
-"""
+"""Fixtures for the HTTP protocol tests: `serve` (tests/support/serving.py)."""
 
 from __future__ import annotations
 
-import dataclasses
-import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from support.serving import serve
 
-import pytest
-
-# Importable from elsewhere too (tests/websocket imports `protocol.conftest`): find our helpers.
-HERE = str(Path(__file__).resolve().parent)
-if HERE not in sys.path:
-    sys.path.append(HERE)
-
-from http_wire import TEST_LIMITS, ServerThread  # noqa: E402
-
-__all__ = ["TEST_LIMITS", "ServerThread", "serve"]
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[..., ServerThread]]:
-    """serve(app, **limits) -> a started ServerThread; `server_kwargs=` go to WorkerServer."""
-    servers: list[ServerThread] = []
-
-    def start(
-        app: Any, *, server_kwargs: dict[str, Any] | None = None, **limits: Any
-    ) -> ServerThread:
-        lifespan = bool(limits.pop("lifespan", False))
-        unix_path = limits.pop("unix_path", None)
-        config = dataclasses.replace(TEST_LIMITS, **limits)
-        server = ServerThread(
-            app, config, lifespan=lifespan, unix_path=unix_path, **(server_kwargs or {})
-        )
-        servers.append(server)
-        return server.start()
-
-    yield start
-    for server in servers:
-        server.stop()
+__all__ = ["serve"]

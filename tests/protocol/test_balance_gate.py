@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from http_wire import Wire, wait_for
+from support.http_wire import Wire, wait_for
 
 from aioprefork.channel.board import LoadBoard
 from aioprefork.protocol.http import HttpProtocol

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from http_wire import ServerThread, Wire, simple, wait_for
+from support.http_wire import ServerThread, Wire, simple, wait_for
 
 from aioprefork.protocol.coalesce import MAX_HOLDING
 
@@ -38,9 +38,8 @@ def _peek(sock: socket.socket) -> bytes:
 def _protocols(server: ServerThread, clients: list[Wire]) -> list[Any]:
     """The server-side HttpProtocol of each client connection, in the clients' order."""
     wait_for(lambda: len(server.stats.connections) == len(clients))
-    by_peer = {
-        conn.transport.get_extra_info("peername")[1]: conn for conn in server.stats.connections
-    }
+    connections: list[Any] = list(server.stats.connections)
+    by_peer = {conn.transport.get_extra_info("peername")[1]: conn for conn in connections}
     return [by_peer[client.sock.getsockname()[1]] for client in clients]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from aioprefork.errors import BadHost, BodyTooLarge, RequestRejected, SmugglingAttempt
@@ -230,16 +232,15 @@ def test_encode_head_cache_keeps_per_response_parts() -> None:
         b"connection: close\r\ndate: Fri, 02 Jan 1970 00:00:00 GMT\r\n\r\n"
     )
     # Unhashable pairs and values are encoded the same, just not cached.
-    unhashable = encode_head(
-        200, [[b"content-type", bytearray(b"text/plain")]], defaults, False, body_length=7
-    )  # type: ignore[list-item]
+    pairs: Any = [[b"content-type", bytearray(b"text/plain")]]
+    unhashable = encode_head(200, pairs, defaults, False, body_length=7)
     assert unhashable == again
     # A refused head is never cached, and an equal-hashing non-int status is still refused.
     for _ in range(2):
         with pytest.raises(ResponseError):
             encode_head(200, [(b"x", b"a\r\nb")], defaults, True)
     with pytest.raises(ResponseError):
-        encode_head(200.0, headers, defaults, True)  # type: ignore[arg-type]
+        encode_head(200.0, headers, defaults, True)
     with pytest.raises(ResponseError):
         encode_head(200, 5, defaults, True)  # type: ignore[arg-type]
 

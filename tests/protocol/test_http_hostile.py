@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from http_wire import TEST_LIMITS, ServerThread, Wire, exchange, status_of, wait_for
+from support.http_wire import TEST_LIMITS, ServerThread, Wire, exchange, status_of, wait_for
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
 H = b"Host: t\r\n"

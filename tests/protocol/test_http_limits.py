@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import pytest
-from http_wire import Wire, echo, exchange, simple, status_of, wait_for
+from support.http_wire import Wire, echo, exchange, simple, status_of, wait_for
 
 from examples.hello import app as hello
 

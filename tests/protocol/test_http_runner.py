@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-from http_wire import Wire, simple, wait_for
+from support.http_wire import Wire, simple, wait_for
 
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")

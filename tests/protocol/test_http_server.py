@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from http_wire import Wire, exchange, scope_recorder, simple, status_of, wait_for
+from support.http_wire import Wire, exchange, scope_recorder, simple, status_of, wait_for
 
 from examples.hello import app as hello
 

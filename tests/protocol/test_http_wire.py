@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from http_wire import (
+from support.http_wire import (
     Wire,
     echo,
     exchange,

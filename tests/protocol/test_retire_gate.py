@@ -8,7 +8,7 @@ import socket
 import time
 from typing import Any
 
-from http_wire import wait_for
+from support.http_wire import wait_for
 
 from examples.hello import app as hello
 

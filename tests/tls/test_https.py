@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from websocket.process import spawn, wait_until
+from support.launch import spawn, wait_until
 from websockets.asyncio.client import connect
 
 from .certs import CLIENT_NAME, Pki, make_pki

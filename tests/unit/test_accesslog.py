@@ -333,7 +333,7 @@ def test_json_injection_stays_one_ascii_line(lines: list[str]) -> None:
 
 
 def test_websocket_lines(lines: list[str], tz: None) -> None:
-    common = {
+    common: dict[str, Any] = {
         "client": "127.0.0.1",
         "peer": "127.0.0.1",
         "target": b"/ws",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from aioprefork.config import units
 from aioprefork.config.load import load
-from aioprefork.config.model import SETTINGS, HttpLimits, PoolPolicy
+from aioprefork.config.model import BY_NAME, SETTINGS, VIEWS, Config, HttpLimits, PoolPolicy
 from aioprefork.errors import ConfigError
 
 
@@ -144,6 +145,33 @@ def test_views_are_built_once_from_config() -> None:
     c = load({"limit_request_body": "1MiB", "worker_connections": "50"}, env={}).config
     assert HttpLimits.from_config(c).limit_request_body == 1 << 20
     assert PoolPolicy.from_config(c).worker_connections == 50
+
+
+@pytest.mark.parametrize("view", VIEWS, ids=lambda v: v.__name__)
+def test_a_view_field_is_a_setting_with_its_type_and_default(view: type) -> None:
+    """Views copy no setting by hand: each field is named after one (or listed as derived)."""
+    config_types = {f.name: f.type for f in dataclasses.fields(Config)}
+    for field in dataclasses.fields(view):
+        name = view.PREFIX + field.name  # type: ignore[attr-defined]
+        if field.name in view.DERIVED:  # type: ignore[attr-defined]
+            assert name not in BY_NAME, f"{view.__name__}.{field.name} is a setting, not derived"
+            continue
+        assert name in BY_NAME, f"{view.__name__}.{field.name}: no setting {name!r}"
+        assert field.type == config_types[name], f"{view.__name__}.{field.name}: type differs"
+        if field.default is not dataclasses.MISSING:
+            assert field.default == BY_NAME[name].default, f"{view.__name__}.{field.name}"
+
+
+def test_from_config_fills_every_setting_field_from_the_config() -> None:
+    c = load({"limit_request_line": "100", "ws_max_queue": "3", "boot_timeout": "7"}, env={}).config
+    http, pool = HttpLimits.from_config(c), PoolPolicy.from_config(c)
+    assert (http.limit_request_line, pool.boot_timeout, pool.max_workers) == (
+        100,
+        7.0,
+        c.max_workers,
+    )
+    assert http.websocket is not None and http.websocket.max_queue == 3
+    assert HttpLimits.from_config(dataclasses.replace(c, ws="none")).websocket is None
 
 
 def test_every_setting_has_help_section_and_env_name() -> None:

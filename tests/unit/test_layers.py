@@ -1,4 +1,4 @@
-"""The package's layer rules (STYLE.md), checked on the source so the architecture cannot drift.
+"""The package's layer rules (docs/architecture.md#layers), checked on the source so the architecture cannot drift.
 
 protocol/ and asgi/ (the request path) know nothing of the master, control, metrics or CLI;
 channel/ is shared by both sides and depends on nothing but errors; the master never imports the

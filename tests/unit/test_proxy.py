@@ -106,10 +106,10 @@ def test_x_forwarded_for(xff: bytes, client: tuple[str, int]) -> None:
 def test_x_forwarded_for_spoof_prepended_entries_lose() -> None:
     # The client sends "X-Forwarded-For: 127.0.0.1" hoping to look local; our proxy appends
     # the address it really saw. Walking right to left finds the real one first.
-    headers = ((b"x-forwarded-for", b"127.0.0.1, 6.6.6.6"),)
-    assert _resolve(*headers)[0] == ("6.6.6.6", 0)
-    headers = ((b"x-forwarded-for", b"1.2.3.4"), (b"x-forwarded-for", b"6.6.6.6"))
-    assert _resolve(*headers)[0] == ("6.6.6.6", 0)  # several field lines join in order
+    one: tuple[tuple[bytes, bytes], ...] = ((b"x-forwarded-for", b"127.0.0.1, 6.6.6.6"),)
+    assert _resolve(*one)[0] == ("6.6.6.6", 0)
+    two = ((b"x-forwarded-for", b"1.2.3.4"), (b"x-forwarded-for", b"6.6.6.6"))
+    assert _resolve(*two)[0] == ("6.6.6.6", 0)  # several field lines join in order
 
 
 @pytest.mark.parametrize(

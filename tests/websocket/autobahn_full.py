@@ -23,7 +23,7 @@ import kosoku
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from websocket.process import spawn
+from support.launch import spawn
 
 ALL_CASES = ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.*", "10.*", "12.*", "13.*"]
 

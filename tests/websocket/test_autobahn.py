@@ -12,8 +12,7 @@ from typing import Any
 
 import kosoku
 import pytest
-
-from .process import spawn
+from support.launch import spawn
 
 # All of 1-7 (framing, pings, reserved bits, opcodes, fragmentation, UTF-8, closing), plus a
 # slice of 9 (limits and performance) and of 12-13 (permessage-deflate, several parameters).

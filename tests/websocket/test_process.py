@@ -11,10 +11,9 @@ import signal
 from pathlib import Path
 
 import pytest
+from support.launch import spawn, wait_until
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-
-from .process import spawn, wait_until
 
 
 @pytest.mark.parametrize("workers", ["0", "1"])

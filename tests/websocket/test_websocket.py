@@ -13,13 +13,14 @@ import json
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from aioprefork.config.model import WsLimits
+from aioprefork.worker.server import WorkerServer
 
 from . import apps
 from .conftest import ServerThread
@@ -206,7 +207,7 @@ async def test_slow_app_pauses_reading(serve: Serve) -> None:
 
 def _ws_reading_paused(server: ServerThread) -> bool:
     (conn,) = server.stats.connections
-    return bool(conn._flow.read_paused)
+    return bool(cast(Any, conn)._flow.read_paused)
 
 
 async def test_ping_and_pong_timeout(serve: Serve) -> None:
@@ -227,13 +228,18 @@ async def test_ping_and_pong_timeout(serve: Serve) -> None:
         writer.close()
 
 
+def running(server: ServerThread) -> WorkerServer:
+    assert server.server is not None, "the server thread has not started"
+    return server.server
+
+
 async def test_graceful_stop_closes_1001_after_in_flight(serve: Serve) -> None:
     server = serve(apps.app)
     async with connect(_ws(server, "/talk")) as ws:
         await _wait_for(lambda: server.stats.phases()["upgraded"] == 1)
         stop = asyncio.get_running_loop().run_in_executor(
             None,
-            lambda: server.call(lambda: server.server.shutdown(time.time() + 5), 10),
+            lambda: server.call(lambda: running(server).shutdown(time.time() + 5), 10),
         )
         assert await ws.recv() == "in flight"
         with pytest.raises(ConnectionClosed):
@@ -247,7 +253,7 @@ async def test_abort_drops_at_once(serve: Serve) -> None:
     server = serve(apps.app)
     async with connect(_ws(server, "/talk")) as ws:
         assert await ws.recv() == "in flight"
-        server.call(lambda: server.server.abort())
+        server.call(lambda: running(server).abort())
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 5)
         assert ws.close_code == 1006

@@ -13,22 +13,19 @@ import contextlib
 import http.client
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from support import AIOPREFORK, children, short_tmpdir
 
 APPS = Path(__file__).resolve().parent / "apps"
 ROOT = Path(__file__).resolve().parents[2]
-AIOPREFORK = str(Path(sys.executable).with_name("aioprefork"))
 
 # Master-only stacks: typer (and the pydantic it builds option adapters with) parse the command
 # line; prometheus_client renders /metrics, and is imported at the first scrape, not at start;
@@ -51,17 +48,6 @@ NOT_IN_A_WORKER = (
     "aioprefork.cli.ctl",
     "aioprefork.metrics.collector",
 )
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                stat = Path(f"/proc/{entry}/stat").read_bytes()
-                if int(stat[stat.rindex(b")") + 2 :].split()[1]) == pid:
-                    found.append(int(entry))
-    return found
 
 
 @dataclass(frozen=True)
@@ -132,8 +118,9 @@ Serve = Callable[..., Server]
 @pytest.fixture
 def serve() -> Iterator[Serve]:
     """serve(*flags) starts `aioprefork serve` with one worker, answering once it is up."""
+    stack = contextlib.ExitStack()
     servers: list[Server] = []
-    workdir = Path(tempfile.mkdtemp(prefix="apf-w-", dir="/tmp"))
+    workdir = stack.enter_context(short_tmpdir("apf-w-"))
 
     def start(*flags: str) -> Server:
         with socket.create_server(("127.0.0.1", 0)) as listener:
@@ -154,7 +141,7 @@ def serve() -> Iterator[Serve]:
     yield start
     for server in servers:
         server.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
+    stack.close()
 
 
 def test_a_worker_carries_neither_the_cli_nor_the_metrics_exposition(serve: Serve) -> None:

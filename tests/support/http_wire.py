@@ -186,7 +186,7 @@ def simple(status: int = 200, body: bytes = b"ok", headers: list[Any] | None = N
 
 
 # The bundled examples (examples/hello.py, examples/starlette_app.py) import from the repo root.
-ROOT = str(Path(__file__).resolve().parents[2])
+ROOT = str(Path(__file__).resolve().parents[2])  # (tests/support -> the repository)
 if ROOT not in sys.path:
     sys.path.append(ROOT)
 
