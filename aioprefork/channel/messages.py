@@ -46,6 +46,7 @@ class MsgType(enum.IntEnum):
     REOPEN_LOGS = 18
     DUMP = 19
     LIST_REQUESTS = 20
+    APPLY = 21
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -168,6 +169,14 @@ class Dump:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Apply:
+    """master -> worker: `ctl set` changed these live settings (key, value as typed)."""
+
+    TYPE = MsgType.APPLY
+    settings: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ListRequests:
     """master -> worker: report up to `limit` requests in flight, oldest first (Requests)."""
 
@@ -181,7 +190,7 @@ class ListRequests:
 # and each side's dispatch matches every member of what it receives (mypy checks the match is
 # exhaustive). Adding a message: CONTRIBUTING.md, "Add a channel message".
 ToMaster = Ready | Status | Retire | Fatal | Stacks | Requests
-ToWorker = GracefulStop | Stop | ReopenLogs | Dump | ListRequests
+ToWorker = GracefulStop | Stop | ReopenLogs | Dump | ListRequests | Apply
 Message = ToMaster | ToWorker
 
 TO_MASTER: Final[tuple[type[ToMaster], ...]] = typing.get_args(ToMaster)

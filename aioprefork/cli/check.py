@@ -102,3 +102,28 @@ def describe_pool(config: Config) -> list[str]:
         f"{config.min_spare_slots}..{config.max_spare_slots} free connection slots "
         f"(min_spare_slots..max_spare_slots), so it {grow}.",
     ]
+
+
+def live_settings(config: Config, timeout: float = 1.0) -> dict[str, str]:
+    """The `ctl set` overrides of the server running with this configuration, if one answers on
+    its control socket ({} otherwise): check-config shows what is in force, labelled "ctl"."""
+    from aioprefork.control import protocol
+    from aioprefork.master.daemon import ctl_socket_path
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(ctl_socket_path(config))
+            sock.sendall(protocol.encode(protocol.request("settings")))
+            decoder = protocol.FrameDecoder()
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    return {}
+                for frame in decoder.feed(data):
+                    settings = frame.get("settings")
+                    if frame.get("ok") and isinstance(settings, dict):
+                        return {str(k): str(v) for k, v in settings.items()}
+                    return {}
+    except (OSError, ValueError):
+        return {}

@@ -90,11 +90,21 @@ def check_config(
             check.import_app(cfg, cfg.boot_timeout)
     except UserError as exc:
         fail(str(exc))
+    sources = dict(loaded.sources)
+    running = check.live_settings(cfg)  # a server running this config, changed by `ctl set`
+    if running:
+        from aioprefork.config import live
+
+        overrides = {k: live.Override(v, None) for k, v in running.items() if k in live.LIVE}
+        try:
+            cfg, sources = live.apply(cfg, sources, overrides)
+        except UserError as exc:
+            typer.echo(f"aioprefork: warning: the running server's ctl set: {exc}", err=True)
     width = max(len(s.name) for s in SETTINGS)
     for info in SETTINGS:
         value = render_value(info.spec.kind, getattr(cfg, info.name))
         shown = value if value else '""'
-        typer.echo(f"{info.name:<{width}}  {shown:<28}  # {loaded.sources[info.name]}")
+        typer.echo(f"{info.name:<{width}}  {shown:<28}  # {sources[info.name]}")
     for line in check.describe_pool(cfg):
         typer.echo(f"# {line}")
     typer.echo("Syntax OK", err=True)

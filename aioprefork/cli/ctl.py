@@ -430,3 +430,20 @@ def upgrade(target: Target) -> None:
     """Re-exec the master (USR2) with its listeners: new code, Python or binds, no failed request;
     the old master drains once the new one serves, and keeps serving if it cannot start."""
     change_pool(target, protocol.request("upgrade"), Command.UPGRADE)
+
+
+@ctl_app.command("set")
+@with_target
+def set_(
+    target: Target,
+    key: Annotated[
+        str, typer.Argument(metavar="KEY", help="the setting's name (e.g. min_workers)")
+    ],
+    value: Annotated[
+        str, typer.Argument(metavar="VALUE", help="as in the config file (e.g. 4, 30s)")
+    ],
+) -> None:
+    """Change a live setting now, without a restart: log_level, access_log, min/max_workers,
+    min/max_spare_slots, max_requests_per_worker, request_timeout. Kept across graceful restarts
+    until the config file changes it; check-config shows it as coming from "ctl"."""
+    run_command(target, protocol.request("set", key=key, value=value), None, timeout=STATUS_TIMEOUT)

@@ -33,6 +33,17 @@ MAX_REPLY: Final = 16 * 1024 * 1024  # a status snapshot of server_limit slots, 
 _SCALE: Final = re.compile(r"^(?:[+-]1|[0-9]{1,6})$")
 
 
+def _text(name: str) -> Callable[[object], str]:
+    """A validator of a short string argument `name` (`ctl set KEY VALUE`)."""
+
+    def check(value: object) -> str:
+        if not isinstance(value, str) or len(value) > 4096:
+            raise ProtocolViolation(f"'{name}' must be a string of at most 4096 characters")
+        return value
+
+    return check
+
+
 def _flag(name: str) -> Callable[[object], bool]:
     """A validator of the true/false argument `name` ('now' of stop, 'requests' of status)."""
 
@@ -74,11 +85,14 @@ COMMANDS: Final[Mapping[str, Mapping[str, Any]]] = {
     "stop": {"now": _flag("now"), "timeout": _timeout},
     "graceful-stop": {},
     "scale": {"n": _scale},
+    "set": {"key": _text("key"), "value": _text("value")},
+    "settings": {},
     "reopen-logs": {},
     "dump": {"slot": _slot},
     "upgrade": {},
 }
 REQUIRED: Final[Mapping[str, frozenset[str]]] = {
+    "set": frozenset({"key", "value"}),
     "scale": frozenset({"n"}),
     "dump": frozenset({"slot"}),
 }

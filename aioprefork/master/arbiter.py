@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aioprefork import __version__
 from aioprefork.channel.messages import (
+    Apply,
     Dump,
     Fatal,
     ListRequests,
@@ -44,6 +45,7 @@ from aioprefork.channel.messages import (
     Stacks,
     ToMaster,
 )
+from aioprefork.config import live
 from aioprefork.config.load import AUTO, DEFAULT, Loaded
 from aioprefork.config.model import Config, PoolPolicy
 from aioprefork.errors import EXIT_BOOT, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, BootError, UserError
@@ -135,6 +137,8 @@ class Arbiter:
         hooks: Hooks | None = None,
     ) -> None:
         self.loaded = loaded
+        self._below = loaded  # the configuration under `ctl set` overrides (the last one loaded)
+        self.live: dict[str, live.Override] = {}  # ctl set, kept across graceful restarts
         self.hooks = hooks or Hooks(loaded.config)
         self._startup = startup  # told once the first generation is running (--daemon)
         self.halt_reason = ""
@@ -637,10 +641,41 @@ class Arbiter:
         return self._last_gen
 
     def reload_config(self) -> Config:
-        config = self._reload().config
-        if config.workers < 1:
+        """The configuration re-read as at start, with the `ctl set` overrides the layers below
+        did not change since on top (those they changed are dropped: the file decides again)."""
+        below = self._reload()
+        if below.config.workers < 1:
             raise UserError("workers = 0 (in-process mode) cannot be applied by a restart")
+        kept, dropped = live.still_wanted(below.config, self.live)
+        for key, value in dropped:
+            log.info("ctl set %s: dropped, the configuration now says %r", key, value)
+        config, _ = live.apply(below.config, below.sources, kept)
+        self._below, self.live = below, kept
         return config
+
+    def set_live(self, key: str, raw: str) -> str:
+        """`ctl set KEY VALUE`: validated as the config file would be (ConfigError), in force
+        at once in the master and every worker, kept across graceful restarts."""
+        below = self._below
+        overrides = {**self.live, key: live.Override(raw, getattr(below.config, key))}
+        config, _ = live.apply(below.config, below.sources, overrides)
+        before, after = getattr(self.config, key), getattr(config, key)
+        self.live, self.config = overrides, config
+        if key in live.MASTER_SIDE:
+            self.scoreboard.policy = PoolPolicy.from_config(config)
+            self.wake_maintenance()
+        else:
+            if key == "log_level" and not config.log_config:
+                logging.getLogger("aioprefork").setLevel(config.log_level.upper())
+            for slot in list(self.scoreboard):
+                self.pool.send(slot, Apply(settings=((key, raw),)))
+        text = f"{key} = {after!r} (was {before!r}), from ctl until the configuration changes it"
+        log.info("ctl set %s", text)
+        return text
+
+    def live_settings(self) -> dict[str, str]:
+        """The `ctl set` overrides in force, as typed (check-config labels them "ctl")."""
+        return {key: override.raw for key, override in self.live.items()}
 
     def commit(self, config: Config, gen: int) -> None:
         """Generation `gen`, running `config`, is now the current one."""
@@ -666,4 +701,6 @@ class Arbiter:
 
     def control(self, request: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The `ctl` handler (master/orders.py): status at once; other orders join the queue."""
-        return orders.answer(request, self._inbox.put_nowait, self.snapshot, self.in_flight)
+        return orders.answer(
+            request, self._inbox.put_nowait, self.snapshot, self.in_flight, self.live_settings
+        )

@@ -21,6 +21,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aioprefork.channel.messages import ReopenLogs
+from aioprefork.errors import ConfigError
 from aioprefork.logs import reopen_log_files
 from aioprefork.master import restart, upgrade
 from aioprefork.master.listeners import close_all
@@ -49,6 +50,7 @@ def obey(arbiter: MasterControl, order: Order) -> None:
         Command.REOPEN_LOGS: _order_reopen_logs,
         Command.DUMP: _order_dump,
         Command.UPGRADE: _order_restart,
+        Command.SET: _order_set,
     }
     handlers[order.command](arbiter, order)
 
@@ -128,6 +130,14 @@ def _order_scale(arbiter: MasterControl, job: Job) -> None:
         clamped = " (clamped to 1: a pool has at least one worker)"
     log.info("min_workers %d -> %d%s", before, after, clamped)
     job.finish(True, f"min_workers {after} (was {before}){clamped}")
+
+
+def _order_set(arbiter: MasterControl, job: Job) -> None:
+    try:
+        text = arbiter.set_live(str(job.args["key"]), str(job.args["value"]))
+    except ConfigError as exc:
+        return job.finish(False, str(exc))
+    job.finish(True, text)
 
 
 def _order_dump(arbiter: MasterControl, job: Job) -> None:

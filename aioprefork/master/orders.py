@@ -31,6 +31,7 @@ CTL_WORDS: Final = {
     "graceful-stop": Command.GRACEFUL_STOP,
     "reopen-logs": Command.REOPEN_LOGS,
     "dump": Command.DUMP,
+    "set": Command.SET,
     "upgrade": Command.UPGRADE,
 }
 
@@ -81,6 +82,7 @@ async def answer(
     submit: Callable[[Order], None],
     snapshot: Callable[[], Snapshot],
     in_flight: Callable[[], Awaitable[InFlight]] | None = None,
+    live_settings: Callable[[], dict[str, str]] | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """The `ctl` handler: status at once (with the requests in flight when asked: a second at
     most); pool changes stream progress, then one final reply."""
@@ -89,6 +91,9 @@ async def answer(
         if request.get("requests") and in_flight is not None:
             reply["requests"] = (await in_flight()).to_json()
         yield reply
+        return
+    if request.get("cmd") == "settings":
+        yield {"ok": True, "settings": live_settings() if live_settings is not None else {}}
         return
     command = command_for(request)
     if isinstance(command, str):

@@ -23,6 +23,7 @@ class Command(enum.Enum):
     SCALE_DOWN = "scale-down"  # TTOU: min_workers -= 1
     REOPEN_LOGS = "reopen-logs"
     DUMP = "dump"  # ctl only: one worker's live stacks
+    SET = "set"  # ctl only: a live setting (config/live.py)
     UPGRADE = "upgrade"  # USR2: re-exec the master with its listeners (master/upgrade.py)
 
 

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 from aioprefork.config.model import Config, PoolPolicy
 from aioprefork.master.listeners import Listener
-from aioprefork.master.pool import WorkerPool
 from aioprefork.master.orders import Job
+from aioprefork.master.pool import WorkerPool
 from aioprefork.master.scoreboard import Scoreboard, Slot
 from aioprefork.master.sdnotify import Notifier
 from aioprefork.master.services import Services
@@ -79,6 +79,9 @@ class MasterControl(Protocol):
 
     def ask_stacks(self, slot: Slot, job: Job) -> None:
         """`ctl dump`: ask `slot` for its live stacks; `job` finishes with them."""
+
+    def set_live(self, key: str, raw: str) -> str:
+        """`ctl set`: validate (ConfigError) and apply a live setting; what changed."""
 
     def hand_over(self, pid: int, oldbin: str) -> None:
         """ctl upgrade succeeded: master `pid` serves now (master/upgrade.py)."""

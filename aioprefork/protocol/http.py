@@ -130,6 +130,7 @@ class Shared:
         "now",
         "opened",
         "peers",
+        "request_timeout",
         "scope_base",
         "state",
         "stats",
@@ -162,6 +163,7 @@ class Shared:
         self.defaults = DefaultHeaders(limits.server_header, limits.date_header)
         self.coalescer = WriteCoalescer(loop)
         self.access = AccessLogger(limits.access_log_format) if limits.access_log else None
+        self.request_timeout = limits.request_timeout  # (ctl set changes it for every connection)
         self.peers = TrustedPeers(limits.forwarded_allow_ips)
         self.max_head = (
             limits.limit_request_line
@@ -278,7 +280,6 @@ class HttpProtocol(asyncio.Protocol):
         "_queue",
         "_reading",
         "_refused_head",
-        "_request_timeout",
         "_requests",
         "_root_path",
         "_scheme",
@@ -315,7 +316,6 @@ class HttpProtocol(asyncio.Protocol):
         self._max_body = limits.limit_request_body
         self._max_requests = limits.max_keepalive_requests
         self._keepalive_timeout = limits.keepalive_timeout
-        self._request_timeout = limits.request_timeout
         self._root_path = limits.root_path
         self._extensions: dict[str, dict[Any, Any]] = dict(_EXTENSIONS)
         self._parser = httptools.HttpRequestParser(self)
@@ -802,7 +802,7 @@ class HttpProtocol(asyncio.Protocol):
         client = _address(cycle.scope.get("client"))
         app_log.error(
             "request_timeout (%gs): %s %s from %s; its app was cancelled, waiting at:\n%s",
-            limits.request_timeout, cycle.method, cycle.target.decode("latin-1"), client,
+            self._shared.request_timeout, cycle.method, cycle.target.decode("latin-1"), client,
             self._host.stacks().rstrip(),
         )  # fmt: skip
         cycle.abandon(limits.request_timeout_status)
@@ -834,10 +834,9 @@ class HttpProtocol(asyncio.Protocol):
                 cycle = self._cycle = self._dequeue()
                 self.phase = "active"
                 self._host.run(cycle)
-                if self._request_timeout > 0 and not cycle.complete:
-                    cycle.timer = self._loop.call_later(
-                        self._request_timeout, self._timed_out, cycle
-                    )
+                timeout = self._shared.request_timeout
+                if timeout > 0 and not cycle.complete:
+                    cycle.timer = self._loop.call_later(timeout, self._timed_out, cycle)
         finally:
             self._dispatching = False
         if self.flow.read_paused and not queue and self._cycle is None and self._state != _DEAD:

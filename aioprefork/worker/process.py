@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import faulthandler
 import logging
 import math
@@ -37,6 +38,7 @@ from aioprefork.channel.board import LoadBoard
 from aioprefork.channel.codec import MAX_FRAME
 from aioprefork.channel.endpoint import PeerGone, WorkerEnd, open_worker_end
 from aioprefork.channel.messages import (
+    Apply,
     Dump,
     Fatal,
     GracefulStop,
@@ -49,7 +51,7 @@ from aioprefork.channel.messages import (
     Stop,
     ToMaster,
 )
-from aioprefork.config.model import Config, HttpLimits
+from aioprefork.config.model import BY_NAME, Config, HttpLimits
 from aioprefork.errors import (
     EXIT_BOOT,
     EXIT_OK,
@@ -119,6 +121,7 @@ class Worker:
         self._listeners = listeners
         self._stats = WorkerStats()
         self.hooks = Hooks(config)  # the worker hooks, once _boot has loaded them
+        self._server: WorkerServer | None = None  # once booted (ctl set reaches it)
         self._stop_requested: asyncio.Future[float | None] | None = None
         self._abort = asyncio.Event()
 
@@ -206,6 +209,7 @@ class Worker:
         except BaseException:
             await lifespan.shutdown()
             raise
+        self._server = server
         return server, lifespan
 
     def _publisher(self) -> Callable[[int], None] | None:
@@ -293,6 +297,8 @@ class Worker:
                         )
                         with contextlib.suppress(PeerGone):
                             endpoint.send(Requests(request=msg.request, total=total, rows=rows))
+                    case Apply():
+                        self._apply(msg.settings)
                     case Dump():
                         text = live_stacks(FATAL_LIMIT)
                         with contextlib.suppress(PeerGone):
@@ -305,6 +311,18 @@ class Worker:
         if self._stop_requested is not None and not self._stop_requested.done():
             log.warning("worker %d: master gone, draining and exiting", self.slot)
         self._request_stop(time.time() + self.config.graceful_timeout)
+
+    def _apply(self, settings: tuple[tuple[str, str], ...]) -> None:
+        """`ctl set` (config/live.py): the master validated these; take them from now on."""
+        for key, raw in settings:
+            value = BY_NAME[key].parse(raw)
+            self.config = dataclasses.replace(self.config, **{key: value})
+            if key == "log_level" and not self.config.log_config:
+                logging.getLogger("aioprefork").setLevel(str(value).upper())
+            elif key == "max_requests_per_worker":
+                self._reporter.set_request_limit(int(value))
+            elif self._server is not None:
+                self._server.set_live(key, value)
 
     def _request_stop(self, deadline: float | None) -> None:
         if self._stop_requested is not None and not self._stop_requested.done():

@@ -89,8 +89,8 @@ class Reporter:
         self._send = send
         self._stats = stats
         self._accepting = accepting
-        jitter = (rng or random.Random()).randint(0, max_requests_jitter) if max_requests else 0
-        self.request_limit = max_requests + jitter if max_requests else 0
+        self._jitter = (rng or random.Random()).randint(0, max_requests_jitter)
+        self.request_limit = max_requests + self._jitter if max_requests else 0
         self._max_memory = max_memory
         self._interval = interval
         self._rss = rss
@@ -102,6 +102,15 @@ class Reporter:
         self.retired = ""  # the reason sent, once
         stats.on_mark = self.on_served
         stats.set_mark(self._next_mark(stats.served))
+
+    def set_request_limit(self, max_requests: int) -> None:
+        """`ctl set max_requests_per_worker`: the new limit (with this worker's jitter), checked
+        from the next response on; a worker already past it retires at once."""
+        self.request_limit = max_requests + self._jitter if max_requests else 0
+        served = self._stats.served
+        if self.request_limit and served >= self.request_limit:
+            self.retire("max_requests")
+        self._stats.set_mark(self._next_mark(served))
 
     def poke(self, accepting: bool) -> None:
         """The accept gate flipped: tell the master now, not at the next tick."""

@@ -33,6 +33,7 @@ from typing import Any, Final
 from aioprefork.asgi.types import ASGIApp
 from aioprefork.config.model import HttpLimits
 from aioprefork.logs import keep_server_loggers
+from aioprefork.protocol.accesslog import AccessLogger
 from aioprefork.protocol.http import HttpProtocol, Shared
 from aioprefork.ratelimit import RateLimit
 from aioprefork.worker.balance import BEAT_INTERVAL, HAND_BACK_INTERVAL, PAUSED_INTERVAL, Balance
@@ -109,6 +110,22 @@ class WorkerServer:
         self._schedule_tick()
         if self._balance is not None:
             self._on_beat()
+
+    def set_live(self, key: str, value: object) -> None:
+        """`ctl set` for what every connection of this worker reads: the access log, the
+        request deadline. Connections see it from their next request on."""
+        shared = self._shared
+        if shared is None:
+            return
+        if key == "access_log":
+            on = bool(value)
+            if on and shared.access is None:
+                shared.access = AccessLogger(self.limits.access_log_format)
+            elif not on:
+                shared.access = None
+        elif key == "request_timeout":
+            assert isinstance(value, float)
+            shared.request_timeout = value
 
     @property
     def accepting(self) -> bool:
