@@ -257,7 +257,21 @@ class Config:
     proxy_headers: bool = setting(
         True,
         "proxies",
-        "honour X-Forwarded-For/-Proto/-Host and Forwarded from trusted peers",
+        "take the client address and scheme from a trusted peer's proxy headers",
+        Kind.BOOL,
+    )
+    proxy_headers_family: str = setting(
+        "x-forwarded",
+        "proxies",
+        "the one header family trusted peers are believed in, the one your proxy overwrites: "
+        "x-forwarded (X-Forwarded-For/-Proto) or forwarded (RFC 7239 Forwarded)",
+        Kind.CHOICE,
+        choices=("x-forwarded", "forwarded"),
+    )
+    proxy_forwarded_host: bool = setting(
+        False,
+        "proxies",
+        "let a trusted peer's X-Forwarded-Host (or Forwarded host=) replace the Host header",
         Kind.BOOL,
     )
     proxy_protocol: bool = setting(
@@ -394,6 +408,8 @@ class HttpLimits:
     date_header: bool = True
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
     proxy_headers: bool = True
+    proxy_headers_family: str = "x-forwarded"
+    proxy_forwarded_host: bool = False
     proxy_protocol: bool = False
     access_log: bool = True
     access_log_format: str = "combined"
@@ -417,6 +433,8 @@ class HttpLimits:
             date_header=c.date_header,
             forwarded_allow_ips=c.forwarded_allow_ips,
             proxy_headers=c.proxy_headers,
+            proxy_headers_family=c.proxy_headers_family,
+            proxy_forwarded_host=c.proxy_forwarded_host,
             proxy_protocol=c.proxy_protocol,
             access_log=c.access_log,
             access_log_format=c.access_log_format,

@@ -578,7 +578,12 @@ class HttpProtocol(asyncio.Protocol):
         scheme = self._scheme
         if self._forwarded and self._trusted and limits.proxy_headers:
             client, scheme, host = resolve_forwarded(
-                headers, client, scheme, trusted=self._shared.peers
+                headers,
+                client,
+                scheme,
+                trusted=self._shared.peers,
+                family=limits.proxy_headers_family,
+                host=limits.proxy_forwarded_host,
             )
             if host is not None:
                 authority = host

@@ -232,12 +232,39 @@ def test_forwarded_headers_from_trusted_peer(serve: Any) -> None:
         wire.read_response()
     assert seen[0]["client"] == ("198.51.100.1", 0)
     assert seen[0]["scheme"] == "https"
-    assert dict(seen[0]["headers"])[b"host"] == b"example.org"
+    # X-Forwarded-Host is not Host unless asked (an app's own Host checks stay meaningful)
+    assert dict(seen[0]["headers"])[b"host"] == b"t"
     untrusted = serve(app, forwarded_allow_ips=("10.9.9.9",))
     with Wire(untrusted.port) as wire:
         wire.send(b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 198.51.100.1\r\n\r\n")
         wire.read_response()
     assert seen[1]["client"][0] == "127.0.0.1"
+
+
+def test_forwarded_host_replaces_host_only_when_asked(serve: Any) -> None:
+    app, seen = scope_recorder()
+    request = b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-Host: example.org\r\n\r\n"
+    for server in (serve(app), serve(app, proxy_forwarded_host=True)):
+        with Wire(server.port) as wire:
+            wire.send(request)
+            wire.read_response()
+    assert [h for h in seen[0]["headers"] if h[0] == b"host"] == [(b"host", b"t")]
+    assert [h for h in seen[1]["headers"] if h[0] == b"host"] == [(b"host", b"example.org")]
+
+
+def test_a_clients_forwarded_is_ignored_unless_that_family_is_trusted(serve: Any) -> None:
+    """HAProxy and nginx pass a client's Forwarded through: by default only X-Forwarded-* count."""
+    app, seen = scope_recorder()
+    request = (
+        b"GET / HTTP/1.1\r\nHost: t\r\nForwarded: for=6.6.6.6;proto=https\r\n"
+        b"X-Forwarded-For: 198.51.100.1\r\n\r\n"
+    )
+    for server in (serve(app), serve(app, proxy_headers_family="forwarded")):
+        with Wire(server.port) as wire:
+            wire.send(request)
+            wire.read_response()
+    assert (seen[0]["client"], seen[0]["scheme"]) == (("198.51.100.1", 0), "http")
+    assert (seen[1]["client"], seen[1]["scheme"]) == (("6.6.6.6", 0), "https")
 
 
 def test_pathsend(serve: Any, tmp_path: Path) -> None:
