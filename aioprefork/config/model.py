@@ -246,6 +246,42 @@ class Config:
         Kind.DURATION,
         minimum=0.01,
     )
+    min_rate_grace: float = setting(
+        10.0,
+        "timeouts",
+        "what a request head, a request body or a stalled response gets before the minimum "
+        "rates below apply (RequestReadTimeout's first timeout)",
+        Kind.DURATION,
+        minimum=0.01,
+    )
+    header_min_rate: int = setting(
+        500,
+        "timeouts",
+        "bytes/s a request head must keep arriving at after min_rate_grace, else 408, 0 = off "
+        "(RequestReadTimeout header MinRate)",
+        Kind.SIZE,
+    )
+    body_min_rate: int = setting(
+        500,
+        "timeouts",
+        "bytes/s a request body must keep arriving at after min_rate_grace, else 408, 0 = off "
+        "(RequestReadTimeout body MinRate)",
+        Kind.SIZE,
+    )
+    send_min_rate: int = setting(
+        500,
+        "timeouts",
+        "bytes/s a client that stopped reading must take a stalled response at after "
+        "min_rate_grace, else the connection is cut, 0 = off",
+        Kind.SIZE,
+    )
+    stalled_write_budget: int = setting(
+        64 * MiB,
+        "timeouts",
+        "response bytes one worker buffers for clients that stopped reading; beyond it the "
+        "slowest are cut, 0 = unbounded",
+        Kind.SIZE,
+    )
 
     # --- proxies ----------------------------------------------------------------------------
     forwarded_allow_ips: tuple[str, ...] = setting(
@@ -403,6 +439,11 @@ class HttpLimits:
     header_timeout: float = 20.0
     body_timeout: float = 60.0
     write_timeout: float = 60.0
+    min_rate_grace: float = 10.0
+    header_min_rate: int = 500
+    body_min_rate: int = 500
+    send_min_rate: int = 500
+    stalled_write_budget: int = 64 * MiB
     root_path: str = ""
     server_header: str = "aioprefork"
     date_header: bool = True
@@ -428,6 +469,11 @@ class HttpLimits:
             header_timeout=c.header_timeout,
             body_timeout=c.body_timeout,
             write_timeout=c.write_timeout,
+            min_rate_grace=c.min_rate_grace,
+            header_min_rate=c.header_min_rate,
+            body_min_rate=c.body_min_rate,
+            send_min_rate=c.send_min_rate,
+            stalled_write_budget=c.stalled_write_budget,
             root_path=c.root_path,
             server_header=c.server_header,
             date_header=c.date_header,

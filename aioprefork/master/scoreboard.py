@@ -68,6 +68,7 @@ class _Accumulator:
         default_factory=collections.Counter
     )
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
+    shed: collections.Counter[str] = field(default_factory=collections.Counter)
     duration_buckets: list[int] = field(default_factory=lambda: [0] * len(DURATION_BUCKETS))
     duration_sum: float = 0.0
 
@@ -80,6 +81,8 @@ class _Accumulator:
             self.by_method_class[method, klass] += count
         for reason, count in status.rejected:
             self.rejected[reason] += count
+        for reason, count in status.shed:
+            self.shed[reason] += count
         for i, count in enumerate(status.duration_buckets[: len(self.duration_buckets)]):
             self.duration_buckets[i] += count
         self.duration_sum += status.duration_sum
@@ -92,6 +95,7 @@ class _Accumulator:
             self.handed_back,
             collections.Counter(self.by_method_class),
             collections.Counter(self.rejected),
+            collections.Counter(self.shed),
             list(self.duration_buckets),
             self.duration_sum,
         )
@@ -255,6 +259,7 @@ class Scoreboard:
             response_bytes=acc.response_bytes,
             by_method_class=dict(acc.by_method_class),
             rejected=dict(acc.rejected),
+            shed=dict(acc.shed),
             duration_buckets=tuple(acc.duration_buckets),
             duration_sum=acc.duration_sum,
             duration_count=acc.requests,

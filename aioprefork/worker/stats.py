@@ -51,6 +51,7 @@ class WorkerStats:
         "handed_back_total",
         "rejected",
         "response_bytes_total",
+        "shed",
     )
 
     def __init__(self) -> None:
@@ -61,6 +62,7 @@ class WorkerStats:
         # method label -> responses per status // 100 (0-9); one str-keyed lookup per request
         self._by_method: dict[str, list[int]] = {}
         self.rejected: dict[str, int] = {}
+        self.shed: dict[str, int] = {}  # connections cut to stay available, by SHED_REASONS
         self._buckets = [0] * (len(DURATION_BUCKETS) + 1)  # last = +Inf overflow
         self.duration_sum = 0.0
         # The common case counted in plain int fields (unboxed in the compiled build), merged
@@ -125,6 +127,10 @@ class WorkerStats:
         """One refused request (hostile input or limit), labelled by RequestRejected.reason."""
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
+    def shed_one(self, reason: str) -> None:
+        """One connection cut to keep the worker available (a reason of SHED_REASONS)."""
+        self.shed[reason] = self.shed.get(reason, 0) + 1
+
     def phases(self) -> dict[str, int]:
         counts = dict.fromkeys(PHASES, 0)
         for conn in self.connections:
@@ -152,6 +158,7 @@ class WorkerStats:
             response_bytes_total=self.response_bytes_total,
             requests=_requests_rows(self.requests.items()),
             rejected=tuple(sorted(self.rejected.items())),
+            shed=tuple(sorted(self.shed.items())),
             duration_buckets=tuple(cumulative),
             duration_sum=self.duration_sum,
             loop_lag=loop_lag,

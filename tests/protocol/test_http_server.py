@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,20 +23,44 @@ GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 
 
 def test_gate_stops_accepting_at_the_limit_and_resumes_below(serve: Any) -> None:
-    server = serve(hello, server_kwargs={"worker_connections": 2})
+    release = threading.Event()
+
+    async def busy(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while scope["path"] == "/busy" and not release.is_set():
+            await asyncio.sleep(0.01)
+        await hello(scope, receive, send)
+
+    server = serve(busy, server_kwargs={"worker_connections": 2})
     first, second = Wire(server.port), Wire(server.port)
+    for wire in (first, second):
+        wire.send(b"GET /busy HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     wait_for(lambda: server.stats.accepted_total == 2)
     wait_for(lambda: not server.server.accepting)
     third = Wire(server.port)  # the kernel completes the handshake; the worker does not accept
     third.send(GET)
-    time.sleep(0.2)
-    assert server.stats.accepted_total == 2
-    first.close()
+    time.sleep(0.3)
+    assert server.stats.accepted_total == 2  # both busy in the app: nothing to reclaim
+    release.set()
+    assert first.read_response().status == 200
     assert third.read_response().status == 200
     assert server.stats.accepted_total == 3
     assert server.accepting_changes[:3] == [True, False, True]
-    second.close()
-    third.close()
+    for wire in (first, second, third):
+        wire.close()
+
+
+def test_silent_connections_make_room_for_a_client_at_the_limit(serve: Any) -> None:
+    """Connections that never send a byte (slowloris) do not keep the next client out."""
+    server = serve(hello, server_kwargs={"worker_connections": 2})
+    silent = [Wire(server.port), Wire(server.port)]
+    wait_for(lambda: server.stats.accepted_total == 2)
+    with Wire(server.port) as client:
+        client.send(GET)
+        assert client.read_response().status == 200
+    assert silent[0].closed()  # the one waited for longest was cut for it
+    assert server.stats.shed == {"slow_head": 1}
+    for wire in silent:
+        wire.close()
 
 
 def test_oldest_idle_keepalive_connection_is_reclaimed_at_the_limit(serve: Any) -> None:
