@@ -29,8 +29,11 @@ connection_lost, with `phase` one of worker/stats.PHASES.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -84,6 +87,7 @@ _METHODS: Final = {
 # value", "Expected LF after headers", "Expected CRLF after version", ...).
 _LINE_ENDING: Final = re.compile(r"\b(?:cr|lf|crlf)\b")
 _clock: Final = time.perf_counter  # a C static in the compiled build, not a globals lookup
+_RESET: Final = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
 _PROXY_MAX: Final = 536  # a PROXY v2 header is at most 16 + 520 bytes (v1 at most 107)
 _ASGI: Final[dict[str, str]] = {"version": "3.0", "spec_version": "2.4"}
 # What every http scope advertises; the inner dicts are shared (they are empty by the spec).
@@ -1124,10 +1128,19 @@ class HttpProtocol(asyncio.Protocol):
         return self.phase == "keepalive" and self._keep_alive and not self.stall_due
 
     def shed(self) -> None:
-        """Cut the connection now (a slow client shed to make room, or over budget)."""
+        """Cut the connection now (a slow client shed to make room, or over budget).
+
+        With a reset (SO_LINGER 0), as nginx's reset_timedout_connection: a plain close would
+        leave the kernel sending what it holds to the slow reader, an orphan that still costs
+        its send buffer and that the client cannot tell from a live connection.
+        """
         if self.stall_due:
             self._unstall()  # its buffer is freed now, not at connection_lost
         self._held = None
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
         self.transport.abort()
 
     def _set_deadline(self, kind: int, delay: float) -> None:
