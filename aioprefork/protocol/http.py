@@ -515,6 +515,8 @@ class HttpProtocol(asyncio.Protocol):
                 self._set_deadline(_HEADER, self._shared.head_wait)
             elif self._limits.header_min_rate:
                 self._head_read()
+        elif self._state == _BODY and not self.flow.read_paused:
+            self._body_wait()  # armed only when the body spans reads (and we are reading it)
         if self._cycle is None and self._queue:
             self._dispatch()
 
@@ -718,11 +720,9 @@ class HttpProtocol(asyncio.Protocol):
             self._chunked = framing.length < 0
             self._body_bytes = 0
             self._trailer_fields = 0
-            self._stage_start = self._now()
+            self._stage_start = 0.0  # its deadline is armed if the body spans reads
             self._stage_bytes = 0
-            self._body_wait()
-        else:
-            self._deadline = 0.0
+        self._deadline = 0.0
 
     def _request_line(self) -> tuple[bytes, str, str]:
         """The request's method (bytes and str) and HTTP version, read off its request line.
@@ -799,8 +799,6 @@ class HttpProtocol(asyncio.Protocol):
         if cycle.buffered > self._limits.high_water:
             self.flow.pause_reading()
             self._deadline = 0.0  # we stopped reading: the client is not slow
-        else:
-            self._body_wait()
 
     def on_message_complete(self) -> None:
         self._state = _IDLE
@@ -871,7 +869,7 @@ class HttpProtocol(asyncio.Protocol):
         if cycle is self._reading and self.flow.read_paused and len(self._queue) <= 1:
             self.flow.resume_reading()
             # we stopped reading, not the client: its rate is measured afresh
-            self._stage_start = self._now()
+            self._stage_start = 0.0
             self._stage_bytes = 0
         if self._state == _BODY:
             self._body_wait()
@@ -1087,7 +1085,10 @@ class HttpProtocol(asyncio.Protocol):
         at = now + limits.body_timeout
         rate = limits.body_min_rate
         if rate:
-            floor = self._stage_start + limits.min_rate_grace + self._stage_bytes / rate
+            start = self._stage_start
+            if not start:
+                start = self._stage_start = now  # the body's first wait
+            floor = start + limits.min_rate_grace + self._stage_bytes / rate
             if floor < at:
                 at = floor
         self._deadline = at

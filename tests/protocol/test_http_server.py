@@ -57,7 +57,8 @@ def test_silent_connections_make_room_for_a_client_at_the_limit(serve: Any) -> N
     with Wire(server.port) as client:
         client.send(GET)
         assert client.read_response().status == 200
-    assert silent[0].closed()  # the one waited for longest was cut for it
+    # one of them was cut for it (the one waited for longest; both may be as old)
+    assert sum(wire.closed(0.5) for wire in silent) == 1
     assert server.stats.shed == {"slow_head": 1}
     for wire in silent:
         wire.close()
