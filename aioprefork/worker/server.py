@@ -247,7 +247,12 @@ class WorkerServer:
         self._full_poll = None
         if self._want_accepting or self._stopping or self._deferring:
             return
-        if self._reclaimable():
+        balance = self._balance
+        open_now = len(self.stats.connections)
+        if (balance is None or open_now <= balance.assess(open_now).limit) and (
+            self._reclaimable()
+        ):
+            # (a sibling with room takes the next client instead, while there is one)
             self._resume()  # the next accept at the limit reclaims it
         else:
             self._full_poll = asyncio.get_running_loop().call_later(_FULL_POLL, self._on_full_poll)
