@@ -122,6 +122,12 @@ def shed(server: Server) -> dict[str, float]:
     }
 
 
+def accepted(server: Server) -> float:
+    text = httpx.get(server.metrics_url + "/metrics", timeout=5).text
+    match = re.search(r"^aioprefork_connections_accepted_total (\S+)", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
 @pytest.fixture
 def one_worker(tmp_path: Path) -> Iterator[Server]:
     with aioprefork(
@@ -199,6 +205,11 @@ def test_a_full_worker_whose_connections_went_idle_serves_the_next_client(
         port = int(server.app_url.rsplit(":", 1)[1])
         pool = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(50)]
         try:
+            # all 50 accepted (the worker is full) before any of them goes idle
+            deadline = time.monotonic() + 5
+            while accepted(server) < 50:
+                assert time.monotonic() < deadline, "the worker did not accept the burst"
+                time.sleep(0.1)
             for sock in pool:
                 sock.sendall(b"GET / HTTP/1.1\r\nHost: lb\r\n\r\n")
             for sock in pool:
