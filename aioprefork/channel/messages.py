@@ -49,6 +49,19 @@ class MsgType(enum.IntEnum):
     APPLY = 21
 
 
+# Why a worker cut a connection to stay available (worker/server.py): at capacity, an idle
+# keep-alive one or the slowest client (reading its head or body, or reading our response);
+# a stalled reader below send_min_rate; the slowest stalled readers past stalled_write_budget.
+SHED_REASONS: Final = (
+    "idle",
+    "slow_head",
+    "slow_body",
+    "slow_reader",
+    "send_rate",
+    "stalled_budget",
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Ready:
     """worker -> master: lifespan startup succeeded and the accept gate is open."""
@@ -82,6 +95,8 @@ class Status:
     requests: tuple[tuple[str, str, int], ...] = ()
     # (reason, count): hostile-input and limit rejections (errors.RequestRejected.reason).
     rejected: tuple[tuple[str, int], ...] = ()
+    # (reason, count): connections cut to stay available (SHED_REASONS).
+    shed: tuple[tuple[str, int], ...] = ()
     # Cumulative counts per DURATION_BUCKETS bound (le), plus sum of durations in seconds.
     duration_buckets: tuple[int, ...] = ()
     duration_sum: float = 0.0

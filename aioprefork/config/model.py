@@ -301,6 +301,42 @@ class Config:
         Kind.DURATION,
         minimum=0.01,
     )
+    min_rate_grace: float = setting(
+        10.0,
+        "timeouts",
+        "what a request head, a request body or a stalled response gets before the minimum "
+        "rates below apply (RequestReadTimeout's first timeout)",
+        Kind.DURATION,
+        minimum=0.01,
+    )
+    header_min_rate: int = setting(
+        500,
+        "timeouts",
+        "bytes/s a request head must keep arriving at after min_rate_grace, else 408, 0 = off "
+        "(RequestReadTimeout header MinRate)",
+        Kind.SIZE,
+    )
+    body_min_rate: int = setting(
+        500,
+        "timeouts",
+        "bytes/s a request body must keep arriving at after min_rate_grace, else 408, 0 = off "
+        "(RequestReadTimeout body MinRate)",
+        Kind.SIZE,
+    )
+    send_min_rate: int = setting(
+        500,
+        "timeouts",
+        "bytes/s a client that stopped reading must take a stalled response at after "
+        "min_rate_grace, else the connection is cut, 0 = off",
+        Kind.SIZE,
+    )
+    stalled_write_budget: int = setting(
+        64 * MiB,
+        "timeouts",
+        "response bytes one worker buffers for clients that stopped reading; beyond it the "
+        "slowest are cut, 0 = unbounded",
+        Kind.SIZE,
+    )
 
     request_timeout: float = setting(
         0.0,
@@ -334,7 +370,21 @@ class Config:
     proxy_headers: bool = setting(
         True,
         "proxies",
-        "honour X-Forwarded-For/-Proto/-Host and Forwarded from trusted peers",
+        "take the client address and scheme from a trusted peer's proxy headers",
+        Kind.BOOL,
+    )
+    proxy_headers_family: str = setting(
+        "x-forwarded",
+        "proxies",
+        "the one header family trusted peers are believed in, the one your proxy overwrites: "
+        "x-forwarded (X-Forwarded-For/-Proto) or forwarded (RFC 7239 Forwarded)",
+        Kind.CHOICE,
+        choices=("x-forwarded", "forwarded"),
+    )
+    proxy_forwarded_host: bool = setting(
+        False,
+        "proxies",
+        "let a trusted peer's X-Forwarded-Host (or Forwarded host=) replace the Host header",
         Kind.BOOL,
     )
     proxy_protocol: bool = setting(
@@ -537,19 +587,26 @@ class HttpLimits:
     header_timeout: float = _DEFAULT.header_timeout
     body_timeout: float = _DEFAULT.body_timeout
     write_timeout: float = _DEFAULT.write_timeout
+    min_rate_grace: float = _DEFAULT.min_rate_grace
+    header_min_rate: int = _DEFAULT.header_min_rate
+    body_min_rate: int = _DEFAULT.body_min_rate
+    send_min_rate: int = _DEFAULT.send_min_rate
+    stalled_write_budget: int = _DEFAULT.stalled_write_budget
     root_path: str = _DEFAULT.root_path
     server_header: str = _DEFAULT.server_header
     date_header: bool = _DEFAULT.date_header
     forwarded_allow_ips: tuple[str, ...] = _DEFAULT.forwarded_allow_ips
     proxy_headers: bool = _DEFAULT.proxy_headers
+    proxy_headers_family: str = _DEFAULT.proxy_headers_family
+    proxy_forwarded_host: bool = _DEFAULT.proxy_forwarded_host
     proxy_protocol: bool = _DEFAULT.proxy_protocol
     access_log: bool = _DEFAULT.access_log
     access_log_format: str = _DEFAULT.access_log_format
     high_water: int = 64 * KiB  # pause reading / writing above this (uvicorn and asyncio default)
     websocket: WsLimits | None = WsLimits()  # None: ws = "none", no upgrades
-    request_timeout: float = 0.0
-    request_timeout_status: int = 503
-    request_timeout_streaming: bool = False
+    request_timeout: float = _DEFAULT.request_timeout
+    request_timeout_status: int = _DEFAULT.request_timeout_status
+    request_timeout_streaming: bool = _DEFAULT.request_timeout_streaming
 
     @classmethod
     def from_config(cls, c: Config) -> HttpLimits:

@@ -69,6 +69,7 @@ class _Accumulator:
         default_factory=collections.Counter
     )
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
+    shed: collections.Counter[str] = field(default_factory=collections.Counter)
     duration_buckets: list[int] = field(default_factory=lambda: [0] * len(DURATION_BUCKETS))
     duration_sum: float = 0.0
     unreported: int = 0  # in `requests`, not in the histogram
@@ -91,6 +92,8 @@ class _Accumulator:
             self.by_method_class[method, klass] += count
         for reason, count in status.rejected:
             self.rejected[reason] += count
+        for reason, count in status.shed:
+            self.shed[reason] += count
         for i, count in enumerate(status.duration_buckets[: len(self.duration_buckets)]):
             self.duration_buckets[i] += count
         self.duration_sum += status.duration_sum
@@ -105,6 +108,7 @@ class _Accumulator:
             self.handed_back,
             collections.Counter(self.by_method_class),
             collections.Counter(self.rejected),
+            collections.Counter(self.shed),
             list(self.duration_buckets),
             self.duration_sum,
             self.unreported,
@@ -279,6 +283,7 @@ class Scoreboard:
             response_bytes=acc.response_bytes,
             by_method_class=dict(acc.by_method_class),
             rejected=dict(acc.rejected),
+            shed=dict(acc.shed),
             duration_buckets=tuple(acc.duration_buckets),
             duration_sum=acc.duration_sum,
             duration_count=acc.requests - acc.unreported,

@@ -77,6 +77,7 @@ class Totals:
     response_bytes: int = 0
     by_method_class: Mapping[tuple[str, str], int] = field(default_factory=dict)
     rejected: Mapping[str, int] = field(default_factory=dict)
+    shed: Mapping[str, int] = field(default_factory=dict)  # connections cut to stay available
     duration_buckets: tuple[int, ...] = ()  # cumulative per DURATION_BUCKETS bound
     duration_sum: float = 0.0
     duration_count: int = 0

@@ -26,7 +26,7 @@ from prometheus_client.core import (
 from prometheus_client.metrics_core import Metric
 
 from aioprefork import errors
-from aioprefork.channel.messages import DURATION_BUCKETS
+from aioprefork.channel.messages import DURATION_BUCKETS, SHED_REASONS
 from aioprefork.master.snapshot import SCOREBOARD_LETTERS, STARTING, STOPPING, SlotView, Snapshot
 
 PREFIX: Final = "aioprefork_"
@@ -184,6 +184,15 @@ def _traffic(snap: Snapshot) -> Iterator[Metric]:
         "reason",
         totals.rejected,
         preset=_rejection_reasons(),
+    )
+    yield _counter_by(
+        "connections_shed",
+        "Connections a worker cut to stay available, by reason: at capacity an idle keep-alive "
+        "one or the slowest client (slow_head, slow_body, slow_reader); a stalled reader under "
+        "send_min_rate (send_rate); the slowest stalled readers past stalled_write_budget",
+        "reason",
+        totals.shed,
+        preset=SHED_REASONS,
     )
     cumulative = list(totals.duration_buckets) or [0] * len(DURATION_BUCKETS)
     count = max(totals.duration_count, cumulative[-1] if cumulative else 0)

@@ -9,7 +9,13 @@ order; one runs at a time and the next starts when its predecessor's response is
 (pipelined responses stay in order). While a cycle is queued behind another, reading pauses.
 
 One timer per connection holds the current deadline (header, body, keep-alive, or write while
-closing); moving a deadline later costs an attribute store, not a timer re-arm.
+closing); moving a deadline later costs an attribute store, not a timer re-arm. A head or body
+that spans reads must keep arriving at its minimum rate (Apache's mod_reqtimeout MinRate): its
+deadline is the stage's start + min_rate_grace + bytes so far / rate (capped by header_timeout,
+and by body_timeout after the last piece), so each read moves it later by what it brought. A
+client that stops reading a response (the transport paused our writing) is "stalled": it must
+take what is buffered at send_min_rate, and the worker cuts the slowest stalled clients when
+their buffers pass stalled_write_budget (worker/server.py enforces both, from Shared.stalled).
 
 A GET with `Upgrade: websocket` (when ws is on) is handed to protocol/websocket.py for good;
 any other upgrade is answered as plain HTTP and the connection closed.
@@ -24,8 +30,11 @@ phase and deadline are protocol/connstate.py's table.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -78,6 +87,7 @@ _METHODS: Final = {
 _LINE_ENDING: Final = re.compile(r"\b(?:cr|lf|crlf)\b")
 _clock: Final = time.perf_counter  # a C static in the compiled build, not a globals lookup
 SWALLOW_GRACE: Final = 1.0  # seconds a cancelled app has to end before it is reported
+_RESET: Final = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
 _PROXY_MAX: Final = 536  # a PROXY v2 header is at most 16 + 520 bytes (v1 at most 107)
 _ASGI: Final[dict[str, str]] = {"version": "3.0", "spec_version": "2.4"}
 # What every http scope advertises; the inner dicts are shared (they are empty by the spec).
@@ -124,6 +134,7 @@ class Shared:
         "closed",
         "coalescer",
         "defaults",
+        "head_wait",
         "limits",
         "loop",
         "max_head",
@@ -132,6 +143,9 @@ class Shared:
         "peers",
         "request_timeout",
         "scope_base",
+        "stall",
+        "stalled",
+        "stalled_bytes",
         "state",
         "stats",
         "tls",
@@ -148,6 +162,7 @@ class Shared:
         opened: Callable[[HttpProtocol], None],
         closed: Callable[[HttpProtocol], None],
         tls: bool = True,
+        stall: Callable[[], None] | None = None,
     ) -> None:
         self.app = app
         self.limits = limits
@@ -165,6 +180,17 @@ class Shared:
         self.access = AccessLogger(limits.access_log_format) if limits.access_log else None
         self.request_timeout = limits.request_timeout  # (ctl set changes it for every connection)
         self.peers = TrustedPeers(limits.forwarded_allow_ips)
+        # The first deadline of a head: min_rate_grace when the head has a minimum rate.
+        self.head_wait = (
+            min(limits.header_timeout, limits.min_rate_grace)
+            if limits.header_min_rate
+            else limits.header_timeout
+        )
+        # Connections whose client stopped reading (writing paused), and the bytes buffered for
+        # them when they stalled (an upper bound: a stalled buffer only shrinks until resumed).
+        self.stalled: set[HttpProtocol] = set()
+        self.stalled_bytes = 0
+        self.stall = stall  # called when a connection stalls (the worker checks its budget)
         self.max_head = (
             limits.limit_request_line
             + limits.limit_request_fields * (limits.limit_request_field_size + 4)
@@ -286,6 +312,8 @@ class HttpProtocol(asyncio.Protocol):
         "_send",
         "_server",
         "_shared",
+        "_stage_bytes",
+        "_stage_start",
         "_state",
         "_template",
         "_timer",
@@ -299,6 +327,8 @@ class HttpProtocol(asyncio.Protocol):
         "flow",
         "idle_since",
         "phase",
+        "stall_bytes",
+        "stall_due",
         "transport",
         "write_timeout",
     )
@@ -355,6 +385,10 @@ class HttpProtocol(asyncio.Protocol):
         self._deadline_kind = _NONE
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._stage_start = 0.0  # when the head or body being read began arriving
+        self._stage_bytes = 0  # body bytes of that stage (a head counts _head_bytes)
+        self.stall_due = 0.0  # stalled: when the client must have read what is buffered
+        self.stall_bytes = 0  # stalled: bytes buffered when it stalled
         self._proxy: bytearray | None = None
         self._upgrade: dict[str, Any] | None = None  # the scope of a WebSocket upgrade request
         self.phase = "reading"
@@ -388,13 +422,16 @@ class HttpProtocol(asyncio.Protocol):
         self._set_template()
         self._shared.opened(self)
         self._host.start()
-        self._set_deadline(_HEADER, limits.header_timeout)
+        self._stage_start = self._now()
+        self._set_deadline(_HEADER, self._shared.head_wait)
         if limits.proxy_protocol:
             self._proxy = bytearray()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.phase = "closing"
         self._state = _DEAD
+        if self.stall_due:
+            self._unstall()
         self.flow.connection_lost()
         self._deadline = 0.0
         if self._timer is not None:
@@ -421,9 +458,35 @@ class HttpProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.flow.pause_writing()
+        shared = self._shared
+        limits = self._limits
+        if limits.send_min_rate or limits.stalled_write_budget:
+            # The client stopped reading: it must take what is buffered over the low-water mark
+            # at send_min_rate, after min_rate_grace (worker/server.py checks, and sheds).
+            transport = self.transport
+            size = transport.get_write_buffer_size()
+            due = self._now() + limits.min_rate_grace
+            if limits.send_min_rate:
+                low = transport.get_write_buffer_limits()[0]
+                due += max(0, size - low) / limits.send_min_rate
+            self.stall_due = due
+            self.stall_bytes = size
+            shared.stalled.add(self)
+            shared.stalled_bytes += size
+            if shared.stall is not None:
+                shared.stall()
+
+    def _unstall(self) -> None:
+        shared = self._shared
+        shared.stalled.discard(self)
+        shared.stalled_bytes -= self.stall_bytes
+        self.stall_due = 0.0
+        self.stall_bytes = 0
 
     def resume_writing(self) -> None:
         self.flow.resume_writing()
+        if self.stall_due:
+            self._unstall()
         if self._cycle is None and self._queue:
             self._loop.call_soon(self._dispatch)
 
@@ -450,7 +513,12 @@ class HttpProtocol(asyncio.Protocol):
             if self._head_bytes > self._shared.max_head:
                 self._refuse(HeadersTooLarge("request head too large"))
             elif self._deadline_kind != _HEADER or not self._deadline:
-                self._set_deadline(_HEADER, self._limits.header_timeout)
+                self._stage_start = self._now()
+                self._set_deadline(_HEADER, self._shared.head_wait)
+            elif self._limits.header_min_rate:
+                self._head_read()
+        elif self._state == _BODY and not self.flow.read_paused:
+            self._body_wait()  # armed only when the body spans reads (and we are reading it)
         if self._cycle is None and self._queue:
             self._dispatch()
 
@@ -551,7 +619,12 @@ class HttpProtocol(asyncio.Protocol):
         scheme = self._scheme
         if self._forwarded and self._trusted and limits.proxy_headers:
             client, scheme, host = resolve_forwarded(
-                headers, client, scheme, trusted=self._shared.peers
+                headers,
+                client,
+                scheme,
+                trusted=self._shared.peers,
+                family=limits.proxy_headers_family,
+                host=limits.proxy_forwarded_host,
             )
             if host is not None:
                 authority = host
@@ -607,9 +680,9 @@ class HttpProtocol(asyncio.Protocol):
             self._chunked = framing.length < 0
             self._body_bytes = 0
             self._trailer_fields = 0
-            self._set_deadline(_BODY_WAIT, limits.body_timeout)
-        else:
-            self._deadline = 0.0
+            self._stage_start = 0.0  # its deadline is armed if the body spans reads
+            self._stage_bytes = 0
+        self._deadline = 0.0
 
     def _request_line(self) -> tuple[bytes, str, str]:
         """The request's method (bytes and str) and HTTP version, read off its request line.
@@ -658,11 +731,10 @@ class HttpProtocol(asyncio.Protocol):
         if cycle is None or cycle.complete or cycle.disconnected:
             return  # the response is out already: drop what the app did not read
         cycle.feed_body(body)
+        self._stage_bytes += len(body)
         if cycle.buffered > self._limits.high_water:
             self.flow.pause_reading()
             self._deadline = 0.0  # we stopped reading: the client is not slow
-        else:
-            self._set_deadline(_BODY_WAIT, self._limits.body_timeout)
 
     def on_message_complete(self) -> None:
         self._state = _IDLE
@@ -732,8 +804,11 @@ class HttpProtocol(asyncio.Protocol):
     def body_wanted(self, cycle: RequestCycle) -> None:
         if cycle is self._reading and self.flow.read_paused and len(self._queue) <= 1:
             self.flow.resume_reading()
+            # we stopped reading, not the client: its rate is measured afresh
+            self._stage_start = 0.0
+            self._stage_bytes = 0
         if self._state == _BODY:
-            self._set_deadline(_BODY_WAIT, self._limits.body_timeout)
+            self._body_wait()
 
     def response_done(self, cycle: RequestCycle) -> None:
         if cycle.timer is not None:
@@ -963,6 +1038,80 @@ class HttpProtocol(asyncio.Protocol):
         template["scheme"] = self._scheme
 
     # --- deadlines ----------------------------------------------------------------------------
+
+    def _head_read(self) -> None:
+        """More of a head that spans reads: its deadline moves by what arrived (MinRate)."""
+        limits = self._limits
+        start = self._stage_start
+        at = start + limits.min_rate_grace + self._head_bytes / limits.header_min_rate
+        cap = start + limits.header_timeout
+        self._deadline = at if at < cap else cap  # later only: the timer re-arms itself
+
+    def _body_wait(self) -> None:
+        """The body deadline: body_timeout from now, and no later than its MinRate allows."""
+        limits = self._limits
+        now = self._now()
+        at = now + limits.body_timeout
+        rate = limits.body_min_rate
+        if rate:
+            start = self._stage_start
+            if not start:
+                start = self._stage_start = now  # the body's first wait
+            floor = start + limits.min_rate_grace + self._stage_bytes / rate
+            if floor < at:
+                at = floor
+        self._deadline = at
+        self._deadline_kind = _BODY_WAIT
+        timer = self._timer
+        if timer is None or at < self._timer_at:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(at, self._on_timer)
+            self._timer_at = at
+
+    def due(self) -> float:
+        """When this connection's client must next have made progress, while it is the client
+        holding the connection up (reading a head or body, or a stalled response); else 0.
+
+        worker/server.py sheds the connection with the earliest one first at capacity.
+        """
+        kind = self._deadline_kind
+        deadline = self._deadline
+        if not deadline or kind not in (_HEADER, _BODY_WAIT, _WRITE):
+            deadline = 0.0
+        stall = self.stall_due
+        if stall and (not deadline or stall < deadline):
+            return stall
+        return deadline
+
+    def reason(self) -> str:
+        """What this connection is waiting on its client for (the shed metric's label)."""
+        if self.stall_due or self._deadline_kind == _WRITE:
+            return "slow_reader"
+        if self._deadline_kind == _BODY_WAIT:
+            return "slow_body"
+        return "slow_head"
+
+    @property
+    def idle(self) -> bool:
+        """Between requests, keep-alive, and not already being closed: reclaimable first."""
+        return self.phase == "keepalive" and self._keep_alive and not self.stall_due
+
+    def shed(self) -> None:
+        """Cut the connection now (a slow client shed to make room, or over budget).
+
+        With a reset (SO_LINGER 0), as nginx's reset_timedout_connection: a plain close would
+        leave the kernel sending what it holds to the slow reader, an orphan that still costs
+        its send buffer and that the client cannot tell from a live connection.
+        """
+        if self.stall_due:
+            self._unstall()  # its buffer is freed now, not at connection_lost
+        self._held = None
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+        self.transport.abort()
 
     def _set_deadline(self, kind: int, delay: float) -> None:
         at = self._now() + delay

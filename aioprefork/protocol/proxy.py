@@ -7,14 +7,21 @@ The HTTP protocol owns the I/O and calls in here:
 * `parse_proxy_protocol(buffer)` on the first bytes of a connection when `proxy_protocol` is on
   (haproxy doc/proxy-protocol.txt): None = need more bytes, else a ProxyHeader; anything that is
   not exactly a PROXY header raises RequestRejected(reason="proxy_protocol"), status 400.
-* `resolve_forwarded(headers, client, scheme, trusted=peers)` per request, only for trusted peers.
+* `resolve_forwarded(headers, client, scheme, trusted=peers, family=..., host=...)` per request,
+  only for trusted peers.
+
+The trust model (README, "Behind a proxy"): one header family is read, the one the operator's
+proxy sets or overwrites (`proxy_headers_family`): X-Forwarded-For/-Proto by default, as nginx and
+HAProxy's `option forwardfor` send them, or RFC 7239 `Forwarded` when the operator opts in. The
+other family is ignored whole, because a proxy that does not know it passes a client's value
+through untouched (HAProxy and nginx do with `Forwarded`). The forwarded host replaces Host only
+when asked (`proxy_forwarded_host`): an app's own Host checks (Django's ALLOWED_HOSTS) stay
+meaningful by default.
 
 Invariants: headers from a peer are never trusted unless the caller checked `trusts()` first;
 resolve_forwarded never raises on input (a malformed header is ignored as a whole, so the
 connection's own peer stays the client); X-Forwarded-For / Forwarded chains are walked right to
 left past trusted proxies (nginx real_ip_recursive), so entries a client prepends cannot win.
-Caveat (RFC 7239 section 8): a trusted proxy must set or strip BOTH header families, because
-`Forwarded` wins over X-Forwarded-* and would otherwise pass a client's value through.
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ from typing import Final
 from aioprefork.errors import RequestRejected
 
 __all__ = [
+    "FAMILIES",
+    "FORWARDED",
+    "X_FORWARDED",
     "ProxyHeader",
     "TrustedPeers",
     "parse_proxy_protocol",
@@ -95,6 +105,10 @@ class TrustedPeers:
 # --------------------------------------------------------------------------------------------
 # Forwarded (RFC 7239) and X-Forwarded-*
 # --------------------------------------------------------------------------------------------
+
+X_FORWARDED: Final = "x-forwarded"  # X-Forwarded-For, -Proto (and -Host when asked)
+FORWARDED: Final = "forwarded"  # RFC 7239 Forwarded: for=, proto= (and host= when asked)
+FAMILIES: Final = (X_FORWARDED, FORWARDED)
 
 _SCHEMES: Final = frozenset({"http", "https", "ws", "wss"})
 _SECURE: Final = frozenset({"https", "wss"})
@@ -266,32 +280,37 @@ def resolve_forwarded(
     scheme: str,
     *,
     trusted: TrustedPeers | None = None,
+    family: str = X_FORWARDED,
+    host: bool = False,
 ) -> tuple[tuple[str, int] | None, str, bytes | None]:
     """(client, scheme, forwarded_host or None) as a trusted peer reports them.
 
     Call only when `TrustedPeers.trusts(peer)`. `headers` are raw with lower-cased names.
-    Pass `trusted` to walk the chain past further trusted proxies (real_ip_recursive); without
-    it only the peer's own entry (the right-most) is believed. `Forwarded` (RFC 7239) wins over
-    X-Forwarded-For/-Proto/-Host; a malformed header is ignored, never raised.
+    Only `family`'s headers are read (X_FORWARDED or FORWARDED); the other family is ignored
+    whole. The forwarded host is returned only with `host=True`. Pass `trusted` to walk the
+    chain past further trusted proxies (real_ip_recursive); without it only the peer's own entry
+    (the right-most) is believed. A malformed header is ignored, never raised.
     """
-    forwarded: list[bytes] = []
+    if family == FORWARDED:
+        forwarded = [value for name, value in headers if name == b"forwarded"]
+        if forwarded:
+            joined = b",".join(forwarded).decode("latin-1")
+            result = _from_forwarded(joined, client, scheme, trusted)
+            if result is not None:
+                new_client, new_scheme, new_host = result
+                return new_client, new_scheme, new_host if host else None
+        return client, scheme, None
+
     xff: list[bytes] = []
     xfp: bytes | None = None
     xfh: bytes | None = None
     for name, value in headers:
-        if name == b"forwarded":
-            forwarded.append(value)
-        elif name == b"x-forwarded-for":
+        if name == b"x-forwarded-for":
             xff.append(value)
         elif name == b"x-forwarded-proto":
             xfp = value  # the last field line wins, like the right-most list entry
         elif name == b"x-forwarded-host":
             xfh = value
-    if forwarded:
-        result = _from_forwarded(b",".join(forwarded).decode("latin-1"), client, scheme, trusted)
-        if result is not None:
-            return result
-
     new_client = client
     if xff:
         nodes: list[Address | None] = []
@@ -310,10 +329,10 @@ def resolve_forwarded(
     if xfp is not None:
         proto = xfp.decode("latin-1").rpartition(",")[2]
         new_scheme = _scheme_for(proto, scheme) or scheme
-    host = None
-    if xfh is not None:
-        host = _host(xfh.decode("latin-1").rpartition(",")[2])
-    return new_client, new_scheme, host
+    new_host = None
+    if host and xfh is not None:
+        new_host = _host(xfh.decode("latin-1").rpartition(",")[2])
+    return new_client, new_scheme, new_host
 
 
 # --------------------------------------------------------------------------------------------

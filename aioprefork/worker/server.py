@@ -4,10 +4,17 @@ Internal. Independent of how the process started: a forked worker and the in-pro
 `--workers 0` mode both build one, `await start()`, and later `shutdown()` or `abort()`.
 It never binds: the sockets come bound and listening from the master (docs/architecture.md#processes).
 
-The accept gate (docs/architecture.md#worker, Apache event's disable_listensocks): accept while fewer than
-`worker_connections` connections are open; at the limit first close the oldest idle keep-alive
-connection (nginx reusable connections), and if there is none stop accepting, so the kernel
-hands new connections to sibling workers; accept again once below the limit. uvloop cannot pause
+The accept gate (docs/architecture.md#worker, Apache event's disable_listensocks): accept while
+fewer than
+`worker_connections` connections are open; at the limit make room first: close the oldest idle
+keep-alive connection (nginx reusable connections), else cut the slowest client, the one most
+behind its minimum rate (reading a head or body, or a response it stopped reading: the earliest
+HttpProtocol.due()). Only when every connection is busy in the app does the gate shut, so the
+kernel hands new connections to sibling workers; it opens again below the limit, or as soon as a
+connection could be reclaimed (looked for every _FULL_POLL while shut: a burst that went idle
+does not keep the next client waiting for a keep-alive timeout). Clients that stopped reading
+are held to send_min_rate and, together, to stalled_write_budget bytes (the slowest are cut).
+Every connection cut this way is counted in stats.shed by reason. uvloop cannot pause
 a Server, so accepting = a Server over a dup() of each listening socket, and pausing = closing
 those Servers (the original fds stay open, unpolled). EMFILE/ENFILE/ENOBUFS/ENOMEM at accept are
 absorbed by libuv (it sheds the connection and keeps listening); a listener that nevertheless
@@ -44,6 +51,7 @@ __all__ = ["WorkerServer"]
 log: Final = logging.getLogger("aioprefork.server")
 _POLL: Final = 0.1  # shutdown re-checks this often for connections that leave without a callback
 RETIRED_REOPEN: Final = 15.0  # seconds a recycled worker waits for its replacement, gate shut
+_FULL_POLL: Final = 0.05  # s between looks for a reclaimable connection while shut at capacity
 
 
 class WorkerServer:
@@ -88,6 +96,7 @@ class WorkerServer:
         self._handed_back_at = -HAND_BACK_INTERVAL
         self._fd_capped = fd_capped  # capacity is RLIMIT_NOFILE's, below worker_connections
         self._fd_log = RateLimit(1, 60.0)
+        self._full_poll: asyncio.TimerHandle | None = None
 
     # --- public -------------------------------------------------------------------------------
 
@@ -104,6 +113,7 @@ class WorkerServer:
             opened=self._opened,
             closed=self._closed,
             tls=self._ssl is not None,  # every listener is served with the one context
+            stall=self._on_stall,
         )
         self._want_accepting = True
         await self._open()
@@ -222,7 +232,9 @@ class WorkerServer:
             return
         if self._balance is not None:
             self._balance.publish(open_now)
-        if open_now >= self._capacity and not self._reclaim():
+        # At the limit an idle keep-alive connection makes room for the next client; past it (the
+        # gate was reopened for a client while full) the slowest client may be cut for it too.
+        if open_now >= self._capacity and not self._reclaim(slow=open_now > self._capacity):
             self._pause()
             if self._fd_capped:
                 self._at_fd_limit()
@@ -272,24 +284,93 @@ class WorkerServer:
             and (self._balance is None or open_now <= self._balance.limit)
         )
 
-    def _reclaim(self) -> bool:
-        """At the limit: close the oldest idle keep-alive connection to make room."""
+    def _reclaim(self, *, slow: bool) -> bool:
+        """At the limit, make room: close the oldest idle keep-alive connection, else (`slow`)
+        cut the slowest client, the earliest due. False when there is none to reclaim."""
         oldest: HttpProtocol | None = None
+        slowest: HttpProtocol | None = None
+        slowest_due = 0.0
         for conn in self._connections:
-            if conn.phase == "keepalive" and (
-                oldest is None or conn.idle_since < oldest.idle_since
-            ):
-                oldest = conn
-        if oldest is None:
-            return False
-        oldest.shutdown()
-        return True
+            if conn.idle:
+                if oldest is None or conn.idle_since < oldest.idle_since:
+                    oldest = conn
+            elif slow and oldest is None:
+                due = conn.due()
+                if due and (slowest is None or due < slowest_due):
+                    slowest, slowest_due = conn, due
+        if oldest is not None:
+            self.stats.shed_one("idle")
+            oldest.shutdown()  # it may still get a request already on the wire (1 s)
+            return True
+        if slowest is not None:
+            self.stats.shed_one(slowest.reason())
+            slowest.shed()
+            return True
+        return False
+
+    def _reclaimable(self) -> bool:
+        return any(conn.idle or conn.due() for conn in self._connections)
+
+    def _on_full_poll(self) -> None:
+        """Shut at capacity: reopen as soon as a connection could make room for the next one."""
+        self._full_poll = None
+        if self._want_accepting or self._stopping or self._deferring:
+            return
+        balance = self._balance
+        open_now = len(self.stats.connections)
+        if (balance is None or open_now <= balance.assess(open_now).limit) and (
+            self._reclaimable()
+        ):
+            # (a sibling with room takes the next client instead, while there is one)
+            self._resume()  # the next accept at the limit reclaims it
+        else:
+            self._full_poll = asyncio.get_running_loop().call_later(_FULL_POLL, self._on_full_poll)
+
+    # --- clients that stopped reading ----------------------------------------------------------
+
+    def _on_stall(self) -> None:
+        shared = self._shared
+        budget = self.limits.stalled_write_budget
+        if shared is not None and budget and shared.stalled_bytes > budget:
+            self._shed_stalled(budget)
+
+    def _shed_stalled(self, budget: int) -> None:
+        """Over stalled_write_budget: measure again, then cut the slowest until within it."""
+        shared = self._shared
+        assert shared is not None
+        for conn in shared.stalled:
+            size = conn.transport.get_write_buffer_size()
+            shared.stalled_bytes += size - conn.stall_bytes
+            conn.stall_bytes = size
+        if shared.stalled_bytes <= budget:
+            return
+        for conn in sorted(shared.stalled, key=_stall_due):
+            if shared.stalled_bytes <= budget:
+                break
+            self.stats.shed_one("stalled_budget")
+            conn.shed()
+
+    def _enforce_send_rate(self) -> None:
+        """Cut stalled clients past their send_min_rate deadline (checked once a second)."""
+        shared = self._shared
+        if shared is None or not shared.stalled:
+            return
+        now = shared.now()
+        if self.limits.send_min_rate:
+            for conn in [c for c in shared.stalled if c.stall_due <= now]:
+                self.stats.shed_one("send_rate")
+                conn.shed()
+        budget = self.limits.stalled_write_budget
+        if budget and shared.stalled_bytes > budget:
+            self._shed_stalled(budget)
 
     # --- the accept gate ----------------------------------------------------------------------
 
     def _pause(self) -> None:
         self._want_accepting = False
         self._close_servers(deferring=False)
+        if self._full_poll is None:
+            self._full_poll = asyncio.get_running_loop().call_later(_FULL_POLL, self._on_full_poll)
 
     def _defer(self) -> None:
         """Shut the gate for balance: over its share, this worker lets siblings accept."""
@@ -311,6 +392,9 @@ class WorkerServer:
         if self._opening is not None:
             self._opening.cancel()
             self._opening = None
+        if self._full_poll is not None:
+            self._full_poll.cancel()
+            self._full_poll = None
         self._close_servers(deferring=False)
 
     def _close_servers(self, *, deferring: bool) -> None:
@@ -373,6 +457,8 @@ class WorkerServer:
     def _on_tick(self) -> None:
         if self._shared is not None:
             self._shared.defaults.refresh(time.time())
+            if not self._stopping:
+                self._enforce_send_rate()
         if (
             not self._want_accepting
             and not self._stopping
@@ -433,3 +519,7 @@ class WorkerServer:
         if self._tick is not None:
             self._tick.cancel()
             self._tick = None
+
+
+def _stall_due(conn: HttpProtocol) -> float:
+    return conn.stall_due

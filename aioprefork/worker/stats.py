@@ -55,6 +55,7 @@ class WorkerStats:
         "request_timeouts",
         "response_bytes_total",
         "served",
+        "shed",
     )
 
     def __init__(self) -> None:
@@ -66,6 +67,7 @@ class WorkerStats:
         self._by_method: dict[str, list[int]] = {}
         self.rejected: dict[str, int] = {}
         self.request_timeouts = 0  # apps cancelled at request_timeout
+        self.shed: dict[str, int] = {}  # connections cut to stay available, by SHED_REASONS
         self._buckets = [0] * (len(DURATION_BUCKETS) + 1)  # last = +Inf overflow
         self.duration_sum = 0.0
         # The common case counted in plain int fields (unboxed in the compiled build), merged
@@ -147,6 +149,10 @@ class WorkerStats:
         """One refused request (hostile input or limit), labelled by RequestRejected.reason."""
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
+    def shed_one(self, reason: str) -> None:
+        """One connection cut to keep the worker available (a reason of SHED_REASONS)."""
+        self.shed[reason] = self.shed.get(reason, 0) + 1
+
     def phases(self) -> dict[str, int]:
         counts = dict.fromkeys(PHASES, 0)
         for conn in self.connections:
@@ -182,6 +188,7 @@ class WorkerStats:
             response_bytes_total=self.response_bytes_total,
             requests=_requests_rows(self.requests.items()),
             rejected=tuple(sorted(self.rejected.items())),
+            shed=tuple(sorted(self.shed.items())),
             duration_buckets=tuple(cumulative),
             duration_sum=self.duration_sum,
             loop_lag=loop_lag,

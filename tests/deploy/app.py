@@ -1,6 +1,6 @@
 """The deployment tests' ASGI app: who the server says the client is, and slow responses.
 
-/client        JSON {"client": host, "server": [host, port], "scheme": ...} from the ASGI scope
+/client        JSON {"client": host, "server": [host, port], "scheme": ..., "host": Host} from the scope
 /slow?ms=N     answers after N milliseconds (an in-flight request to drain on stop)
 /pid           the worker's pid (which generation answered)
 anything else  "ok"
@@ -34,6 +34,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 "client": client[0] if client else None,
                 "server": list(scope["server"]) if scope.get("server") else None,
                 "scheme": scope["scheme"],
+                "host": dict(scope["headers"]).get(b"host", b"").decode("latin-1"),
             }
         ).encode()
     elif path == "/slow":

@@ -278,3 +278,34 @@ def test_proxy_protocol_v2_carries_the_client_through_a_graceful_restart(run_tmp
         assert load.failures == [], load.failures[:20]
         assert set(load.clients_seen) == {CLIENT_ADDR}  # from the PROXY header, not the peer
         assert load.servers_seen[a.port] > 0 and load.servers_seen[b.port] > 0
+
+
+def test_a_clients_own_forwarded_headers_do_not_reach_the_scope(run_tmp: Path) -> None:
+    """Through the recipe's HAProxy, a client claiming another address, https or another host
+    (Forwarded, X-Forwarded-Proto, X-Forwarded-Host, a prepended X-Forwarded-For) is still
+    itself, on plain http, with its own Host."""
+    import http.client
+
+    with start_stack(run_tmp, proxy_protocol=False) as stack:
+        spoofs = [
+            {"Forwarded": "for=6.6.6.6;proto=https;host=evil.example"},
+            {"Forwarded": 'for="[2001:db8::6]";proto=https', "X-Forwarded-Proto": "https"},
+            {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Host": "evil.example"},
+        ]
+        seen = []
+        for headers in spoofs * 4:  # over a few connections, both instances
+            conn = http.client.HTTPConnection(
+                "127.0.0.1", stack.haproxy_port, timeout=10, source_address=(CLIENT_ADDR, 0)
+            )
+            try:
+                conn.request("GET", "/client", headers={"Host": "shop.example", **headers})
+                response = conn.getresponse()
+                assert response.status == 200
+                seen.append(json.loads(response.read()))
+            finally:
+                conn.close()
+        print(f"\n[spoof] {len(seen)} requests, scopes seen: {sorted(map(str, seen))[:1]}")
+        for answer in seen:
+            assert answer["client"] == CLIENT_ADDR, answer
+            assert answer["scheme"] == "http", answer
+            assert answer["host"] == "shop.example", answer

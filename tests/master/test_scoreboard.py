@@ -134,6 +134,7 @@ def test_totals_never_go_backwards_across_exits() -> None:
                     response_bytes_total=100 * k,
                     requests=(("GET", "2xx", 2 * k),),
                     rejected=(("framing", k),),
+                    shed=(("slow_head", k),),
                     duration_buckets=(k,) * 14,
                     duration_sum=0.5 * k,
                 ),
@@ -156,6 +157,7 @@ def test_totals_never_go_backwards_across_exits() -> None:
     assert final.by_method_class == {("GET", "2xx"): 18}
     assert final.handed_back == final.accepted == 9
     assert final.rejected == {"framing": 9}
+    assert final.shed == {"slow_head": 9}
     assert final.duration_buckets == (9,) * 14
     assert final.duration_count == 18
 

@@ -122,6 +122,7 @@ def snapshot(**kw: Any) -> Snapshot:
             response_bytes=131072,
             by_method_class={("GET", "2xx"): 900, ("POST", "5xx"): 60, ("GET", "4xx"): 40},
             rejected={"framing": 2, "headers_too_large": 1},
+            shed={"slow_head": 5, "idle": 1},
             duration_buckets=BUCKETS,
             duration_sum=2.5,
             duration_count=10,

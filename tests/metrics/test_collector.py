@@ -91,6 +91,10 @@ def test_traffic_counters() -> None:
     # Every declared reason is present from the start (0), so rate() sees the first rejection.
     for reason in ("uri_too_long", "body_too_large", "host", "bad_request"):
         assert value(t, "aioprefork_requests_rejected_total", reason=reason) == 0
+    assert value(t, "aioprefork_connections_shed_total", reason="slow_head") == 5
+    assert value(t, "aioprefork_connections_shed_total", reason="idle") == 1
+    for reason in ("slow_body", "slow_reader", "send_rate", "stalled_budget"):
+        assert value(t, "aioprefork_connections_shed_total", reason=reason) == 0
 
 
 def test_duration_histogram_is_cumulative_with_inf_equal_to_count() -> None:

@@ -316,3 +316,110 @@ def test_pipelining_client_that_never_reads_is_not_answered_without_bound(serve:
         assert max(sizes) < 4 * len(big)
     finally:
         sock.close()
+
+
+# --- minimum data rates (RequestReadTimeout MinRate) and stalled readers ----------------------
+
+
+def _trickle(wire: Wire, data: bytes, piece: int, every: float, limit: float) -> float:
+    """Send `data` `piece` bytes every `every` seconds until it is sent or the server closes;
+    seconds it took."""
+    started = time.monotonic()
+    for i in range(0, len(data), piece):
+        try:
+            wire.send(data[i : i + piece])
+        except OSError:
+            break
+        if wire.closed(every) or time.monotonic() - started > limit:
+            break
+    return time.monotonic() - started
+
+
+def test_a_head_below_its_minimum_rate_is_cut_after_the_grace(serve: Any) -> None:
+    # header_timeout alone (20 s) let 10 bytes per 10 s hold a connection for its whole length
+    server = serve(hello, header_timeout=20, min_rate_grace=0.5, header_min_rate=100)
+    request = b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
+    with Wire(server.port) as wire:
+        elapsed = _trickle(wire, request, 2, 0.1, limit=10)  # ~20 bytes/s
+        raw = wire.buf
+    assert status_of(raw) == 408 and elapsed < 4.0
+    assert server.stats.rejected == {"header_timeout": 1}
+
+
+def test_a_head_at_its_minimum_rate_is_served(serve: Any) -> None:
+    server = serve(hello, header_timeout=20, min_rate_grace=0.5, header_min_rate=100)
+    request = b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"a" * 600 + b"\r\n\r\n"
+    with Wire(server.port) as wire:
+        elapsed = _trickle(wire, request, 60, 0.1, limit=10)  # ~600 bytes/s for ~1 s
+        assert wire.read_response().status == 200
+    assert elapsed > 0.6  # it did span the grace
+
+
+def test_a_body_below_its_minimum_rate_is_cut_after_the_grace(serve: Any) -> None:
+    # body_timeout is a gap between pieces: 1 byte per 0.1 s kept the slot for ever
+    events: list[str] = []
+    server = serve(body_reader(events), body_timeout=5, min_rate_grace=0.5, body_min_rate=100)
+    with Wire(server.port) as wire:
+        wire.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n")
+        elapsed = _trickle(wire, b"b" * 1000, 1, 0.1, limit=10)
+        raw = wire.read_all()
+    assert status_of(raw) == 408 and elapsed < 4.0
+    wait_for(lambda: events[-1:] == ["http.disconnect"])
+
+
+def test_a_body_at_its_minimum_rate_is_read(serve: Any) -> None:
+    server = serve(echo, body_timeout=5, min_rate_grace=0.5, body_min_rate=100)
+    body = b"b" * 600
+    with Wire(server.port) as wire:
+        wire.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 600\r\n\r\n")
+        _trickle(wire, body, 60, 0.1, limit=10)
+        assert wire.read_response().body == body
+
+
+def test_a_reader_below_the_minimum_send_rate_is_cut(serve: Any) -> None:
+    outcome: list[str] = []
+    server = serve(
+        _endless_body(outcome, asyncio.Event()),
+        write_timeout=60,
+        min_rate_grace=0.5,
+        send_min_rate=100_000,
+    )
+    sock = _slow_reader(server.port)
+    try:
+        sock.sendall(GET)
+        started = time.monotonic()
+        wait_for(lambda: bool(outcome), timeout=10)
+        # due: grace 0.5 s + (~128 KiB buffered - low water) / 100 KB/s, checked once a second;
+        # write_timeout (60 s) alone let it hold the slot for a minute per response
+        assert time.monotonic() - started < 8
+        assert outcome == ["ClientDisconnected"]
+        assert server.stats.shed == {"send_rate": 1}
+    finally:
+        sock.close()
+
+
+def test_stalled_readers_are_held_to_the_worker_budget(serve: Any) -> None:
+    # 6 MiB in one write: what the kernel's send buffer (a few MiB on loopback) does not take
+    # stays in the transport, per client that stopped reading
+    big = b"x" * (6 * 1024 * 1024)
+    budget = 4 * 1024 * 1024
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await simple(body=big)(scope, receive, send)
+
+    server = serve(app, stalled_write_budget=budget)
+    readers = [_slow_reader(server.port) for _ in range(6)]
+    try:
+        for sock in readers:
+            sock.sendall(GET)
+        wait_for(lambda: server.stats.requests_total == 6, timeout=10)
+        wait_for(lambda: server.stats.shed.get("stalled_budget", 0) >= 3)
+        stalled = server.call(lambda: server.server._shared.stalled_bytes)
+        assert stalled <= budget
+        buffered = server.call(
+            lambda: sum(c.transport.get_write_buffer_size() for c in server.server._connections)
+        )
+        assert buffered <= budget
+    finally:
+        for sock in readers:
+            sock.close()

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,20 +23,45 @@ GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 
 
 def test_gate_stops_accepting_at_the_limit_and_resumes_below(serve: Any) -> None:
-    server = serve(hello, server_kwargs={"worker_connections": 2})
+    release = threading.Event()
+
+    async def busy(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while scope["path"] == "/busy" and not release.is_set():
+            await asyncio.sleep(0.01)
+        await hello(scope, receive, send)
+
+    server = serve(busy, server_kwargs={"worker_connections": 2})
     first, second = Wire(server.port), Wire(server.port)
+    for wire in (first, second):
+        wire.send(b"GET /busy HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     wait_for(lambda: server.stats.accepted_total == 2)
     wait_for(lambda: not server.server.accepting)
     third = Wire(server.port)  # the kernel completes the handshake; the worker does not accept
     third.send(GET)
-    time.sleep(0.2)
-    assert server.stats.accepted_total == 2
-    first.close()
+    time.sleep(0.3)
+    assert server.stats.accepted_total == 2  # both busy in the app: nothing to reclaim
+    release.set()
+    assert first.read_response().status == 200
     assert third.read_response().status == 200
     assert server.stats.accepted_total == 3
     assert server.accepting_changes[:3] == [True, False, True]
-    second.close()
-    third.close()
+    for wire in (first, second, third):
+        wire.close()
+
+
+def test_silent_connections_make_room_for_a_client_at_the_limit(serve: Any) -> None:
+    """Connections that never send a byte (slowloris) do not keep the next client out."""
+    server = serve(hello, server_kwargs={"worker_connections": 2})
+    silent = [Wire(server.port), Wire(server.port)]
+    wait_for(lambda: server.stats.accepted_total == 2)
+    with Wire(server.port) as client:
+        client.send(GET)
+        assert client.read_response().status == 200
+    # one of them was cut for it (the one waited for longest; both may be as old)
+    assert sum(wire.closed(0.5) for wire in silent) == 1
+    assert server.stats.shed == {"slow_head": 1}
+    for wire in silent:
+        wire.close()
 
 
 def test_oldest_idle_keepalive_connection_is_reclaimed_at_the_limit(serve: Any) -> None:
@@ -232,12 +258,39 @@ def test_forwarded_headers_from_trusted_peer(serve: Any) -> None:
         wire.read_response()
     assert seen[0]["client"] == ("198.51.100.1", 0)
     assert seen[0]["scheme"] == "https"
-    assert dict(seen[0]["headers"])[b"host"] == b"example.org"
+    # X-Forwarded-Host is not Host unless asked (an app's own Host checks stay meaningful)
+    assert dict(seen[0]["headers"])[b"host"] == b"t"
     untrusted = serve(app, forwarded_allow_ips=("10.9.9.9",))
     with Wire(untrusted.port) as wire:
         wire.send(b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 198.51.100.1\r\n\r\n")
         wire.read_response()
     assert seen[1]["client"][0] == "127.0.0.1"
+
+
+def test_forwarded_host_replaces_host_only_when_asked(serve: Any) -> None:
+    app, seen = scope_recorder()
+    request = b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-Host: example.org\r\n\r\n"
+    for server in (serve(app), serve(app, proxy_forwarded_host=True)):
+        with Wire(server.port) as wire:
+            wire.send(request)
+            wire.read_response()
+    assert [h for h in seen[0]["headers"] if h[0] == b"host"] == [(b"host", b"t")]
+    assert [h for h in seen[1]["headers"] if h[0] == b"host"] == [(b"host", b"example.org")]
+
+
+def test_a_clients_forwarded_is_ignored_unless_that_family_is_trusted(serve: Any) -> None:
+    """HAProxy and nginx pass a client's Forwarded through: by default only X-Forwarded-* count."""
+    app, seen = scope_recorder()
+    request = (
+        b"GET / HTTP/1.1\r\nHost: t\r\nForwarded: for=6.6.6.6;proto=https\r\n"
+        b"X-Forwarded-For: 198.51.100.1\r\n\r\n"
+    )
+    for server in (serve(app), serve(app, proxy_headers_family="forwarded")):
+        with Wire(server.port) as wire:
+            wire.send(request)
+            wire.read_response()
+    assert (seen[0]["client"], seen[0]["scheme"]) == (("198.51.100.1", 0), "http")
+    assert (seen[1]["client"], seen[1]["scheme"]) == (("6.6.6.6", 0), "https")
 
 
 def test_pathsend(serve: Any, tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ import pytest
 
 from aioprefork.errors import RequestRejected
 from aioprefork.protocol.proxy import (
+    FORWARDED,
+    X_FORWARDED,
     ProxyHeader,
     TrustedPeers,
     parse_proxy_protocol,
@@ -71,9 +73,19 @@ LOCAL = TrustedPeers(["127.0.0.1", "10.0.0.0/8", "::1"])
 
 
 def _resolve(
-    *headers: tuple[bytes, bytes], scheme: str = "http", trusted: TrustedPeers | None = LOCAL
+    *headers: tuple[bytes, bytes],
+    scheme: str = "http",
+    trusted: TrustedPeers | None = LOCAL,
+    family: str = X_FORWARDED,
+    host: bool = True,
 ) -> tuple[tuple[str, int] | None, str, bytes | None]:
-    return resolve_forwarded(list(headers), PEER, scheme, trusted=trusted)
+    return resolve_forwarded(list(headers), PEER, scheme, trusted=trusted, family=family, host=host)
+
+
+def _forwarded(
+    *headers: tuple[bytes, bytes], host: bool = True
+) -> tuple[tuple[str, int] | None, str, bytes | None]:
+    return _resolve(*headers, family=FORWARDED, host=host)
 
 
 def test_no_proxy_headers_keeps_peer() -> None:
@@ -210,25 +222,68 @@ def test_all_x_forwarded_together() -> None:
     ],
 )
 def test_forwarded(value: bytes, expected: object) -> None:
-    assert _resolve((b"forwarded", value)) == expected
+    assert _forwarded((b"forwarded", value)) == expected
 
 
 def test_forwarded_proto_and_host_come_from_the_chosen_element() -> None:
     value = b"for=203.0.113.5;proto=https;host=front.example, for=10.0.0.7;proto=http;host=mid"
-    assert _resolve((b"forwarded", value)) == (("203.0.113.5", 0), "https", b"front.example")
+    assert _forwarded((b"forwarded", value)) == (("203.0.113.5", 0), "https", b"front.example")
 
 
-def test_forwarded_wins_over_x_forwarded() -> None:
-    got = _resolve(
-        (b"x-forwarded-for", b"198.51.100.9"),
-        (b"x-forwarded-proto", b"http"),
-        (b"forwarded", b"for=192.0.2.60;proto=https"),
-    )
-    assert got == (("192.0.2.60", 0), "https", None)
+BOTH_FAMILIES = (
+    (b"x-forwarded-for", b"198.51.100.9"),
+    (b"x-forwarded-proto", b"http"),
+    (b"x-forwarded-host", b"xfh.example"),
+    (b"forwarded", b"for=192.0.2.60;proto=https;host=fwd.example"),
+)
+
+
+@pytest.mark.parametrize(
+    ("headers", "family", "host", "expected"),
+    [
+        # only the chosen family is read: a proxy that overwrites one passes the other through
+        (BOTH_FAMILIES, X_FORWARDED, False, (("198.51.100.9", 0), "http", None)),
+        (BOTH_FAMILIES, X_FORWARDED, True, (("198.51.100.9", 0), "http", b"xfh.example")),
+        (BOTH_FAMILIES, FORWARDED, False, (("192.0.2.60", 0), "https", None)),
+        (BOTH_FAMILIES, FORWARDED, True, (("192.0.2.60", 0), "https", b"fwd.example")),
+        # a client's Forwarded through an X-Forwarded proxy (HAProxy option forwardfor)
+        (
+            ((b"forwarded", b"for=6.6.6.6;proto=https"), (b"x-forwarded-for", b"203.0.113.7")),
+            X_FORWARDED,
+            False,
+            (("203.0.113.7", 0), "http", None),
+        ),
+        (((b"forwarded", b"for=6.6.6.6;proto=https"),), X_FORWARDED, True, (PEER, "http", None)),
+        # a client's X-Forwarded-* through a Forwarded proxy
+        (
+            ((b"x-forwarded-for", b"6.6.6.6"), (b"x-forwarded-proto", b"https")),
+            FORWARDED,
+            True,
+            (PEER, "http", None),
+        ),
+        # X-Forwarded-Host / host= replace Host only when asked
+        (((b"x-forwarded-host", b"evil.example"),), X_FORWARDED, False, (PEER, "http", None)),
+        (((b"forwarded", b"host=evil.example"),), FORWARDED, False, (PEER, "http", None)),
+    ],
+)
+def test_only_the_trusted_family_is_read(
+    headers: tuple[tuple[bytes, bytes], ...],
+    family: str,
+    host: bool,
+    expected: object,
+) -> None:
+    assert _resolve(*headers, family=family, host=host) == expected
+
+
+def test_defaults_read_x_forwarded_without_host() -> None:
+    headers = [(b"x-forwarded-host", b"a.example"), (b"forwarded", b"for=6.6.6.6;proto=https")]
+    headers.append((b"x-forwarded-for", b"203.0.113.7"))
+    got = resolve_forwarded(headers, PEER, "http", trusted=LOCAL)
+    assert got == (("203.0.113.7", 0), "http", None)
 
 
 def test_forwarded_multiple_field_lines_join() -> None:
-    got = _resolve((b"forwarded", b"for=192.0.2.1"), (b"forwarded", b"for=192.0.2.2"))
+    got = _forwarded((b"forwarded", b"for=192.0.2.1"), (b"forwarded", b"for=192.0.2.2"))
     assert got[0] == ("192.0.2.2", 0)
 
 
@@ -253,15 +308,15 @@ def test_forwarded_multiple_field_lines_join() -> None:
     ],
 )
 def test_forwarded_malformed_is_ignored(value: bytes) -> None:
-    # Ignored as a whole; an X-Forwarded-For next to it is still honoured.
-    assert _resolve((b"forwarded", value)) == (PEER, "http", None)
-    got = _resolve((b"forwarded", value), (b"x-forwarded-for", b"203.0.113.1"))
-    assert got == (("203.0.113.1", 0), "http", None)
+    # Ignored as a whole (and never a reason to fall back on the other family).
+    assert _forwarded((b"forwarded", value)) == (PEER, "http", None)
+    got = _forwarded((b"forwarded", value), (b"x-forwarded-for", b"203.0.113.1"))
+    assert got == (PEER, "http", None)
 
 
 def test_forwarded_spoof_prepended_elements_lose() -> None:
     value = b"for=127.0.0.1;proto=https, for=6.6.6.6;proto=http"
-    assert _resolve((b"forwarded", value)) == (("6.6.6.6", 0), "http", None)
+    assert _forwarded((b"forwarded", value)) == (("6.6.6.6", 0), "http", None)
 
 
 def test_unix_peer_client_none() -> None:
