@@ -25,6 +25,11 @@ system-deps:
 	@command -v promtool >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; fi; }
+	@# HTTP/2 client tests and bench: curl (--http2-prior-knowledge), nghttp and h2load (nghttp2-client)
+	@for t in curl nghttp h2load; do command -v $$t >/dev/null || missing=1; done; \
+	  [ -z "$$missing" ] || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends curl nghttp2-client; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends curl nghttp2-client; fi; }
 	@# deploy tests: HAProxy, podman (image build + run), mmdebstrap (base rootfs), systemd-socket-activate;
 	@# iptables for netavark (podman's network: RUN steps and published ports), only Suggested by Debian
 	@for t in haproxy podman buildah runc mmdebstrap systemd-socket-activate iptables; do command -v $$t >/dev/null || missing=1; done; \
@@ -58,7 +63,7 @@ test: $(STAMP) system-deps lint types $(COMPILED_STAMP)
 	@# the same request-path tests against the mypyc build (what a wheel built with AIOPREFORK_MYPYC=1 runs)
 	@# (the pytest script, not `python -m pytest`, which would put the source tree first on sys.path)
 	AIOPREFORK_EXPECT_COMPILED=1 PYTHONPATH=$(abspath $(COMPILED)) $(VENV)/bin/pytest -q -p no:cacheprovider \
-	  tests/protocol tests/pathsend tests/websocket tests/tls
+	  tests/protocol tests/pathsend tests/websocket tests/tls tests/http2
 
 bench: $(STAMP) system-deps $(COMPILED_STAMP)
 	$(PY) -m pip install -q -e '.[bench]'

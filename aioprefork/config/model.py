@@ -336,6 +336,44 @@ class Config:
         True, "websocket", "negotiate permessage-deflate", Kind.BOOL
     )
 
+    # --- http2 ------------------------------------------------------------------------------
+    http2: str = setting(
+        "auto",
+        "http2",
+        "HTTP/2: auto (h2 by ALPN on TLS, h2c by prior knowledge on plain listeners), "
+        "tls (ALPN only) or off",
+        Kind.CHOICE,
+        choices=("auto", "tls", "off"),
+    )
+    h2_max_session_streams: int = setting(
+        100,
+        "http2",
+        "streams one HTTP/2 connection may have open at once (Apache H2MaxSessionStreams)",
+        Kind.INT,
+        minimum=1,
+    )
+    h2_window_size: int = setting(
+        65535,
+        "http2",
+        "request body bytes a stream may send before the app reads them (Apache H2WindowSize)",
+        Kind.SIZE,
+        minimum=1,
+    )
+    h2_max_frame_size: int = setting(
+        16384,
+        "http2",
+        "largest HTTP/2 frame payload accepted (16KiB to 16MiB-1, RFC 9113 6.5.2)",
+        Kind.SIZE,
+        minimum=16384,
+    )
+    h2_max_header_list_size: int = setting(
+        65536,
+        "http2",
+        "largest decoded request header list, names and values plus 32 per field",
+        Kind.SIZE,
+        minimum=1024,
+    )
+
     def binds(self) -> tuple[str, ...]:
         """The listen addresses: --bind when given, else host:port."""
         if self.bind:
@@ -350,6 +388,30 @@ class Config:
 
 SETTINGS: Final[tuple[SettingInfo, ...]] = registry(Config)
 BY_NAME: Final[Mapping[str, SettingInfo]] = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True, slots=True)
+class H2Limits:
+    """What one HTTP/2 connection needs (the h2_* settings), bound once per worker."""
+
+    cleartext: bool = True  # h2c by prior knowledge on plain listeners (http2 = "auto")
+    max_streams: int = 100
+    window_size: int = 65535
+    max_frame_size: int = 16384
+    max_header_list_size: int = 65536
+
+    @classmethod
+    def from_config(cls, c: Config) -> H2Limits | None:
+        """None when HTTP/2 is off: a preface is refused, ALPN offers http/1.1 only."""
+        if c.http2 == "off":
+            return None
+        return cls(
+            cleartext=c.http2 == "auto",
+            max_streams=c.h2_max_session_streams,
+            window_size=min(c.h2_window_size, 2**31 - 1),
+            max_frame_size=max(16384, min(c.h2_max_frame_size, 2**24 - 1)),
+            max_header_list_size=c.h2_max_header_list_size,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,6 +461,7 @@ class HttpLimits:
     access_log_format: str = "combined"
     high_water: int = 64 * KiB  # pause reading / writing above this (uvicorn and asyncio default)
     websocket: WsLimits | None = WsLimits()  # None: ws = "none", no upgrades
+    http2: H2Limits | None = H2Limits()  # None: http2 = "off"
 
     @classmethod
     def from_config(cls, c: Config) -> HttpLimits:
@@ -421,6 +484,7 @@ class HttpLimits:
             access_log=c.access_log,
             access_log_format=c.access_log_format,
             websocket=WsLimits.from_config(c),
+            http2=H2Limits.from_config(c),
         )
 
 

@@ -48,6 +48,7 @@ class WorkerStats:
         "accepted_total",
         "connections",
         "duration_sum",
+        "h2_streams",
         "handed_back_total",
         "rejected",
         "response_bytes_total",
@@ -57,6 +58,7 @@ class WorkerStats:
         self.connections: set[Connection] = set()
         self.accepted_total = 0
         self.handed_back_total = 0  # keep-alive ended to rebalance the pool (worker/balance.py)
+        self.h2_streams = 0  # HTTP/2 streams open now, over all this worker's connections
         self.response_bytes_total = 0
         # method label -> responses per status // 100 (0-9); one str-keyed lookup per request
         self._by_method: dict[str, list[int]] = {}

@@ -1,0 +1,177 @@
+"""The checks on an HTTP/2 request's header list (RFC 9113 section 8.2, 8.3), as a pure function.
+
+Internal. The same strictness as the HTTP/1.1 path: a request that breaks a rule is malformed
+(`Malformed`: the connection resets the stream with PROTOCOL_ERROR), one over the field limits
+is refused with 431 (`TooLarge`). What passes becomes a `RequestHead` with the header list as
+ASGI wants it: regular fields only, `host` first (from :authority when the client sent no Host),
+several `cookie` fields joined into one (section 8.2.3).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = ["Malformed", "RequestHead", "TooLarge", "check_request", "check_trailers"]
+
+# Fields that belong to an HTTP/1.1 connection, never to an HTTP/2 message (section 8.2.2).
+_CONNECTION_SPECIFIC: Final = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+_REQUEST_PSEUDO: Final = frozenset({b":method", b":scheme", b":path", b":authority"})
+# RFC 9110 section 5.6.2 tchar, lower case only (section 8.2.1: upper case is malformed)
+_NAME: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
+_METHOD: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+# no NUL, CR or LF anywhere, no leading or trailing SP/HTAB (section 8.2.1)
+_BAD_VALUE: Final = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")
+_DIGITS: Final = re.compile(rb"[0-9]+\Z")
+_KNOWN_NAMES: Final[set[bytes]] = set()  # names already found valid (bounded)
+_KNOWN_MAX: Final = 1024
+
+
+class Malformed(ValueError):
+    """A malformed request (section 8.1.1): stream error PROTOCOL_ERROR."""
+
+
+class TooLarge(ValueError):
+    """More fields, or a larger field, than limit_request_fields / limit_request_field_size."""
+
+
+@dataclass(slots=True)
+class RequestHead:
+    method: bytes
+    path: bytes  # :path as sent (path and query)
+    authority: bytes | None
+    scheme: bytes
+    headers: list[tuple[bytes, bytes]]
+    content_length: int  # -1: none
+    te_trailers: bool  # te: trailers (the client accepts response trailers)
+    protocol: bytes | None = None  # :protocol (extended CONNECT), when allowed
+
+
+def _check_name(name: bytes) -> None:
+    if name in _KNOWN_NAMES:
+        return
+    if not _NAME.match(name):
+        raise Malformed(f"invalid field name {name[:64]!r}")
+    if len(_KNOWN_NAMES) < _KNOWN_MAX:
+        _KNOWN_NAMES.add(name)
+
+
+def check_request(
+    fields: list[tuple[bytes, bytes]], max_fields: int, max_field_size: int
+) -> RequestHead:
+    """A decoded request header list -> RequestHead; Malformed or TooLarge when refused."""
+    method = scheme = path = authority = None
+    headers: list[tuple[bytes, bytes]] = []
+    cookies: list[bytes] = []
+    host: bytes | None = None
+    content_length = -1
+    te_trailers = False
+    regular = False
+    for name, value in fields:
+        if name[:1] == b":":
+            if regular:
+                raise Malformed("pseudo-header after a regular field")
+            if name not in _REQUEST_PSEUDO:
+                raise Malformed(f"invalid pseudo-header {name[:32]!r}")
+            if _BAD_VALUE.search(value):
+                raise Malformed(f"invalid value of {name!r}")
+            if name == b":method":
+                if method is not None:
+                    raise Malformed("duplicate :method")
+                method = value
+            elif name == b":path":
+                if path is not None:
+                    raise Malformed("duplicate :path")
+                path = value
+            elif name == b":scheme":
+                if scheme is not None:
+                    raise Malformed("duplicate :scheme")
+                scheme = value
+            else:
+                if authority is not None:
+                    raise Malformed("duplicate :authority")
+                authority = value
+            continue
+        regular = True
+        _check_name(name)
+        if value and _BAD_VALUE.search(value):
+            raise Malformed(f"invalid value of {name[:64]!r}")
+        if len(name) + len(value) > max_field_size:
+            raise TooLarge("header field too large")
+        if name in _CONNECTION_SPECIFIC:
+            raise Malformed(f"connection-specific field {name!r}")
+        if name == b"te":
+            if value.lower() != b"trailers":
+                raise Malformed("te other than trailers")
+            te_trailers = True
+        elif name == b"content-length":
+            if not _DIGITS.match(value):
+                raise Malformed("invalid content-length")
+            length = int(value)
+            if content_length >= 0 and length != content_length:
+                raise Malformed("conflicting content-length")
+            if content_length >= 0:
+                continue  # the same value twice: keep one
+            content_length = length
+        elif name == b"cookie":
+            cookies.append(value)
+            continue
+        elif name == b"host":
+            if host is not None:
+                raise Malformed("duplicate host")
+            host = value
+            continue
+        headers.append((name, value))
+    if method is None:
+        raise Malformed("missing :method")
+    if not _METHOD.match(method):
+        raise Malformed("invalid :method")
+    if method == b"CONNECT":
+        if scheme is not None or path is not None or not authority:
+            raise Malformed("CONNECT needs :authority only")
+    else:
+        if scheme is None or path is None:
+            raise Malformed("missing :scheme or :path")
+        if not path:
+            raise Malformed("empty :path")
+        if path[:1] != b"/" and not (path == b"*" and method == b"OPTIONS"):
+            raise Malformed("invalid :path")
+        if b"#" in path:
+            raise Malformed("fragment in :path")
+    if authority is not None and host is not None and authority != host:
+        # section 8.3.1: they must be the same when both are sent
+        raise Malformed(":authority and host differ")
+    if host is None:
+        host = authority
+    if cookies:
+        headers.append((b"cookie", b"; ".join(cookies)))
+    if host is not None:
+        headers.insert(0, (b"host", host))
+    if content_length >= 0:
+        headers.append((b"content-length", b"%d" % content_length))
+    if len(headers) > max_fields:
+        raise TooLarge("too many header fields")
+    return RequestHead(
+        method,
+        path or b"",
+        authority,
+        scheme or b"",
+        headers,
+        content_length,
+        te_trailers,
+    )
+
+
+def check_trailers(fields: list[tuple[bytes, bytes]]) -> None:
+    """Trailer fields: no pseudo-header, the same name and value rules (dropped afterwards)."""
+    for name, value in fields:
+        if name[:1] == b":":
+            raise Malformed("pseudo-header in trailers")
+        _check_name(name)
+        if value and _BAD_VALUE.search(value):
+            raise Malformed(f"invalid value of {name[:64]!r}")
+        if name in _CONNECTION_SPECIFIC:
+            raise Malformed(f"connection-specific field {name!r}")
