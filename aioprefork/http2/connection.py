@@ -124,6 +124,7 @@ class H2Connection(asyncio.Protocol):
         self._extensions = extensions
         self._trusted = trusted
         self._preface = not preface_read  # the 24-byte preface is still to be read
+        self._settings_seen = False  # the client's first SETTINGS (its preface's end)
         self._buf = b""
         self._out: list[bytes] = []
         self._out_size = 0
@@ -272,6 +273,11 @@ class H2Connection(asyncio.Protocol):
         return buf[offset:] if offset < end else b""
 
     def _frame(self, kind: int, flags: int, sid: int, payload: bytes) -> None:
+        if not self._settings_seen:
+            # the client preface ends with a SETTINGS frame (RFC 9113 section 3.4)
+            if kind != f.SETTINGS or flags & f.ACK:
+                raise ConnectionError_(f.PROTOCOL_ERROR, "preface not followed by SETTINGS")
+            self._settings_seen = True
         if self._cont_sid:
             if kind != f.CONTINUATION or sid != self._cont_sid:
                 raise ConnectionError_(f.PROTOCOL_ERROR, "expected CONTINUATION")
