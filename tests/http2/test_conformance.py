@@ -96,7 +96,7 @@ def c4_reserved_bit(c: RawH2) -> None:
 def c4_data_max_size(c: RawH2) -> None:
     c.headers(1, post(b"/count"), end_stream=False)
     c.data(1, b"x" * 16384)
-    headers, body = c.response(1)
+    _, body = c.response(1)
     assert body == b"16384"
 
 
