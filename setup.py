@@ -25,6 +25,8 @@ HOT_PATH = [
     "aioprefork/asgi/http.py",
     "aioprefork/asgi/host.py",
     "aioprefork/worker/stats.py",
+    "aioprefork/http2/huffman.py",
+    "aioprefork/http2/hpack.py",
 ]
 
 if os.environ.get("AIOPREFORK_MYPYC") == "1":
