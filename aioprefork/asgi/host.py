@@ -101,11 +101,12 @@ class AppHost:
         """
         task = self._task
         if task is None or self._wake is None or self._pending is not None:
-            if task is not None and not self._started:
+            if task is not None and not self._started and self._first is None:
                 # The host task has not taken its first step (usually a connection's first
                 # request, read in the loop iteration that accepted it): that step starts the
                 # app, inside the task. Not eagerly here: a task cancelled before its first
-                # step could not hand the cancellation to an app waiting in it.
+                # step could not hand the cancellation to an app waiting in it. (A second
+                # request before that step, HTTP/2 streams read together, gets its own task.)
                 self._first = cycle
                 return
             self._spawn(cycle)  # the host still runs an earlier app
