@@ -150,9 +150,11 @@ async def test_h2_over_tls_by_alpn(pki: Pki, tmp_path: Path) -> None:
 
 def test_h2_off_over_tls_negotiates_http1(pki: Pki, tmp_path: Path) -> None:
     verify = ssl.create_default_context(cafile=str(pki.ca))
-    with spawn("tls.apps:app", *_tls_args(pki), "--http2", "off", workdir=tmp_path) as served:
-        with httpx.Client(verify=verify, http2=True, timeout=10) as client:
-            response = client.get(f"https://localhost:{served.port}/")
+    with (
+        spawn("tls.apps:app", *_tls_args(pki), "--http2", "off", workdir=tmp_path) as served,
+        httpx.Client(verify=verify, http2=True, timeout=10) as client,
+    ):
+        response = client.get(f"https://localhost:{served.port}/")
     assert response.http_version == "HTTP/1.1"
     assert json.loads(response.text)["scheme"] == "https"
 
