@@ -764,7 +764,9 @@ class H2Connection(asyncio.Protocol):
             pending.append(data)
             stream.out_size += size
         stream.out_end = end
-        self._blocked[stream] = None
+        if stream not in self._blocked:
+            self._blocked[stream] = None
+            self._loop.call_later(self.write_timeout, self._check_stall, stream, stream.wire_sent)
         self._pump()
 
     def send_trailers(self, stream: H2Stream, fields: list[tuple[bytes, bytes]]) -> None:
@@ -800,6 +802,7 @@ class H2Connection(asyncio.Protocol):
                 stream.send_window -= size
                 self._send_window -= size
                 stream.out_size -= size
+                stream.wire_sent += size
                 ended = not pending and stream.out_end and stream.out_trailers is None
                 self._write(f.head_of(size, f.DATA, f.END_STREAM if ended else 0, sid))
                 self._write(data)
@@ -840,8 +843,14 @@ class H2Connection(asyncio.Protocol):
         if not self._receiving:
             self._schedule_flush()
 
-    def send_timed_out(self, stream: H2Stream) -> None:
-        """A response that could not be sent for write_timeout (zero window): reset."""
+    def _check_stall(self, stream: H2Stream, mark: int) -> None:
+        """A response that sent nothing for write_timeout (a zero window): reset, and its app
+        sees a disconnect. Bounded: a stalled peer cannot hold a stream (and its body) forever."""
+        if stream not in self._blocked or self._closed:
+            return
+        if stream.wire_sent != mark:
+            self._loop.call_later(self.write_timeout, self._check_stall, stream, stream.wire_sent)
+            return
         self._shared.stats.reject("h2_send_timeout")
         self.reset_stream(stream, f.CANCEL)
         stream.disconnect()

@@ -148,6 +148,7 @@ class H2Stream(AppCycle):
     local_closed = False  # END_STREAM sent
     remote_closed = False  # END_STREAM received
     reset = False  # RST_STREAM sent or received
+    wire_sent = 0  # body bytes framed so far (the stall check watches it move)
     _drained: asyncio.Future[None] | None = None
 
     def __init__(
@@ -394,17 +395,14 @@ class H2Stream(AppCycle):
             region.close()
 
     async def _drain(self) -> None:
-        """Wait until the queued body went out; a peer that never opens its window is a
-        disconnect (the stream is reset) after write_timeout."""
-        owner = self._owner
+        """Wait until the queued body went out. A peer that never opens its window stalls the
+        stream: the connection resets it after write_timeout (H2Connection._check_stall), which
+        ends this wait as a disconnect."""
         while self.out_size > _QUEUE_LIMIT // 2 and not self.disconnected:
             waiter = self._drained
             if waiter is None:
                 waiter = self._drained = asyncio.get_running_loop().create_future()
-            try:
-                await asyncio.wait_for(asyncio.shield(waiter), owner.write_timeout)
-            except TimeoutError:
-                owner.send_timed_out(self)
+            await waiter
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
 
