@@ -42,6 +42,7 @@ PANELS = {
     "metrics": "Metrics",
     "tls": "TLS",
     "websocket": "WebSocket",
+    "http2": "HTTP/2",
 }
 
 
