@@ -690,18 +690,23 @@ class H2Connection(asyncio.Protocol):
     def _opened_stream(self) -> None:
         self.streams_open = len(self._streams)
         self.phase = "active"
-        self._shared.stats.h2_streams += 1
+        stats = self._shared.stats
+        stats.h2_streams += 1
+        if self.streams_open == 1:
+            stats.h2_busy += 1
 
     def _forget(self, stream: H2Stream, how: int) -> None:
         """The stream is closed: out of the table, its id remembered for late frames."""
         sid = stream.stream_id
         if self._streams.pop(sid, None) is None:
             return
-        self._shared.stats.h2_streams -= 1
+        stats = self._shared.stats
+        stats.h2_streams -= 1
         self._blocked.pop(stream, None)
         self._recent_add(sid, how)
         self.streams_open = len(self._streams)
         if not self._streams:
+            stats.h2_busy -= 1
             self.phase = "closing" if self._closed else "keepalive"
             self.idle_since = self._loop.time()
             if self._going_away:
@@ -897,6 +902,7 @@ class H2Connection(asyncio.Protocol):
         shared = self._shared
         duration = _clock() - stream.start
         shared.stats.observe(stream.method, stream.status, duration, stream.sent)
+        shared.stats.h2_requests_total += 1
         access = shared.access
         if access is not None and access.enabled:
             referer = user_agent = b"-"

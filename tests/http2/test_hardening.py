@@ -200,3 +200,24 @@ def test_soak_one_connection_many_streams(h2server: ServerThread) -> None:
     assert growth < 8 * 1024, f"RSS grew by {growth} KiB over 15,000 streams"
     open_streams = h2server.call(lambda: h2server.stats.h2_streams)
     assert open_streams == 0
+
+
+def test_load_counts_a_connection_by_its_streams(serve: Callable[..., ServerThread]) -> None:
+    """The balance between workers sees an HTTP/2 connection as its open streams (at least 1);
+    the status frame reports them (the scoreboard's open streams)."""
+    server = serve(app)
+    with RawH2(server.port) as client:
+        client.handshake()
+        assert server.call(lambda: server.stats.load) == 1
+        for sid in (1, 3, 5, 7, 9):
+            client.headers(sid, req(b"/wait"))
+        deadline = time.monotonic() + 5
+        while server.call(lambda: server.stats.h2_streams) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.call(lambda: server.stats.load) == 5
+        status = server.call(lambda: server.stats.status(accepting=True, loop_lag=0.0, rss=0))
+        assert status.streams == 5
+        for sid in (1, 3, 5, 7, 9):
+            client.response(sid)
+        status = server.call(lambda: server.stats.status(accepting=True, loop_lag=0.0, rss=0))
+        assert status.h2_requests_total == 5 and status.streams == 0

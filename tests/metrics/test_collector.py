@@ -134,6 +134,7 @@ def test_no_unbounded_labels() -> None:
         "le",
         "slot",
         "generation",
+        "protocol",
     }
     for name, labels in samples(render(snapshot())):
         assert name.startswith("aioprefork_")
@@ -203,3 +204,14 @@ def test_promtool_check_metrics_finds_nothing() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "" and result.stderr.strip() == ""
     assert re.search(r"^# TYPE aioprefork_requests_total counter$", text, re.M)
+
+
+def test_http2_streams_and_requests_by_protocol() -> None:
+    base = snapshot()
+    busy = dataclasses.replace(base.slots[0], streams=7)
+    totals = dataclasses.replace(base.totals, requests=1000, h2_requests=400)
+    t = samples(render(dataclasses.replace(base, slots=(busy, *base.slots[1:]), totals=totals)))
+    assert value(t, "aioprefork_http2_streams") == 7
+    assert value(t, "aioprefork_requests_by_protocol_total", protocol="2") == 400
+    assert value(t, "aioprefork_requests_by_protocol_total", protocol="1.1") == 600
+    assert value(t, "aioprefork_requests_rejected_total", reason="h2_rapid_reset") == 0
