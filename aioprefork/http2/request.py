@@ -28,6 +28,12 @@ _BAD_VALUE: Final = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")
 _DIGITS: Final = re.compile(rb"[0-9]+\Z")
 _KNOWN_NAMES: Final[set[bytes]] = set()  # names already found valid (bounded)
 _KNOWN_MAX: Final = 1024
+# Values already found valid (bounded, short ones only): clients repeat theirs on every request,
+# and HPACK hands back the same bytes objects (their hash cached), so this is a set lookup
+# where the check is a regex search.
+_KNOWN_VALUES: Final[set[bytes]] = set()
+_KNOWN_VALUES_MAX: Final = 4096
+_KNOWN_VALUE_SIZE: Final = 256
 
 
 class Malformed(ValueError):
@@ -59,6 +65,15 @@ def _check_name(name: bytes) -> None:
         _KNOWN_NAMES.add(name)
 
 
+def _check_value(name: bytes, value: bytes) -> None:
+    if value in _KNOWN_VALUES:
+        return
+    if _BAD_VALUE.search(value):
+        raise Malformed(f"invalid value of {name[:64]!r}")
+    if len(value) <= _KNOWN_VALUE_SIZE and len(_KNOWN_VALUES) < _KNOWN_VALUES_MAX:
+        _KNOWN_VALUES.add(value)
+
+
 def check_request(
     fields: list[tuple[bytes, bytes]], max_fields: int, max_field_size: int
 ) -> RequestHead:
@@ -71,13 +86,14 @@ def check_request(
     te_trailers = False
     regular = False
     for name, value in fields:
-        if name[:1] == b":":
+        if not name:
+            raise Malformed("empty field name")
+        if name[0] == 58:  # ":"
             if regular:
                 raise Malformed("pseudo-header after a regular field")
             if name not in _REQUEST_PSEUDO:
                 raise Malformed(f"invalid pseudo-header {name[:32]!r}")
-            if _BAD_VALUE.search(value):
-                raise Malformed(f"invalid value of {name!r}")
+            _check_value(name, value)
             if name == b":method":
                 if method is not None:
                     raise Malformed("duplicate :method")
@@ -97,8 +113,8 @@ def check_request(
             continue
         regular = True
         _check_name(name)
-        if value and _BAD_VALUE.search(value):
-            raise Malformed(f"invalid value of {name[:64]!r}")
+        if value:
+            _check_value(name, value)
         if len(name) + len(value) > max_field_size:
             raise TooLarge("header field too large")
         if name in _CONNECTION_SPECIFIC:
