@@ -108,7 +108,7 @@ def test_headers_split_into_continuations() -> None:
     frames = []
     offset = 0
     while offset < len(data):
-        length, kind, flags, sid = f.frame_header(data, offset)
+        length, kind, flags, _ = f.frame_header(data, offset)
         frames.append((kind, flags, data[offset + 9 : offset + 9 + length]))
         offset += 9 + length
     assert [k for k, _, _ in frames] == [f.HEADERS, f.CONTINUATION, f.CONTINUATION]
