@@ -648,8 +648,8 @@ class H2Connection(asyncio.Protocol):
 
     def _answer_new(self, sid: int, status: int, end_stream: bool) -> None:
         """Refuse a request before any app sees it: `status`, then the stream is done."""
-        block = self._encoder.encode(
-            [(b":status", b"%d" % status), (b"content-length", b"0"), *self._defaults()]
+        block = self._encoder.encode_response(
+            status, [(b"content-length", b"0"), *self._defaults()]
         )
         self._write(f.headers_frames(sid, block, True, self._peer_max_frame))
         if not end_stream:
@@ -662,8 +662,8 @@ class H2Connection(asyncio.Protocol):
         """Answer an open stream's request with `status` before its app answered."""
         stream.head_sent = True
         stream.status = status
-        block = self._encoder.encode(
-            [(b":status", b"%d" % status), (b"content-length", b"0"), *self._defaults()]
+        block = self._encoder.encode_response(
+            status, [(b"content-length", b"0"), *self._defaults()]
         )
         self._write(f.headers_frames(stream.stream_id, block, True, self._peer_max_frame))
         stream.local_closed = True
@@ -730,6 +730,16 @@ class H2Connection(asyncio.Protocol):
         self._stream_credit(stream, size)
 
     # --- writing ------------------------------------------------------------------------------
+
+    def send_response_head(
+        self, stream: H2Stream, status: int, fields: list[tuple[bytes, bytes]], end: bool
+    ) -> None:
+        if stream.reset or self._closed:
+            return
+        block = self._encoder.encode_response(status, fields)
+        self._write(f.headers_frames(stream.stream_id, block, end, self._peer_max_frame))
+        if end:
+            self._local_end(stream)
 
     def send_headers(self, stream: H2Stream, fields: list[tuple[bytes, bytes]], end: bool) -> None:
         if stream.reset or self._closed:

@@ -37,7 +37,6 @@ _FILE_EVENTS: Final = frozenset({"http.response.pathsend", "http.response.zeroco
 _HOP_BY_HOP: Final = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
-_STATUS: Final[dict[int, bytes]] = {code: b"%d" % code for code in range(200, 600)}
 _FILE_CHUNK: Final = 64 * 1024
 _QUEUE_LIMIT: Final = 256 * 1024  # response bytes queued per stream before send() waits
 # what a name may hold (RFC 9110 section 5.6.2 tchar, upper case folded by the caller)
@@ -75,12 +74,13 @@ def _value(raw: object) -> bytes:
 def response_fields(
     status: int, headers: Any, server: bytes, date: bytes
 ) -> tuple[list[tuple[bytes, bytes]], int]:
-    """The HTTP/2 field list of a response, and its Content-Length (-1 when the app set none).
+    """The HTTP/2 field list of a response (without :status), and its Content-Length (-1 when
+    the app set none).
 
     Names are lower-cased and checked, connection-specific fields dropped, Server and Date added
     unless the app set its own (an empty `server`/`date`: none).
     """
-    fields = [(b":status", _STATUS[status])]
+    fields: list[tuple[bytes, bytes]] = []
     length = -1
     has_server = has_date = False
     for raw_name, raw_value in headers:
@@ -296,7 +296,7 @@ class H2Stream(AppCycle):
         self._length = declared
         end = not self._body_allowed() or (not has_body and not self._trailers)
         self.head_sent = True
-        owner.send_headers(self, fields, end)
+        owner.send_response_head(self, status, fields, end)
         if end:
             self._complete()
 
@@ -420,11 +420,10 @@ class H2Stream(AppCycle):
             self.status = 500
             self.head_sent = True
             fields = [
-                (b":status", b"500"),
                 (b"content-type", b"text/plain; charset=utf-8"),
                 (b"content-length", b"22"),
             ]
-            owner.send_headers(self, fields, False)
+            owner.send_response_head(self, 500, fields, False)
             owner.send_data(self, b"Internal Server Error\n", True)
         elif not self.disconnected:
             owner.reset_stream(self, 2)  # INTERNAL_ERROR
