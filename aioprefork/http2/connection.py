@@ -120,6 +120,7 @@ class H2Connection(asyncio.Protocol):
         self._h2 = limits
         self._http = shared.limits
         self.write_timeout = shared.limits.write_timeout
+        self.body_timeout = shared.limits.body_timeout
         self._template = template
         self._extensions = extensions
         self._trusted = trusted
@@ -857,6 +858,13 @@ class H2Connection(asyncio.Protocol):
         self._forget(stream, _RESET_BY_US)
         if not self._receiving:
             self._schedule_flush()
+
+    def body_timed_out(self, stream: H2Stream) -> None:
+        """The request body stopped arriving for body_timeout while the app waited: reset."""
+        if stream.more_body and not stream.disconnected:
+            self._shared.stats.reject("body_timeout")
+            self.reset_stream(stream, f.CANCEL)
+            stream.disconnect()
 
     def _check_stall(self, stream: H2Stream, mark: int) -> None:
         """A response that sent nothing for write_timeout (a zero window): reset, and its app

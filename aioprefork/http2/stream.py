@@ -214,7 +214,14 @@ class H2Stream(AppCycle):
                 waiter = self._waiter
                 if waiter is None:
                     waiter = self._waiter = asyncio.get_running_loop().create_future()
-                await waiter
+                # a client that stops sending the body is cut at body_timeout (as HTTP/1.1)
+                timer = waiter.get_loop().call_later(
+                    self._owner.body_timeout, self._owner.body_timed_out, self
+                )
+                try:
+                    await waiter
+                finally:
+                    timer.cancel()
             if self.disconnected:
                 return {"type": "http.disconnect"}
             pieces = self._pieces

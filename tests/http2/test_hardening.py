@@ -221,3 +221,16 @@ def test_load_counts_a_connection_by_its_streams(serve: Callable[..., ServerThre
             client.response(sid)
         status = server.call(lambda: server.stats.status(accepting=True, loop_lag=0.0, rss=0))
         assert status.h2_requests_total == 5 and status.streams == 0
+
+
+def test_body_timeout(serve: Callable[..., ServerThread]) -> None:
+    """A request body that stops arriving: the stream is reset after body_timeout."""
+    server = serve(app, body_timeout=1.0)
+    with RawH2(server.port) as client:
+        client.handshake()
+        client.headers(1, req(b"/echo", b"POST"), end_stream=False)
+        client.data(1, b"abc", end_stream=False)
+        started = time.monotonic()
+        client.expect_rst(1, f.CANCEL, timeout=10)
+        assert 0.8 < time.monotonic() - started < 8
+    assert _rejected(server, "body_timeout") == 1
