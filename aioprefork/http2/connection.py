@@ -145,6 +145,8 @@ class H2Connection(asyncio.Protocol):
         self._cont_size = 0
         self._cont_frames = 0
         self._cont_end_stream = False
+        self._cont_new = False
+        self._cont_error = 0
         # receive side
         self._max_frame = limits.max_frame_size
         self._recv_window = f.DEFAULT_WINDOW  # the connection window we granted
@@ -374,27 +376,40 @@ class H2Connection(asyncio.Protocol):
         if not sid:
             raise ConnectionError_(f.PROTOCOL_ERROR, "HEADERS on stream 0")
         block, depends_on = f.split_headers_payload(payload, flags)
-        if depends_on == sid:
-            raise StreamError(sid, f.PROTOCOL_ERROR, "stream depends on itself")
         if not sid & 1:
             raise ConnectionError_(f.PROTOCOL_ERROR, "even stream id from a client")
+        # A stream error found here is sent only after the block is decoded: the HPACK state
+        # is the connection's, and a block left undecoded would corrupt every later one.
+        error = 0
+        new = False
         stream = self._streams.get(sid)
-        if stream is None and sid <= self._last_sid:
-            if self._recent.get(sid) is None:
-                raise ConnectionError_(f.PROTOCOL_ERROR, "stream id not increasing")
-            self._late_frame(sid, "HEADERS")  # raises, or ignores a frame in flight
-        elif stream is not None and stream.remote_closed:
-            raise StreamError(sid, f.STREAM_CLOSED, "HEADERS after END_STREAM")
-        if sid > self._last_sid:
-            self._last_sid = sid
+        if stream is None:
+            if sid > self._last_sid:
+                new = True
+                self._last_sid = sid
+            else:
+                how = self._recent.get(sid)
+                if how is None:
+                    raise ConnectionError_(f.PROTOCOL_ERROR, "stream id not increasing")
+                if how == _ENDED:
+                    raise ConnectionError_(f.STREAM_CLOSED, "HEADERS on a closed stream")
+                if how == _RESET_BY_PEER:
+                    error = f.STREAM_CLOSED
+                # reset by us: a frame in flight, decoded and dropped
+        elif stream.remote_closed:
+            error = f.STREAM_CLOSED
+        if depends_on == sid:
+            error = f.PROTOCOL_ERROR  # a stream cannot depend on itself (section 5.3.1)
         if flags & f.END_HEADERS:
-            self._header_block(sid, block, bool(flags & f.END_STREAM))
+            self._header_block(sid, block, bool(flags & f.END_STREAM), new, error)
             return
         self._cont_sid = sid
         self._cont_block = [block]
         self._cont_size = len(block)
         self._cont_frames = 0
         self._cont_end_stream = bool(flags & f.END_STREAM)
+        self._cont_new = new
+        self._cont_error = error
 
     def _on_continuation(self, flags: int, payload: bytes) -> None:
         self._cont_block.append(payload)
@@ -408,25 +423,33 @@ class H2Connection(asyncio.Protocol):
             self._cont_sid = 0
             block = b"".join(self._cont_block)
             self._cont_block = []
-            self._header_block(sid, block, self._cont_end_stream)
+            self._header_block(sid, block, self._cont_end_stream, self._cont_new, self._cont_error)
 
-    def _header_block(self, sid: int, block: bytes, end_stream: bool) -> None:
+    def _header_block(
+        self, sid: int, block: bytes, end_stream: bool, new: bool, error: int
+    ) -> None:
         """A whole header block: decoded always (the HPACK state is the connection's)."""
         try:
             fields = self._decoder.decode(block)
         except HeaderListTooLarge:
             self._shared.stats.reject("h2_header_list_too_large")
-            stream = self._streams.get(sid)
-            if stream is not None:  # trailers
-                raise StreamError(sid, f.PROTOCOL_ERROR, "trailers too large") from None
+            if error:
+                raise StreamError(sid, error, "refused header block") from None
+            if not new:
+                if sid in self._streams:  # trailers
+                    raise StreamError(sid, f.PROTOCOL_ERROR, "trailers too large") from None
+                return
             # the decoder kept its table whole: refuse this request only
             self._answer_new(sid, 431, end_stream)
             return
         except HpackError as exc:
             raise ConnectionError_(f.COMPRESSION_ERROR, f"header block: {exc}") from None
-        stream = self._streams.get(sid)
-        if stream is not None:
-            self._trailers(stream, fields, end_stream)
+        if error:
+            raise StreamError(sid, error, "HEADERS refused on this stream")
+        if not new:
+            stream = self._streams.get(sid)
+            if stream is not None:
+                self._trailers(stream, fields, end_stream)
             return
         if self._going_away:
             return  # after our GOAWAY: not processed (the client retries elsewhere)

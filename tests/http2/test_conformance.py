@@ -775,3 +775,33 @@ def test_invalid_preface_is_http1_refused(h2server: ServerThread) -> None:
         client.send(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n")
         data = client.sock.recv(4096)
         assert data.startswith(b"HTTP/1.1 400")
+
+
+def test_headers_on_a_peer_reset_stream_still_update_hpack(h2server: ServerThread) -> None:
+    """A refused HEADERS block is decoded all the same: the entries it adds are the next
+    block's references (an undecoded block corrupted every later request)."""
+    with RawH2(h2server.port) as client:
+        client.handshake()
+        client.headers(1, post(b"/echo"), end_stream=False)
+        client.frame(f.RST_STREAM, 0, 1, u32(f.CANCEL))
+        client.headers(1, [*GET, (b"x-new-entry", b"added by a refused block")])
+        client.expect_rst(1, f.STREAM_CLOSED)
+        client.headers(3, req(b"/scope", b"GET", (b"x-new-entry", b"added by a refused block")))
+        _, body = client.response(3)
+        assert b"(b'x-new-entry', b'added by a refused block')" in body
+
+
+def test_headers_on_a_stream_we_reset_are_not_a_new_request(h2server: ServerThread) -> None:
+    with RawH2(h2server.port) as client:
+        client.handshake()
+        client.headers(1, [*GET, (b"connection", b"close")])
+        client.expect_rst(1, f.PROTOCOL_ERROR)
+        client.headers(1, GET)  # in flight when we reset it: dropped
+        client.headers(3, GET)
+        frames = []
+        while True:
+            frame = client.read()
+            frames.append(frame)
+            if frame.sid == 3 and frame.flags & f.END_STREAM:
+                break
+        assert all(frame.sid != 1 for frame in frames), frames
