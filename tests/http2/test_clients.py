@@ -168,3 +168,27 @@ def test_curl_h2_over_tls(pki: Pki, tmp_path: Path) -> None:
         )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.endswith(" 2")
+
+
+def test_access_log_says_http_2_0(serve: Callable[..., ServerThread]) -> None:
+    import logging
+
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("aioprefork.access")
+    handler = Keep()
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        server = serve(app, access_log=True, access_log_format="%h %r %s %H")
+        with httpx.Client(http2=True, http1=False, timeout=10) as client:
+            assert client.get(server.url + "/scope?x=1").status_code == 200
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert lines == ["127.0.0.1 GET /scope?x=1 HTTP/2.0 200 HTTP/2.0"]
