@@ -543,6 +543,7 @@ class H2Connection(asyncio.Protocol):
         )
         stream.recv_window = self._stream_window
         stream.content_length = head.content_length
+        stream.expect_continue = head.expect_continue
         self._streams[sid] = stream
         self._opened_stream()
         if end_stream:
@@ -764,6 +765,15 @@ class H2Connection(asyncio.Protocol):
         self._write(f.headers_frames(stream.stream_id, block, end, self._peer_max_frame))
         if end:
             self._local_end(stream)
+
+    def send_continue(self, stream: H2Stream) -> None:
+        """100 (Continue): the app reads the body the client holds back until it hears this."""
+        if stream.reset or self._closed:
+            return
+        block = self._encoder.encode_response(100, [])
+        self._write(f.headers_frames(stream.stream_id, block, False, self._peer_max_frame))
+        if not self._receiving:
+            self._schedule_flush()
 
     def send_headers(self, stream: H2Stream, fields: list[tuple[bytes, bytes]], end: bool) -> None:
         if stream.reset or self._closed:

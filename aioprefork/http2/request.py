@@ -53,7 +53,7 @@ class RequestHead:
     headers: list[tuple[bytes, bytes]]
     content_length: int  # -1: none
     te_trailers: bool  # te: trailers (the client accepts response trailers)
-    protocol: bytes | None = None  # :protocol (extended CONNECT), when allowed
+    expect_continue: bool = False  # expect: 100-continue (answered when the app reads the body)
 
 
 def _check_name(name: bytes) -> None:
@@ -84,6 +84,7 @@ def check_request(
     host: bytes | None = None
     content_length = -1
     te_trailers = False
+    expect = False
     regular = False
     for name, value in fields:
         if not name:
@@ -132,6 +133,8 @@ def check_request(
             if content_length >= 0:
                 continue  # the same value twice: keep one
             content_length = length
+        elif name == b"expect":
+            expect = value.lower() == b"100-continue"
         elif name == b"cookie":
             cookies.append(value)
             continue
@@ -178,6 +181,7 @@ def check_request(
         headers,
         content_length,
         te_trailers,
+        expect,
     )
 
 

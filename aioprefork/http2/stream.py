@@ -129,6 +129,7 @@ class H2Stream(AppCycle):
     disconnected = False  # reset or connection gone: receive -> disconnect, send raises
     _pieces: list[bytes] | tuple[()] = ()
     _delivered = False
+    expect_continue = False  # expect: 100-continue, not answered yet
     _waiter: asyncio.Future[None] | None = None
     # Response side.
     status = 0
@@ -210,6 +211,10 @@ class H2Stream(AppCycle):
 
     async def receive(self) -> Message:
         if not self._delivered and not self.disconnected:
+            if self.expect_continue:
+                self.expect_continue = False
+                if self.more_body and not self._pieces and not self.head_sent:
+                    self._owner.send_continue(self)
             while self.more_body and not self._pieces and not self.disconnected:
                 waiter = self._waiter
                 if waiter is None:

@@ -805,3 +805,18 @@ def test_headers_on_a_stream_we_reset_are_not_a_new_request(h2server: ServerThre
             if frame.sid == 3 and frame.flags & f.END_STREAM:
                 break
         assert all(frame.sid != 1 for frame in frames), frames
+
+
+def test_expect_100_continue(h2server: ServerThread) -> None:
+    """8.1: a 100 (Continue) HEADERS comes when the app reads the body, then the final answer."""
+    with RawH2(h2server.port) as client:
+        client.handshake()
+        client.headers(1, post(b"/echo", (b"expect", b"100-continue")), end_stream=False)
+        interim = client.read()
+        while interim.kind != f.HEADERS:
+            interim = client.read()
+        assert not interim.flags & f.END_STREAM
+        assert client.decoder.decode(interim.payload, raw=True) == [(b":status", b"100")]
+        client.data(1, b"body")
+        headers, body = client.response(1)
+        assert headers[b":status"] == b"200" and body == b"body"
