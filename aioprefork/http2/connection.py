@@ -742,8 +742,9 @@ class H2Connection(asyncio.Protocol):
     def _recent_add(self, sid: int, how: int) -> None:
         recent = self._recent
         recent[sid] = how
-        if len(recent) > _RECENT:
-            del recent[next(iter(recent))]
+        if len(recent) > 2 * _RECENT:
+            # keep the newest _RECENT: one rebuild per _RECENT closes, not an eviction per close
+            self._recent = dict(list(recent.items())[_RECENT:])
 
     def _stream_credit(self, stream: H2Stream, size: int) -> None:
         if size and not stream.remote_closed and not stream.reset and not self._closed:

@@ -26,6 +26,14 @@ _METHOD: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 # no NUL, CR or LF anywhere, no leading or trailing SP/HTAB (section 8.2.1)
 _BAD_VALUE: Final = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")
 _DIGITS: Final = re.compile(rb"[0-9]+\Z")
+_HOP: Final = 1
+_SPECIAL: Final[dict[bytes, int]] = dict.fromkeys(_CONNECTION_SPECIFIC, _HOP) | {
+    b"te": 2,
+    b"content-length": 2,
+    b"expect": 2,
+    b"cookie": 2,
+    b"host": 2,
+}
 _KNOWN_NAMES: Final[set[bytes]] = set()  # names already found valid (bounded)
 _KNOWN_MAX: Final = 1024
 # Values already found valid (bounded, short ones only): clients repeat theirs on every request,
@@ -118,7 +126,11 @@ def check_request(
             _check_value(name, value)
         if len(name) + len(value) > max_field_size:
             raise TooLarge("header field too large")
-        if name in _CONNECTION_SPECIFIC:
+        special = _SPECIAL.get(name, 0)  # one lookup for the common case: none of these
+        if not special:
+            headers.append((name, value))
+            continue
+        if special == _HOP:
             raise Malformed(f"connection-specific field {name!r}")
         if name == b"te":
             if value.lower() != b"trailers":
@@ -158,7 +170,7 @@ def check_request(
             raise Malformed("empty :path")
         if path[:1] != b"/" and not (path == b"*" and method == b"OPTIONS"):
             raise Malformed("invalid :path")
-        if b"#" in path:
+        if path.find(b"#") >= 0:  # (bytes `in` bytes tries an int first: a TypeError each time)
             raise Malformed("fragment in :path")
     if authority is not None and host is not None and authority != host:
         # section 8.3.1: they must be the same when both are sent

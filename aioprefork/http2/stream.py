@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from typing import TYPE_CHECKING, Any, Final
 
 from aioprefork.asgi.cycle import AppCycle
@@ -37,12 +38,19 @@ _FILE_EVENTS: Final = frozenset({"http.response.pathsend", "http.response.zeroco
 _HOP_BY_HOP: Final = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
+_SPECIAL: Final[dict[bytes, int]] = dict.fromkeys(_HOP_BY_HOP, 1) | {
+    b"content-length": 2,
+    b"server": 2,
+    b"date": 2,
+}
 _FILE_CHUNK: Final = 64 * 1024
 _QUEUE_LIMIT: Final = 256 * 1024  # response bytes queued per stream before send() waits
 # what a name may hold (RFC 9110 section 5.6.2 tchar, upper case folded by the caller)
 _TCHAR: Final = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 _CHECKED: Final[dict[bytes, bytes]] = {}  # raw name -> lower-cased, for names already valid
 _CHECKED_MAX: Final = 1024
+_CHECKED_VALUES: Final[set[bytes]] = set()  # short values already found valid, bounded
+_BAD_VALUE: Final = re.compile(rb"[\r\n\x00]")
 
 
 class ResponseHeaderError(ValueError):
@@ -66,8 +74,14 @@ def _name(raw: object) -> bytes:
 def _value(raw: object) -> bytes:
     if type(raw) is not bytes:
         raise ResponseHeaderError(f"header value must be bytes, not {type(raw).__name__}")
-    if b"\r" in raw or b"\n" in raw or b"\x00" in raw:
+    if raw in _CHECKED_VALUES:
+        return raw
+    # (not `b"\r" in raw`: bytes.__contains__ tries the operand as an int first, and pays for a
+    # TypeError each time)
+    if _BAD_VALUE.search(raw):
         raise ResponseHeaderError("header value contains CR, LF or NUL")
+    if len(raw) <= 256 and len(_CHECKED_VALUES) < _CHECKED_MAX:
+        _CHECKED_VALUES.add(raw)
     return raw
 
 
@@ -86,8 +100,12 @@ def response_fields(
     for raw_name, raw_value in headers:
         name = _name(raw_name)
         value = _value(raw_value)
-        if name in _HOP_BY_HOP:
+        special = _SPECIAL.get(name, 0)
+        if not special:
+            fields.append((name, value))
             continue
+        if special == 1:
+            continue  # connection-specific
         if name == b"content-length":
             try:
                 length = int(value)
