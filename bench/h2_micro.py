@@ -25,12 +25,12 @@ import uvloop
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from aioprefork.config.model import HttpLimits  # noqa: E402
-from aioprefork.http2 import frames as f  # noqa: E402
-from aioprefork.http2.connection import H2Connection  # noqa: E402
-from aioprefork.protocol.http import Shared  # noqa: E402
-from aioprefork.worker.stats import WorkerStats  # noqa: E402
-from examples.hello import app  # noqa: E402
+from aioprefork.config.model import HttpLimits
+from aioprefork.http2 import frames as f
+from aioprefork.http2.connection import H2Connection
+from aioprefork.protocol.http import Shared
+from aioprefork.worker.stats import WorkerStats
+from examples.hello import app
 
 REQUEST = [
     (b":method", b"GET"),
