@@ -820,3 +820,83 @@ def test_expect_100_continue(h2server: ServerThread) -> None:
         client.data(1, b"body")
         headers, body = client.response(1)
         assert headers[b":status"] == b"200" and body == b"body"
+
+
+def c6_window_of_one(c: RawH2) -> None:
+    """6.9.1: initial window 1 -> one byte of DATA, the rest after WINDOW_UPDATE."""
+    c.frame(f.SETTINGS, 0, 0, settings_payload((f.INITIAL_WINDOW_SIZE, 1)))
+    c.headers(1, GET)
+    frame = c.read()
+    while frame.kind != f.DATA:
+        frame = c.read()
+    assert frame.payload == b"h" and not frame.flags & f.END_STREAM
+    c.frame(f.WINDOW_UPDATE, 0, 1, u32(100))
+    frame = c.read()
+    while frame.kind != f.DATA:
+        frame = c.read()
+    assert frame.payload == b"ello" and frame.flags & f.END_STREAM
+
+
+def c6_settings_last_value_wins(c: RawH2) -> None:
+    """6.5.3: several values of one setting in a frame: the last one counts."""
+    c.frame(
+        f.SETTINGS, 0, 0, settings_payload((f.INITIAL_WINDOW_SIZE, 0), (f.INITIAL_WINDOW_SIZE, 3))
+    )
+    c.headers(1, GET)
+    frame = c.read()
+    while frame.kind != f.DATA:
+        frame = c.read()
+    assert frame.payload == b"hel"
+
+
+def c5_closed_continuation(c: RawH2) -> None:
+    c.headers(1, GET)
+    c.response(1)
+    c.frame(f.CONTINUATION, f.END_HEADERS, 1, c.block(GET))
+    c.expect_goaway(f.PROTOCOL_ERROR)
+
+
+def c6_data_on_stream_with_body_ok_then_window(c: RawH2) -> None:
+    """6.9: the server returns connection and stream credit for a body it read."""
+    c.headers(1, post(b"/count"), end_stream=False)
+    c.data(1, b"x" * 16384, end_stream=False)
+    credited = set()
+    while credited != {0, 1}:
+        frame = c.read()
+        if frame.kind == f.WINDOW_UPDATE:
+            credited.add(frame.sid)
+    c.data(1, b"x")
+    assert c.response(1)[1] == b"16385"
+
+
+def c8_uppercase_trailer(c: RawH2) -> None:
+    c.headers(1, post(b"/echo"), end_stream=False)
+    c.data(1, b"abc", end_stream=False)
+    c.headers(1, [(b"X-Upper", b"1")])
+    c.expect_error(f.PROTOCOL_ERROR, 1)
+
+
+def c8_connection_trailer(c: RawH2) -> None:
+    c.headers(1, post(b"/echo"), end_stream=False)
+    c.data(1, b"abc", end_stream=False)
+    c.headers(1, [(b"connection", b"close")])
+    c.expect_error(f.PROTOCOL_ERROR, 1)
+
+
+MORE_CASES: dict[str, Callable[[RawH2], None]] = {
+    "6.9.1 initial window of 1": c6_window_of_one,
+    "6.5.3 the last of repeated settings counts": c6_settings_last_value_wins,
+    "5.1 closed: CONTINUATION": c5_closed_continuation,
+    "6.9 credit returned for a body read": c6_data_on_stream_with_body_ok_then_window,
+    "8.2.1 upper-case trailer name": c8_uppercase_trailer,
+    "8.2.2 connection-specific trailer": c8_connection_trailer,
+    "hpack 6.2 literal with a name index beyond the tables": hpack_error(b"\x7f\x80\x01\x01a"),
+    "hpack 6.3 three table size updates": hpack_error(b"\x20\x20\x20\x82"),
+}
+
+
+@pytest.mark.parametrize("case", list(MORE_CASES.values()), ids=list(MORE_CASES))
+def test_more_rfc_cases(h2server: ServerThread, case: Callable[[RawH2], None]) -> None:
+    with RawH2(h2server.port) as client:
+        client.handshake()
+        case(client)
