@@ -53,6 +53,8 @@ _MAX_PINGS: Final = 100  # PING frames per interval
 _MAX_SETTINGS: Final = 100  # SETTINGS frames per interval
 _MAX_EMPTY: Final = 200  # DATA/CONTINUATION without payload or END flag per interval
 _MAX_CONTINUATIONS: Final = 64  # CONTINUATION frames in one header block
+_DRAIN_PING: Final = b"draining"  # the PING of a graceful stop (8 bytes)
+_DRAIN_WAIT: Final = 1.0  # seconds a graceful stop waits for that PING before the last GOAWAY
 _RECENT: Final = 512  # closed stream ids remembered (their late frames are told apart)
 _CONTROL_BACKLOG: Final = 1024 * 1024  # bytes unread by the peer before control answers stop
 # How a remembered stream closed: what a late frame on it gets.
@@ -133,6 +135,7 @@ class H2Connection(asyncio.Protocol):
         self._flush_scheduled = False
         self._closed = False  # GOAWAY for an error sent, or connection lost: read nothing more
         self._going_away = False  # GOAWAY sent: no new streams
+        self._draining = False  # graceful stop begun: GOAWAY 2^31-1 sent, the final one to come
         self._peer_gone = False  # the peer sent GOAWAY
         self._streams: dict[int, H2Stream] = {}
         self._recent: dict[int, int] = {}  # closed stream id -> how it closed
@@ -623,6 +626,8 @@ class H2Connection(asyncio.Protocol):
         if len(payload) != 8:
             raise ConnectionError_(f.FRAME_SIZE_ERROR, "PING length must be 8")
         if flags & f.ACK:
+            if self._draining and payload == _DRAIN_PING:
+                self._final_goaway()
             return
         if self._pings.hit(self._loop.time()):
             self._calm("h2_ping_flood", "PING flood")
@@ -1016,8 +1021,20 @@ class H2Connection(asyncio.Protocol):
             transport.close()
 
     def shutdown(self) -> None:
-        """Graceful stop: GOAWAY with the last stream id; streams in flight finish, then close."""
-        if self._closed:
+        """Graceful stop in two steps (RFC 9113 section 6.8): GOAWAY with 2^31-1 and a PING;
+        when the PING comes back (every stream the client sent before it has arrived), or after
+        _DRAIN_WAIT, GOAWAY with the last stream id. Streams up to it finish, then the close."""
+        if self._closed or self._going_away or self._draining:
+            return
+        self._draining = True
+        self._write(f.goaway(f.MAX_WINDOW, f.NO_ERROR))
+        self._write(f.ping(_DRAIN_PING, False))
+        if not self._receiving:
+            self._schedule_flush()
+        self._loop.call_later(_DRAIN_WAIT, self._final_goaway)
+
+    def _final_goaway(self) -> None:
+        if self._closed or self._going_away:
             return
         self._goaway()
         if not self._streams:

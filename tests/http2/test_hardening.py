@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from aioprefork.http2 import frames as f
 
 from .apps import app
 from .conftest import ServerThread
-from .h2wire import DEFAULT_REQUEST, Closed, RawH2
+from .h2wire import DEFAULT_REQUEST, Closed, Frame, RawH2
 from .test_conformance import req, u32
 
 
@@ -139,8 +140,24 @@ def test_malformed_requests_counted(serve: Callable[..., ServerThread]) -> None:
 
 
 def test_graceful_stop(serve: Callable[..., ServerThread]) -> None:
-    """GOAWAY with the last stream id; the stream in flight finishes; no new stream starts."""
+    """Two GOAWAYs (2^31-1 with a PING, then the last stream id once the PING is back): streams
+    sent before the client saw the first are served, the one in flight finishes, none after
+    the second starts."""
     server = serve(app)
+    seen: list[tuple[Frame, dict[bytes, bytes]]] = []
+
+    def until(client: RawH2, stop: Callable[[Frame], bool]) -> Frame:
+        while True:
+            frame = client.read()
+            fields: dict[bytes, bytes] = {}
+            if frame.kind == f.HEADERS:  # decoded in order: the HPACK state must follow
+                fields = {
+                    bytes(n): bytes(v) for n, v in client.decoder.decode(frame.payload, raw=True)
+                }
+            seen.append((frame, fields))
+            if stop(frame):
+                return frame
+
     with RawH2(server.port) as client:
         client.handshake()
         client.headers(1, req(b"/wait"))
@@ -150,18 +167,24 @@ def test_graceful_stop(serve: Callable[..., ServerThread]) -> None:
             target=lambda: server.call(lambda: server.server.shutdown(time.time() + 10), 15)  # type: ignore[union-attr]
         )
         stopper.start()
-        goaway = client.read()
-        while goaway.kind != f.GOAWAY:
-            goaway = client.read()
-        assert goaway.error_code == f.NO_ERROR
-        assert int.from_bytes(goaway.payload[:4], "big") == 1
-        client.headers(3, DEFAULT_REQUEST)  # after GOAWAY: never processed
-        headers, body = client.response(1)
-        assert headers[b":status"] == b"200" and body == b"hello"
-        rest = client.frames_until(Closed, timeout=5)
-        assert all(frame.sid != 3 for frame in rest)
+        first = until(client, lambda frame: frame.kind == f.GOAWAY)
+        assert first.error_code == f.NO_ERROR
+        assert int.from_bytes(first.payload[:4], "big") == 2**31 - 1
+        client.headers(3, DEFAULT_REQUEST)  # sent before the client saw the PING: served
+        ping = until(client, lambda frame: frame.kind == f.PING)
+        client.frame(f.PING, f.ACK, 0, ping.payload)
+        final = until(client, lambda frame: frame.kind == f.GOAWAY)
+        assert final.error_code == f.NO_ERROR
+        assert int.from_bytes(final.payload[:4], "big") == 3
+        client.headers(5, DEFAULT_REQUEST)  # after the last GOAWAY: never processed
+        with contextlib.suppress(Closed, TimeoutError):
+            until(client, lambda frame: False)
         stopper.join(15)
     assert not stopper.is_alive()
+    statuses = {frame.sid: fields.get(b":status") for frame, fields in seen if fields}
+    assert statuses == {1: b"200", 3: b"200"}, seen
+    ends = {frame.sid for frame, _ in seen if frame.kind == f.DATA and frame.flags & f.END_STREAM}
+    assert ends == {1, 3}
 
 
 def _rss_kib() -> int:
