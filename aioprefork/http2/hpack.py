@@ -21,7 +21,7 @@ string encodings (Huffman unless longer) are memoised across connections. Sensit
 
 from __future__ import annotations
 
-from typing import Final, final
+from typing import Final, cast, final
 
 from aioprefork.http2 import huffman
 from aioprefork.protocol.memo import remember
@@ -37,13 +37,17 @@ __all__ = [
 ]
 
 Header = tuple[bytes, bytes]
+# Inside, a field is typed as a tuple of any length: mypyc keeps such a tuple as the object it is,
+# where a tuple[bytes, bytes] is unpacked into a C struct and boxed again (a new tuple) each time
+# it goes into a list or a dict.
+_Field = tuple[bytes, ...]
 
 MAX_INTEGER: Final = (1 << 32) - 1
 DEFAULT_TABLE_SIZE: Final = 4096  # SETTINGS_HEADER_TABLE_SIZE until the peer says otherwise
 ENTRY_OVERHEAD: Final = 32  # per entry, in table sizes and header list sizes alike
 
 # RFC 7541 Appendix A; index 1 is STATIC_TABLE[0].
-STATIC_TABLE: Final[list[Header]] = [
+STATIC_TABLE: Final[list[_Field]] = [
     (b":authority", b""),
     (b":method", b"GET"),
     (b":method", b"POST"),
@@ -125,8 +129,8 @@ PER_REQUEST: Final = frozenset(
 )
 
 
-def _static_indexes() -> tuple[dict[Header, int], dict[bytes, int]]:
-    full: dict[Header, int] = {}
+def _static_indexes() -> tuple[dict[_Field, int], dict[bytes, int]]:
+    full: dict[_Field, int] = {}
     names: dict[bytes, int] = {}
     for position, header in enumerate(STATIC_TABLE):
         if header[1]:
@@ -136,11 +140,13 @@ def _static_indexes() -> tuple[dict[Header, int], dict[bytes, int]]:
 
 
 # The static index of a whole field (those with a value) and of a name (its first entry).
-_STATIC_FIELDS, _STATIC_NAMES = _static_indexes()
+_STATIC_INDEXES: Final = _static_indexes()
+_STATIC_FIELDS: Final = _STATIC_INDEXES[0]
+_STATIC_NAMES: Final = _STATIC_INDEXES[1]
 
 # The string literal (length prefix, Huffman when shorter) of names and short values, shared by
 # every encoder of the worker: bounded, cleared when full (protocol/memo.py).
-_STRINGS: dict[bytes, bytes] = {}
+_STRINGS: Final[dict[bytes, bytes]] = {}
 _STRINGS_LIMIT: Final = 512
 _STRING_MEMO_MAX: Final = 256  # longer strings are encoded each time
 
@@ -192,24 +198,25 @@ def _read_string(data: bytes, position: int, end: int) -> tuple[bytes, int]:
     return data[position:stop], stop
 
 
-def _write_integer(out: bytearray, flags: int, prefix_max: int, value: int) -> None:
+# One-byte bytes objects: what most prefix octets and small indexes are written as.
+_BYTES: Final[list[bytes]] = [bytes((value,)) for value in range(256)]
+
+
+def _integer(flags: int, prefix_max: int, value: int) -> bytes:
     """`value` with an N-bit prefix (`prefix_max` = 2^N - 1), the prefix octet OR'd with `flags`."""
     if value < prefix_max:
-        out.append(flags | value)
-        return
-    out.append(flags | prefix_max)
+        return _BYTES[flags | value]
+    out = [flags | prefix_max]
     value -= prefix_max
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
     out.append(value)
+    return bytes(out)
 
 
 def _encode_raw(text: bytes) -> bytes:
-    out = bytearray()
-    _write_integer(out, 0x00, 0x7F, len(text))
-    out += text
-    return bytes(out)
+    return _integer(0x00, 0x7F, len(text)) + text
 
 
 def _encode_string(text: bytes) -> bytes:
@@ -217,15 +224,11 @@ def _encode_string(text: bytes) -> bytes:
     cached = _STRINGS.get(text)
     if cached is not None:
         return cached
-    out = bytearray()
     length = huffman.encoded_length(text)
     if length <= len(text):  # a tie goes to Huffman, as in RFC 7541 Appendix C
-        _write_integer(out, 0x80, 0x7F, length)
-        out += huffman.encode(text)
+        literal = _integer(0x80, 0x7F, length) + huffman.encode(text)
     else:
-        _write_integer(out, 0x00, 0x7F, len(text))
-        out += text
-    literal = bytes(out)
+        literal = _encode_raw(text)
     if len(text) <= _STRING_MEMO_MAX:
         remember(_STRINGS, text, literal, _STRINGS_LIMIT)
     return literal
@@ -252,7 +255,7 @@ class Decoder:
         self.max_header_list_size = max_header_list_size
         # The dynamic table, oldest first: live entries are _entries[_start:] (evicting is
         # moving _start; the dead head is dropped now and then, see _insert).
-        self._entries: list[Header] = []
+        self._entries: list[_Field] = []
         self._start = 0
         self._size = 0
         self._max_size = max_table_size
@@ -269,12 +272,13 @@ class Decoder:
 
     def decode(self, data: bytes) -> list[Header]:
         """The header list of one complete header block; HpackError if it is malformed."""
-        headers: list[Header] = []
+        headers: list[_Field] = []
         end = len(data)
         position = 0
         room = self.max_header_list_size
         updates = 0
         fields = False
+        header: _Field
         while position < end:
             byte = data[position]
             position += 1
@@ -331,9 +335,9 @@ class Decoder:
                 f"header list over {self.max_header_list_size} bytes "
                 f"({self.max_header_list_size - room}, counting 32 per field)"
             )
-        return headers
+        return cast("list[Header]", headers)
 
-    def _field(self, index: int) -> Header:
+    def _field(self, index: int) -> _Field:
         if index <= STATIC_LENGTH:
             if index == 0:
                 raise HpackError("index 0")
@@ -343,7 +347,7 @@ class Decoder:
             raise HpackError(f"index {index} beyond the dynamic table")
         return self._entries[position]
 
-    def _insert(self, header: Header) -> None:
+    def _insert(self, header: _Field) -> None:
         size = len(header[0]) + len(header[1]) + ENTRY_OVERHEAD
         if size > self._max_size:  # RFC 7541 section 4.4: it empties the table
             self._entries.clear()
@@ -416,11 +420,11 @@ class Encoder:
         # The dynamic table, oldest first (live: _entries[_start:]); entry k was the
         # (_inserted - len(_entries) + k)-th inserted. _fields and _names map a field and a name
         # to the insertion number of their newest live entry.
-        self._entries: list[Header] = []
+        self._entries: list[_Field] = []
         self._start = 0
         self._size = 0
         self._inserted = 0
-        self._fields: dict[Header, int] = {}
+        self._fields: dict[_Field, int] = {}
         self._names: dict[bytes, int] = {}
 
     @property
@@ -448,37 +452,40 @@ class Encoder:
     def encode(self, headers: list[Header], sensitive: frozenset[bytes] = SENSITIVE) -> bytes:
         """The header block of `headers` (names lowercase); fields named in `sensitive` are
         sent never-indexed."""
-        out = bytearray()
+        out: list[bytes] = []
         if self._update_pending:
             self._write_updates(out)
-        for header in headers:
+        for header in cast("list[_Field]", headers):
             self._write_field(out, header, sensitive)
-        return bytes(out)
+        return b"".join(out)
 
     def encode_response(
         self, status: int, headers: list[Header], sensitive: frozenset[bytes] = SENSITIVE
     ) -> bytes:
         """The header block of a response: `:status` first (one byte for the common codes)."""
-        out = bytearray()
+        out: list[bytes] = []
         if self._update_pending:
             self._write_updates(out)
-        self._write_field(out, _status_field(status), sensitive)
-        for header in headers:
+        if 0 <= status < 1000:
+            self._write_field(out, _STATUS_FIELDS[status], sensitive)
+        else:
+            self._write_field(out, (b":status", b"%d" % status), sensitive)
+        for header in cast("list[_Field]", headers):
             self._write_field(out, header, sensitive)
-        return bytes(out)
+        return b"".join(out)
 
-    def _write_updates(self, out: bytearray) -> None:
+    def _write_updates(self, out: list[bytes]) -> None:
         self._update_pending = False
         if self._update_low < self._update_final:  # lowered, then raised: signal both
-            _write_integer(out, 0x20, 0x1F, self._update_low)
+            out.append(_integer(0x20, 0x1F, self._update_low))
             self._resize(self._update_low)
-        _write_integer(out, 0x20, 0x1F, self._update_final)
+        out.append(_integer(0x20, 0x1F, self._update_final))
         self._resize(self._update_final)
 
-    def _write_field(self, out: bytearray, header: Header, sensitive: frozenset[bytes]) -> None:
+    def _write_field(self, out: list[bytes], header: _Field, sensitive: frozenset[bytes]) -> None:
         index = _STATIC_FIELDS.get(header, 0)
         if index:
-            out.append(0x80 | index)
+            out.append(_BYTES[0x80 | index])
             return
         name = header[0]
         if name in sensitive:
@@ -486,7 +493,7 @@ class Encoder:
             return
         inserted = self._fields.get(header, -1)
         if inserted >= 0:
-            _write_integer(out, 0x80, 0x7F, FIRST_DYNAMIC - 1 + self._inserted - inserted)
+            out.append(_integer(0x80, 0x7F, FIRST_DYNAMIC - 1 + self._inserted - inserted))
             return
         size = len(name) + len(header[1]) + ENTRY_OVERHEAD
         if name in self._unindexed or size * 4 > self._max_size * 3:
@@ -495,7 +502,7 @@ class Encoder:
         self._write_literal(out, 0x40, 0x3F, header)
         self._insert(header, size)
 
-    def _write_literal(self, out: bytearray, flags: int, prefix_max: int, header: Header) -> None:
+    def _write_literal(self, out: list[bytes], flags: int, prefix_max: int, header: _Field) -> None:
         name = header[0]
         index = _STATIC_NAMES.get(name, 0)
         if not index:
@@ -503,16 +510,14 @@ class Encoder:
             if inserted >= 0:
                 index = FIRST_DYNAMIC - 1 + self._inserted - inserted
         if index:
-            _write_integer(out, flags, prefix_max, index)
-        elif self._huffman:
-            out.append(flags)
-            out += _encode_string(name)
+            out.append(_integer(flags, prefix_max, index))
         else:
-            out.append(flags)
-            out += _encode_raw(name)
-        out += _encode_string(header[1]) if self._huffman else _encode_raw(header[1])
+            out.append(_BYTES[flags])
+            out.append(_encode_string(name) if self._huffman else _encode_raw(name))
+        value = header[1]
+        out.append(_encode_string(value) if self._huffman else _encode_raw(value))
 
-    def _insert(self, header: Header, size: int) -> None:
+    def _insert(self, header: _Field, size: int) -> None:
         self._size += size
         self._evict(self._max_size)
         entries = self._entries
@@ -542,10 +547,4 @@ class Encoder:
 
 
 # (b":status", b"NNN") for every code, made once: the same tuple each time hashes from cache.
-_STATUS_FIELDS: Final[list[Header]] = [(b":status", b"%d" % code) for code in range(1000)]
-
-
-def _status_field(status: int) -> Header:
-    if 0 <= status < 1000:
-        return _STATUS_FIELDS[status]
-    return (b":status", b"%d" % status)
+_STATUS_FIELDS: Final[list[_Field]] = [(b":status", b"%d" % code) for code in range(1000)]

@@ -134,12 +134,13 @@ def encoded_length(data: bytes) -> int:
 
 def encode(data: bytes) -> bytes:
     """`data` Huffman-encoded, padded with the most significant bits of EOS (ones)."""
-    out = bytearray()
+    out: list[int] = []  # mypyc appends to a list natively, to a bytearray through a method call
     pending = 0
     count = 0
     for byte in data:
-        pending = (pending << LENGTHS[byte]) | CODES[byte]
-        count += LENGTHS[byte]
+        length = LENGTHS[byte]
+        pending = (pending << length) | CODES[byte]
+        count += length
         while count >= 8:
             count -= 8
             out.append((pending >> count) & 0xFF)
@@ -151,21 +152,21 @@ def encode(data: bytes) -> bytes:
 
 def decode(data: bytes, start: int, end: int) -> bytes | None:
     """`data[start:end]` Huffman-decoded, or None if it is not a valid Huffman string."""
-    out = bytearray()
+    out: list[int] = []
     state = 0
     table = TRANSITIONS
     for position in range(start, end):
         byte = data[position]
         step = table[(state << 4) | (byte >> 4)]
-        if step & FAIL:
-            return None
         if step & EMIT:
             out.append((step >> 8) & 0xFF)
+        elif step & FAIL:
+            return None
         step = table[((step & 0xFF) << 4) | (byte & 0x0F)]
-        if step & FAIL:
-            return None
         if step & EMIT:
             out.append((step >> 8) & 0xFF)
+        elif step & FAIL:
+            return None
         state = step & 0xFF
     if not ACCEPTING[state]:
         return None
