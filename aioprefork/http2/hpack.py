@@ -13,10 +13,14 @@ costs a counter per byte), while the dynamic table still follows the block, so t
 stays usable and the stream alone can be refused (431 or RST_STREAM).
 
 The encoder runs once per response. Fields equal to a static entry are one byte; fields it has
-indexed before are one or two bytes (a dict lookup); a new field is indexed unless its value is
-per-request (:path, content-length, etag...; nghttp2's choice) or too big for the table, and its
-string encodings (Huffman unless longer) are memoised across connections. Sensitive fields
-(authorization, cookie, set-cookie...) are sent never-indexed, so no intermediary indexes them.
+indexed before are one or two bytes (a dict lookup by name, then a comparison of values); a new
+field is indexed unless its value is per-request (:path, content-length, etag...; nghttp2's
+choice) or too big for the table. Sensitive fields (authorization, cookie, set-cookie...) are
+sent never-indexed, so no intermediary indexes them either.
+
+String literals are memoised per worker, shared by its connections: their encodings (Huffman
+unless longer) on the way out, their Huffman decodings on the way in. Credentials never go
+through a memo: whether a lookup hit must not tell one connection what another sent.
 """
 
 from __future__ import annotations
@@ -129,26 +133,25 @@ PER_REQUEST: Final = frozenset(
 )
 
 
-def _static_indexes() -> tuple[dict[_Field, int], dict[bytes, int]]:
-    full: dict[_Field, int] = {}
+def _static_names() -> dict[bytes, int]:
     names: dict[bytes, int] = {}
     for position, header in enumerate(STATIC_TABLE):
-        if header[1]:
-            full.setdefault(header, position + 1)
         names.setdefault(header[0], position + 1)
-    return full, names
+    return names
 
 
-# The static index of a whole field (those with a value) and of a name (its first entry).
-_STATIC_INDEXES: Final = _static_indexes()
-_STATIC_FIELDS: Final = _STATIC_INDEXES[0]
-_STATIC_NAMES: Final = _STATIC_INDEXES[1]
+# The static index of a name: its first entry (those with values follow it).
+_STATIC_NAMES: Final = _static_names()
 
 # The string literal (length prefix, Huffman when shorter) of names and short values, shared by
 # every encoder of the worker: bounded, cleared when full (protocol/memo.py).
 _STRINGS: Final[dict[bytes, bytes]] = {}
 _STRINGS_LIMIT: Final = 512
 _STRING_MEMO_MAX: Final = 256  # longer strings are encoded each time
+# Huffman strings decoded, the same way (the names and values that recur: user-agent, paths...).
+_DECODED: Final[dict[bytes, bytes]] = {}
+_DECODED_LIMIT: Final = 512
+_DECODED_MEMO_MAX: Final = 128
 
 
 class HpackError(Exception):
@@ -178,8 +181,12 @@ def _read_integer(data: bytes, position: int, end: int, value: int) -> tuple[int
     return value, position
 
 
-def _read_string(data: bytes, position: int, end: int) -> tuple[bytes, int]:
-    """A string literal at `position`: its text (Huffman-decoded if flagged), next position."""
+def _read_string(data: bytes, position: int, end: int, memo: bool) -> tuple[bytes, int]:
+    """A string literal at `position`: its text (Huffman-decoded if flagged), next position.
+
+    `memo`: a short Huffman string may be looked up in (and added to) the worker's memo of
+    decoded strings, which all connections share; never for credentials, so how long a
+    decode takes tells nothing of another connection's secrets."""
     if position >= end:
         raise HpackError("header block truncated before a string")
     byte = data[position]
@@ -190,12 +197,21 @@ def _read_string(data: bytes, position: int, end: int) -> tuple[bytes, int]:
     stop = position + length
     if stop > end:
         raise HpackError("header block truncated inside a string")
-    if byte & 0x80:
-        text = huffman.decode(data, position, stop)
+    if not byte & 0x80:
+        return data[position:stop], stop
+    if memo and length <= _DECODED_MEMO_MAX:
+        encoded = data[position:stop]
+        text = _DECODED.get(encoded)
         if text is None:
-            raise HpackError("invalid Huffman string (EOS, or padding not 1-7 one bits)")
+            text = huffman.decode(encoded, 0, length)
+            if text is None:
+                raise HpackError("invalid Huffman string (EOS, or padding not 1-7 one bits)")
+            remember(_DECODED, encoded, text, _DECODED_LIMIT)
         return text, stop
-    return data[position:stop], stop
+    text = huffman.decode(data, position, stop)
+    if text is None:
+        raise HpackError("invalid Huffman string (EOS, or padding not 1-7 one bits)")
+    return text, stop
 
 
 # One-byte bytes objects: what most prefix octets and small indexes are written as.
@@ -219,16 +235,20 @@ def _encode_raw(text: bytes) -> bytes:
     return _integer(0x00, 0x7F, len(text)) + text
 
 
-def _encode_string(text: bytes) -> bytes:
+def _encode_literal(text: bytes) -> bytes:
     """The string literal of `text`: Huffman-encoded unless that is longer."""
+    length = huffman.encoded_length(text)
+    if length <= len(text):  # a tie goes to Huffman, as in RFC 7541 Appendix C
+        return _integer(0x80, 0x7F, length) + huffman.encode(text)
+    return _encode_raw(text)
+
+
+def _encode_string(text: bytes) -> bytes:
+    """_encode_literal(text), through the memo all connections share."""
     cached = _STRINGS.get(text)
     if cached is not None:
         return cached
-    length = huffman.encoded_length(text)
-    if length <= len(text):  # a tie goes to Huffman, as in RFC 7541 Appendix C
-        literal = _integer(0x80, 0x7F, length) + huffman.encode(text)
-    else:
-        literal = _encode_raw(text)
+    literal = _encode_literal(text)
     if len(text) <= _STRING_MEMO_MAX:
         remember(_STRINGS, text, literal, _STRINGS_LIMIT)
     return literal
@@ -294,8 +314,8 @@ class Decoder:
                 if index:
                     name = self._field(index)[0]
                 else:
-                    name, position = _read_string(data, position, end)
-                value, position = _read_string(data, position, end)
+                    name, position = _read_string(data, position, end, True)
+                value, position = _read_string(data, position, end, name not in SENSITIVE)
                 header = (name, value)
                 self._insert(header)
             elif byte & 0x20:  # dynamic table size update
@@ -321,8 +341,10 @@ class Decoder:
                 if index:
                     name = self._field(index)[0]
                 else:
-                    name, position = _read_string(data, position, end)
-                value, position = _read_string(data, position, end)
+                    name, position = _read_string(data, position, end, True)
+                # never indexed (0001): a secret, whatever its name
+                memo = not byte & 0x10 and name not in SENSITIVE
+                value, position = _read_string(data, position, end, memo)
                 header = (name, value)
             fields = True
             room -= len(header[0]) + len(header[1]) + ENTRY_OVERHEAD
@@ -379,12 +401,46 @@ class Decoder:
 
 
 @final
+class _Name:
+    """What one encoder knows of one header name: its static entries, its dynamic ones."""
+
+    __slots__ = (
+        "index",
+        "literal",
+        "name",
+        "numbers",
+        "sensitive",
+        "static_indexes",
+        "static_values",
+        "unindexed",
+        "values",
+    )
+
+    def __init__(self, name: bytes, unindexed: bool, huffman_on: bool) -> None:
+        self.name = name
+        self.index = _STATIC_NAMES.get(name, 0)  # the static entry naming it, 0 if none
+        self.static_values: list[bytes] = []  # the static fields with this name (and a value)
+        self.static_indexes: list[int] = []
+        index = self.index
+        while 0 < index <= STATIC_LENGTH and STATIC_TABLE[index - 1][0] == name:
+            if STATIC_TABLE[index - 1][1]:
+                self.static_values.append(STATIC_TABLE[index - 1][1])
+                self.static_indexes.append(index)
+            index += 1
+        self.sensitive = name in SENSITIVE  # in the default set
+        self.unindexed = unindexed
+        self.literal = _encode_string(name) if huffman_on else _encode_raw(name)
+        # Its live dynamic entries, oldest first: values and insertion numbers.
+        self.values: list[bytes] = []
+        self.numbers: list[int] = []
+
+
+@final
 class Encoder:
     """Header lists to header blocks, for one connection's direction us -> peer."""
 
     __slots__ = (
         "_entries",
-        "_fields",
         "_huffman",
         "_inserted",
         "_limit",
@@ -417,15 +473,16 @@ class Encoder:
         self._update_pending = self._max_size != DEFAULT_TABLE_SIZE
         self._update_low = self._max_size
         self._update_final = self._max_size
-        # The dynamic table, oldest first (live: _entries[_start:]); entry k was the
-        # (_inserted - len(_entries) + k)-th inserted. _fields and _names map a field and a name
-        # to the insertion number of their newest live entry.
-        self._entries: list[_Field] = []
+        # Per name, what we know: one dict lookup finds a field's static or dynamic index,
+        # where a dict of fields would hash and compare (name, value) tuples.
+        self._names: dict[bytes, _Name] = {}
+        # The dynamic table, oldest first, as the names of its entries (each _Name holds its
+        # values in the same order); live: _entries[_start:]. _inserted counts insertions: the
+        # entry inserted as number n has index 62 + (_inserted - 1 - n).
+        self._entries: list[_Name] = []
         self._start = 0
         self._size = 0
         self._inserted = 0
-        self._fields: dict[_Field, int] = {}
-        self._names: dict[bytes, int] = {}
 
     @property
     def table_size(self) -> int:
@@ -456,7 +513,7 @@ class Encoder:
         if self._update_pending:
             self._write_updates(out)
         for header in cast("list[_Field]", headers):
-            self._write_field(out, header, sensitive)
+            self._write_field(out, header[0], header[1], sensitive)
         return b"".join(out)
 
     def encode_response(
@@ -467,11 +524,11 @@ class Encoder:
         if self._update_pending:
             self._write_updates(out)
         if 0 <= status < 1000:
-            self._write_field(out, _STATUS_FIELDS[status], sensitive)
+            self._write_field(out, b":status", _STATUS_VALUES[status], sensitive)
         else:
-            self._write_field(out, (b":status", b"%d" % status), sensitive)
+            self._write_field(out, b":status", b"%d" % status, sensitive)
         for header in cast("list[_Field]", headers):
-            self._write_field(out, header, sensitive)
+            self._write_field(out, header[0], header[1], sensitive)
         return b"".join(out)
 
     def _write_updates(self, out: list[bytes]) -> None:
@@ -482,63 +539,79 @@ class Encoder:
         out.append(_integer(0x20, 0x1F, self._update_final))
         self._resize(self._update_final)
 
-    def _write_field(self, out: list[bytes], header: _Field, sensitive: frozenset[bytes]) -> None:
-        index = _STATIC_FIELDS.get(header, 0)
-        if index:
-            out.append(_BYTES[0x80 | index])
+    def _write_field(
+        self, out: list[bytes], name: bytes, value: bytes, sensitive: frozenset[bytes]
+    ) -> None:
+        known = self._names.get(name)
+        if known is None:
+            known = self._learn(name)
+        statics = known.static_values
+        for position in range(len(statics)):
+            if statics[position] == value:
+                out.append(_BYTES[0x80 | known.static_indexes[position]])
+                return
+        if known.sensitive if sensitive is SENSITIVE else name in sensitive:
+            self._write_literal(out, 0x10, 0x0F, known, value)
             return
-        name = header[0]
-        if name in sensitive:
-            self._write_literal(out, 0x10, 0x0F, header)
+        values = known.values
+        for position in range(len(values) - 1, -1, -1):
+            if values[position] == value:
+                number = known.numbers[position]
+                out.append(_integer(0x80, 0x7F, FIRST_DYNAMIC - 1 + self._inserted - number))
+                return
+        size = len(name) + len(value) + ENTRY_OVERHEAD
+        if known.unindexed or size * 4 > self._max_size * 3:
+            self._write_literal(out, 0x00, 0x0F, known, value)
             return
-        inserted = self._fields.get(header, -1)
-        if inserted >= 0:
-            out.append(_integer(0x80, 0x7F, FIRST_DYNAMIC - 1 + self._inserted - inserted))
-            return
-        size = len(name) + len(header[1]) + ENTRY_OVERHEAD
-        if name in self._unindexed or size * 4 > self._max_size * 3:
-            self._write_literal(out, 0x00, 0x0F, header)
-            return
-        self._write_literal(out, 0x40, 0x3F, header)
-        self._insert(header, size)
+        self._write_literal(out, 0x40, 0x3F, known, value)
+        self._insert(known, value, size)
 
-    def _write_literal(self, out: list[bytes], flags: int, prefix_max: int, header: _Field) -> None:
-        name = header[0]
-        index = _STATIC_NAMES.get(name, 0)
-        if not index:
-            inserted = self._names.get(name, -1)
-            if inserted >= 0:
-                index = FIRST_DYNAMIC - 1 + self._inserted - inserted
+    def _write_literal(
+        self, out: list[bytes], flags: int, prefix_max: int, known: _Name, value: bytes
+    ) -> None:
+        index = known.index
+        if not index and known.numbers:
+            index = FIRST_DYNAMIC - 1 + self._inserted - known.numbers[-1]
         if index:
             out.append(_integer(flags, prefix_max, index))
         else:
             out.append(_BYTES[flags])
-            out.append(_encode_string(name) if self._huffman else _encode_raw(name))
-        value = header[1]
-        out.append(_encode_string(value) if self._huffman else _encode_raw(value))
+            out.append(known.literal)
+        if not self._huffman:
+            out.append(_encode_raw(value))
+        elif flags == 0x10:  # a secret: not kept in the memo all connections share
+            out.append(_encode_literal(value))
+        else:
+            out.append(_encode_string(value))
 
-    def _insert(self, header: _Field, size: int) -> None:
+    def _learn(self, name: bytes) -> _Name:
+        names = self._names
+        if len(names) >= _NAMES_LIMIT + len(self._entries) - self._start:
+            # forget the names that have no entry in the table
+            self._names = names = {key: known for key, known in names.items() if known.values}
+        known = _Name(name, name in self._unindexed, self._huffman)
+        names[name] = known
+        return known
+
+    def _insert(self, known: _Name, value: bytes, size: int) -> None:
         self._size += size
         self._evict(self._max_size)
         entries = self._entries
         if self._start >= 32 and self._start * 2 >= len(entries):
             del entries[: self._start]
             self._start = 0
-        entries.append(header)
-        self._fields[header] = self._inserted
-        self._names[header[0]] = self._inserted
+        entries.append(known)
+        known.values.append(value)
+        known.numbers.append(self._inserted)
         self._inserted += 1
 
     def _evict(self, limit: int) -> None:
         entries = self._entries
         while self._size > limit:
-            header = entries[self._start]
-            number = self._inserted - len(entries) + self._start
-            if self._fields.get(header, -1) == number:
-                del self._fields[header]
-            if self._names.get(header[0], -1) == number:
-                del self._names[header[0]]
-            self._size -= len(header[0]) + len(header[1]) + ENTRY_OVERHEAD
+            known = entries[self._start]
+            value = known.values.pop(0)  # its oldest: entries of one name keep their order
+            known.numbers.pop(0)
+            self._size -= len(known.name) + len(value) + ENTRY_OVERHEAD
             self._start += 1
 
     def _resize(self, size: int) -> None:
@@ -546,5 +619,7 @@ class Encoder:
         self._evict(size)
 
 
-# (b":status", b"NNN") for every code, made once: the same tuple each time hashes from cache.
-_STATUS_FIELDS: Final[list[_Field]] = [(b":status", b"%d" % code) for code in range(1000)]
+# The value of every :status code, made once.
+_STATUS_VALUES: Final[list[bytes]] = [b"%d" % code for code in range(1000)]
+# Names an encoder remembers before forgetting those with no dynamic entry.
+_NAMES_LIMIT: Final = 256

@@ -121,7 +121,9 @@ def _build_automaton() -> tuple[list[int], list[bool]]:
     return transitions, accepting
 
 
-TRANSITIONS, ACCEPTING = _build_automaton()
+_AUTOMATON: Final = _build_automaton()
+TRANSITIONS: Final = _AUTOMATON[0]
+ACCEPTING: Final = _AUTOMATON[1]
 
 
 def encoded_length(data: bytes) -> int:

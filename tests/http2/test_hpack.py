@@ -459,3 +459,44 @@ def test_evicted_entries_are_forgotten_by_the_encoder() -> None:
     block = encoder.encode(first)
     assert block[0] & 0xC0 == 0x40  # a literal again: the first entry was evicted
     assert decoder.decode(block) == first
+
+
+# --- the memos shared by a worker's connections ----------------------------------------------
+
+
+def test_credentials_never_enter_the_shared_memos() -> None:
+    """A memo hit is faster than a miss: what one connection sent must not be observable from
+    another, so secrets are neither remembered encoded nor decoded."""
+    from aioprefork.http2 import hpack
+
+    secret = b"Bearer s3cr3t-token-value"
+    cookie = b"session=0123456789abcdef"
+    block = Encoder().encode(
+        [(b"authorization", secret), (b"cookie", cookie), (b"x-token", b"tok-value")],
+        sensitive=frozenset((b"authorization", b"cookie", b"x-token")),
+    )
+    assert secret not in hpack._STRINGS and cookie not in hpack._STRINGS
+    assert b"tok-value" not in hpack._STRINGS
+    decoded = Decoder().decode(block)
+    assert decoded == [(b"authorization", secret), (b"cookie", cookie), (b"x-token", b"tok-value")]
+    assert not {secret, cookie, b"tok-value"} & set(hpack._DECODED.values())
+    # indexed by a peer that does not know better: still not remembered under those names
+    name, value = huffman.encode(b"cookie"), huffman.encode(b"a" * 30)
+    indexed = b"\x40" + bytes((0x80 | len(name),)) + name + bytes((0x80 | len(value),)) + value
+    assert Decoder().decode(indexed) == [(b"cookie", b"a" * 30)]
+    assert b"a" * 30 not in hpack._DECODED.values()
+    # and the ordinary strings are
+    Decoder().decode(Encoder().encode([(b"user-agent", b"curl/8.11.1")]))
+    assert b"curl/8.11.1" in hpack._DECODED.values()
+
+
+def test_a_memo_hit_decodes_the_same_as_a_miss() -> None:
+    headers = [(b"x-custom-name", b"some repeated value"), (b"user-agent", b"agent/1.0")]
+    first = Decoder().decode(Encoder().encode(headers))
+    again = Decoder().decode(Encoder().encode(headers))
+    assert first == again == headers
+    # an invalid Huffman string is refused whether or not it looks like a remembered one
+    with pytest.raises(HpackError):
+        Decoder().decode(b"\x40\x81\x18\x00")
+    with pytest.raises(HpackError):
+        Decoder().decode(b"\x40\x81\x18\x00")
