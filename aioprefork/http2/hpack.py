@@ -162,6 +162,13 @@ class HeaderListTooLarge(HpackError):
     """The decoded list is over max_header_list_size; the decoder is still in sync."""
 
 
+def _missing_update(size: int, allowed: int) -> HpackError:
+    return HpackError(
+        f"no dynamic table size update after SETTINGS_HEADER_TABLE_SIZE went down to {allowed} "
+        f"(the table is still {size})"
+    )
+
+
 def _read_integer(data: bytes, position: int, end: int, value: int) -> tuple[int, int]:
     """The continuation octets of an integer whose prefix is full (`value`): value, next position."""
     shift = 0
@@ -271,6 +278,8 @@ class Decoder:
         self, max_table_size: int = DEFAULT_TABLE_SIZE, max_header_list_size: int = 65536
     ) -> None:
         # The SETTINGS_HEADER_TABLE_SIZE we advertise: the peer may size its table up to it.
+        # Lower it when the peer acknowledges a lower setting: its next block must then start
+        # with a size update within it (RFC 7541 section 4.2), or it does not decode.
         self.max_allowed_table_size = max_table_size
         self.max_header_list_size = max_header_list_size
         # The dynamic table, oldest first: live entries are _entries[_start:] (evicting is
@@ -346,12 +355,17 @@ class Decoder:
                 memo = not byte & 0x10 and name not in SENSITIVE
                 value, position = _read_string(data, position, end, memo)
                 header = (name, value)
-            fields = True
+            if not fields:
+                fields = True
+                if self._max_size > self.max_allowed_table_size:
+                    raise _missing_update(self._max_size, self.max_allowed_table_size)
             room -= len(header[0]) + len(header[1]) + ENTRY_OVERHEAD
             if room >= 0:
                 headers.append(header)
             elif headers:
                 headers.clear()  # over the limit: keep nothing, read on for the table
+        if not fields and self._max_size > self.max_allowed_table_size:
+            raise _missing_update(self._max_size, self.max_allowed_table_size)
         if room < 0:
             raise HeaderListTooLarge(
                 f"header list over {self.max_header_list_size} bytes "

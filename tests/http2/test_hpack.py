@@ -500,3 +500,29 @@ def test_a_memo_hit_decodes_the_same_as_a_miss() -> None:
         Decoder().decode(b"\x40\x81\x18\x00")
     with pytest.raises(HpackError):
         Decoder().decode(b"\x40\x81\x18\x00")
+
+
+def test_a_lowered_setting_needs_a_size_update_in_the_next_block() -> None:
+    decoder = Decoder()
+    decoder.decode(b"\x40\x01a\x01b")
+    decoder.max_allowed_table_size = 100  # the peer acknowledged SETTINGS_HEADER_TABLE_SIZE=100
+    with pytest.raises(HpackError, match="no dynamic table size update"):
+        decoder.decode(b"\x82")
+    with pytest.raises(HpackError, match="no dynamic table size update"):
+        decoder.decode(b"")
+    with pytest.raises(HpackError, match="above the 100 allowed"):
+        decoder.decode(b"\x3f\x82\x01\x82")  # 161
+    assert decoder.decode(b"\x3f\x45\xbe") == [(b"a", b"b")]  # 100: the entry stays
+    assert decoder.table_max_size == 100
+    assert decoder.decode(b"\x82") == [(b":method", b"GET")]  # said once is enough
+    # raising the setting asks nothing of the peer
+    decoder.max_allowed_table_size = 4096
+    assert decoder.decode(b"\x82") == [(b":method", b"GET")]
+    # our encoder does what is asked
+    encoder = Encoder()
+    encoder.encode([(b"x-a", b"b")])
+    encoder.set_max_table_size(100)
+    decoder = Decoder()
+    decoder.decode(b"\x40\x01a\x01b")
+    decoder.max_allowed_table_size = 100
+    assert decoder.decode(encoder.encode([(b":method", b"GET")])) == [(b":method", b"GET")]
