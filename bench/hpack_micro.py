@@ -13,6 +13,7 @@ spread, so compare builds in one sitting.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from collections.abc import Callable
@@ -64,6 +65,12 @@ def main() -> None:
     assert decoder.decode(first) == REQUEST and decoder.decode(later) == REQUEST
     response_encoder = hpack.Encoder()
     response_encoder.encode_response(200, RESPONSE)
+    # content-length 10-99 in turn: the last block never matches, every field is looked up
+    lengths = [
+        [(name, b"%d" % size if name == b"content-length" else value) for name, value in RESPONSE]
+        for size in range(10, 100)
+    ]
+    varied = itertools.cycle(lengths)
 
     compiled = hpack.__file__ is not None and not hpack.__file__.endswith(".py")
     print(f"hpack {'mypyc-compiled' if compiled else 'pure Python'}: {hpack.__file__}")
@@ -73,7 +80,14 @@ def main() -> None:
         ("decode request, first block", lambda: hpack.Decoder().decode(first)),
         ("encode request, later block", lambda: encoder.encode(REQUEST)),
         ("encode request, first block", lambda: hpack.Encoder().encode(REQUEST)),
-        ("encode response 200 (5 fields)", lambda: response_encoder.encode_response(200, RESPONSE)),
+        (
+            "encode response, same as the last",
+            lambda: response_encoder.encode_response(200, RESPONSE),
+        ),
+        (
+            "encode response, new length each",
+            lambda: response_encoder.encode_response(200, next(varied)),
+        ),
     ]
     for label, action in rows:
         print(

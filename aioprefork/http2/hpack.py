@@ -140,8 +140,18 @@ def _static_names() -> dict[bytes, int]:
     return names
 
 
-# The static index of a name: its first entry (those with values follow it).
+def _static_values() -> dict[bytes, dict[bytes, int]]:
+    values: dict[bytes, dict[bytes, int]] = {}
+    for position, header in enumerate(STATIC_TABLE):
+        if header[1]:
+            values.setdefault(header[0], {})[header[1]] = position + 1
+    return values
+
+
+# The static index of a name (its first entry), and of the fields that have a value, by name.
 _STATIC_NAMES: Final = _static_names()
+_STATIC_VALUES: Final = _static_values()
+_NO_VALUES: Final[dict[bytes, int]] = {}  # never written to
 
 # The string literal (length prefix, Huffman when shorter) of names and short values, shared by
 # every encoder of the worker: bounded, cleared when full (protocol/memo.py).
@@ -419,34 +429,26 @@ class _Name:
     """What one encoder knows of one header name: its static entries, its dynamic ones."""
 
     __slots__ = (
+        "dynamic",
         "index",
         "literal",
         "name",
-        "numbers",
+        "newest",
         "sensitive",
-        "static_indexes",
-        "static_values",
+        "static",
         "unindexed",
-        "values",
     )
 
     def __init__(self, name: bytes, unindexed: bool, huffman_on: bool) -> None:
         self.name = name
         self.index = _STATIC_NAMES.get(name, 0)  # the static entry naming it, 0 if none
-        self.static_values: list[bytes] = []  # the static fields with this name (and a value)
-        self.static_indexes: list[int] = []
-        index = self.index
-        while 0 < index <= STATIC_LENGTH and STATIC_TABLE[index - 1][0] == name:
-            if STATIC_TABLE[index - 1][1]:
-                self.static_values.append(STATIC_TABLE[index - 1][1])
-                self.static_indexes.append(index)
-            index += 1
+        self.static = _STATIC_VALUES.get(name, _NO_VALUES)  # its static fields' values: index
         self.sensitive = name in SENSITIVE  # in the default set
         self.unindexed = unindexed
         self.literal = _encode_string(name) if huffman_on else _encode_raw(name)
-        # Its live dynamic entries, oldest first: values and insertion numbers.
-        self.values: list[bytes] = []
-        self.numbers: list[int] = []
+        # Its live dynamic entries: value -> insertion number; the newest one's number, or -1.
+        self.dynamic: dict[bytes, int] = {}
+        self.newest = -1
 
 
 @final
@@ -454,9 +456,15 @@ class Encoder:
     """Header lists to header blocks, for one connection's direction us -> peer."""
 
     __slots__ = (
+        "_changes",
         "_entries",
         "_huffman",
         "_inserted",
+        "_last_block",
+        "_last_changes",
+        "_last_headers",
+        "_last_sensitive",
+        "_last_status",
         "_limit",
         "_max_size",
         "_names",
@@ -466,6 +474,7 @@ class Encoder:
         "_update_final",
         "_update_low",
         "_update_pending",
+        "_values",
     )
 
     def __init__(
@@ -490,13 +499,22 @@ class Encoder:
         # Per name, what we know: one dict lookup finds a field's static or dynamic index,
         # where a dict of fields would hash and compare (name, value) tuples.
         self._names: dict[bytes, _Name] = {}
-        # The dynamic table, oldest first, as the names of its entries (each _Name holds its
-        # values in the same order); live: _entries[_start:]. _inserted counts insertions: the
-        # entry inserted as number n has index 62 + (_inserted - 1 - n).
+        # The dynamic table, oldest first: the names and values of its entries; live from
+        # _start on. _inserted counts insertions: the entry inserted as number n has the index
+        # 62 + (_inserted - 1 - n).
         self._entries: list[_Name] = []
+        self._values: list[bytes] = []
         self._start = 0
         self._size = 0
         self._inserted = 0
+        # Counts what changes the table (insertions, size updates, and one pending); the last
+        # response block and what made it, for encode_response.
+        self._changes = 1 if self._update_pending else 0
+        self._last_status = -1
+        self._last_headers: list[Header] = []
+        self._last_sensitive = SENSITIVE
+        self._last_changes = -1
+        self._last_block = b""
 
     @property
     def table_size(self) -> int:
@@ -519,6 +537,7 @@ class Encoder:
         else:
             self._update_low = min(self._update_low, size)
         self._update_final = size
+        self._changes += 1
 
     def encode(self, headers: list[Header], sensitive: frozenset[bytes] = SENSITIVE) -> bytes:
         """The header block of `headers` (names lowercase); fields named in `sensitive` are
@@ -533,7 +552,18 @@ class Encoder:
     def encode_response(
         self, status: int, headers: list[Header], sensitive: frozenset[bytes] = SENSITIVE
     ) -> bytes:
-        """The header block of a response: `:status` first (one byte for the common codes)."""
+        """The header block of a response: `:status` first (one byte for the common codes).
+
+        The same response again (equal status and headers, the table untouched since) is the
+        same block: the last one is kept, when making it changed nothing in the table."""
+        if (
+            status == self._last_status
+            and self._changes == self._last_changes
+            and sensitive is self._last_sensitive
+            and headers == self._last_headers
+        ):
+            return self._last_block
+        changes = self._changes
         out: list[bytes] = []
         if self._update_pending:
             self._write_updates(out)
@@ -543,10 +573,18 @@ class Encoder:
             self._write_field(out, b":status", b"%d" % status, sensitive)
         for header in cast("list[_Field]", headers):
             self._write_field(out, header[0], header[1], sensitive)
-        return b"".join(out)
+        block = b"".join(out)
+        if self._changes == changes:
+            self._last_status = status
+            self._last_headers = headers.copy()
+            self._last_sensitive = sensitive
+            self._last_changes = changes
+            self._last_block = block
+        return block
 
     def _write_updates(self, out: list[bytes]) -> None:
         self._update_pending = False
+        self._changes += 1
         if self._update_low < self._update_final:  # lowered, then raised: signal both
             out.append(_integer(0x20, 0x1F, self._update_low))
             self._resize(self._update_low)
@@ -559,33 +597,31 @@ class Encoder:
         known = self._names.get(name)
         if known is None:
             known = self._learn(name)
-        statics = known.static_values
-        for position in range(len(statics)):
-            if statics[position] == value:
-                out.append(_BYTES[0x80 | known.static_indexes[position]])
+        if known.static:
+            index = known.static.get(value, 0)
+            if index:
+                out.append(_BYTES[0x80 | index])
                 return
         if known.sensitive if sensitive is SENSITIVE else name in sensitive:
             self._write_literal(out, 0x10, 0x0F, known, value)
             return
-        values = known.values
-        for position in range(len(values) - 1, -1, -1):
-            if values[position] == value:
-                number = known.numbers[position]
-                out.append(_integer(0x80, 0x7F, FIRST_DYNAMIC - 1 + self._inserted - number))
-                return
+        number = known.dynamic.get(value, -1)
+        if number >= 0:
+            out.append(_integer(0x80, 0x7F, FIRST_DYNAMIC - 1 + self._inserted - number))
+            return
         size = len(name) + len(value) + ENTRY_OVERHEAD
         if known.unindexed or size * 4 > self._max_size * 3:
             self._write_literal(out, 0x00, 0x0F, known, value)
             return
         self._write_literal(out, 0x40, 0x3F, known, value)
-        self._insert(known, value, size)
+        self._insert(known, size, value)
 
     def _write_literal(
         self, out: list[bytes], flags: int, prefix_max: int, known: _Name, value: bytes
     ) -> None:
         index = known.index
-        if not index and known.numbers:
-            index = FIRST_DYNAMIC - 1 + self._inserted - known.numbers[-1]
+        if not index and known.newest >= 0:
+            index = FIRST_DYNAMIC - 1 + self._inserted - known.newest
         if index:
             out.append(_integer(flags, prefix_max, index))
         else:
@@ -602,29 +638,33 @@ class Encoder:
         names = self._names
         if len(names) >= _NAMES_LIMIT + len(self._entries) - self._start:
             # forget the names that have no entry in the table
-            self._names = names = {key: known for key, known in names.items() if known.values}
+            self._names = names = {key: known for key, known in names.items() if known.dynamic}
         known = _Name(name, name in self._unindexed, self._huffman)
         names[name] = known
         return known
 
-    def _insert(self, known: _Name, value: bytes, size: int) -> None:
+    def _insert(self, known: _Name, size: int, value: bytes) -> None:
+        self._changes += 1
         self._size += size
         self._evict(self._max_size)
-        entries = self._entries
-        if self._start >= 32 and self._start * 2 >= len(entries):
-            del entries[: self._start]
+        if self._start >= 32 and self._start * 2 >= len(self._entries):
+            del self._entries[: self._start]
+            del self._values[: self._start]
             self._start = 0
-        entries.append(known)
-        known.values.append(value)
-        known.numbers.append(self._inserted)
+        self._entries.append(known)
+        self._values.append(value)
+        known.dynamic[value] = known.newest = self._inserted
         self._inserted += 1
 
     def _evict(self, limit: int) -> None:
-        entries = self._entries
         while self._size > limit:
-            known = entries[self._start]
-            value = known.values.pop(0)  # its oldest: entries of one name keep their order
-            known.numbers.pop(0)
+            known = self._entries[self._start]
+            value = self._values[self._start]
+            number = self._inserted - len(self._entries) + self._start
+            if known.dynamic.get(value, -1) == number:
+                del known.dynamic[value]
+            if known.newest == number:  # its newest, so its last
+                known.newest = -1
             self._size -= len(known.name) + len(value) + ENTRY_OVERHEAD
             self._start += 1
 

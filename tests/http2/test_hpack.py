@@ -526,3 +526,34 @@ def test_a_lowered_setting_needs_a_size_update_in_the_next_block() -> None:
     decoder.decode(b"\x40\x01a\x01b")
     decoder.max_allowed_table_size = 100
     assert decoder.decode(encoder.encode([(b":method", b"GET")])) == [(b":method", b"GET")]
+
+
+def test_the_same_response_again_is_the_same_block_only_while_the_table_agrees() -> None:
+    encoder = Encoder()
+    decoder = Decoder()
+    headers = [(b"content-type", b"text/plain"), (b"content-length", b"13")]
+    first = encoder.encode_response(200, headers)  # inserts content-type
+    second = encoder.encode_response(200, list(headers))  # now indexed
+    third = encoder.encode_response(
+        200, [(b"content-type", b"text/plain"), (b"content-length", b"13")]
+    )
+    assert second == third != first
+    assert third is second  # the kept block
+    for block in (first, second, third):
+        assert decoder.decode(block) == [(b":status", b"200"), *headers]
+    # any change in what is asked, or in the table, makes a new one
+    assert decoder.decode(encoder.encode_response(404, headers)) == [(b":status", b"404"), *headers]
+    assert encoder.encode_response(200, headers) == second
+    changed = [(b"content-type", b"text/plain"), (b"content-length", b"14")]
+    assert decoder.decode(encoder.encode_response(200, changed)) == [(b":status", b"200"), *changed]
+    secret = encoder.encode_response(200, headers, sensitive=frozenset((b"content-length",)))
+    assert secret != second and decoder.decode(secret) == [(b":status", b"200"), *headers]
+    decoder.decode(encoder.encode([(b"x-new", b"field")]))  # moves every dynamic index
+    moved = encoder.encode_response(200, headers)
+    assert moved != second
+    assert decoder.decode(moved) == [(b":status", b"200"), *headers]
+    encoder.set_max_table_size(2048)  # a size update to send
+    updated = encoder.encode_response(200, headers)
+    assert updated[0] & 0xE0 == 0x20
+    assert decoder.decode(updated) == [(b":status", b"200"), *headers]
+    assert encoder.encode_response(200, headers) == updated[3:]
