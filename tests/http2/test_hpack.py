@@ -557,3 +557,24 @@ def test_the_same_response_again_is_the_same_block_only_while_the_table_agrees()
     assert updated[0] & 0xE0 == 0x20
     assert decoder.decode(updated) == [(b":status", b"200"), *headers]
     assert encoder.encode_response(200, headers) == updated[3:]
+
+
+def test_an_encoder_forgets_names_it_no_longer_holds() -> None:
+    """Endless new names cost a bounded memory: those without a table entry are dropped."""
+    encoder = Encoder(max_table_size=256)
+    decoder = Decoder(max_table_size=256)
+    for number in range(3000):
+        headers = [(b"x-name-%d" % number, b"v"), (b"x-kept", b"same")]
+        assert decoder.decode(encoder.encode(headers)) == headers
+    assert len(encoder._names) <= 256 + 8
+    # what is still in the table is still used
+    assert encoder.encode([(b"x-kept", b"same")])[0] & 0x80
+
+
+def test_raw_strings_when_huffman_is_off() -> None:
+    encoder = Encoder(huffman=False)
+    block = encoder.encode(
+        [(b"x-a", b"aaaa"), (b"authorization", b"secret")], sensitive=frozenset((b"authorization",))
+    )
+    assert block == b"\x40\x03x-a\x04aaaa" + b"\x1f\x08\x06secret"
+    assert Decoder().decode(block) == [(b"x-a", b"aaaa"), (b"authorization", b"secret")]
