@@ -568,7 +568,11 @@ class Encoder:
         if self._update_pending:
             self._write_updates(out)
         if 0 <= status < 1000:
-            self._write_field(out, b":status", _STATUS_VALUES[status], sensitive)
+            static = _STATUS_STATIC[status]
+            if static:
+                out.append(static)
+            else:
+                self._write_field(out, b":status", _STATUS_VALUES[status], sensitive)
         else:
             self._write_field(out, b":status", b"%d" % status, sensitive)
         for header in cast("list[_Field]", headers):
@@ -673,7 +677,11 @@ class Encoder:
         self._evict(size)
 
 
-# The value of every :status code, made once.
+# The value of every :status code, made once; the indexed field of those in the static table.
 _STATUS_VALUES: Final[list[bytes]] = [b"%d" % code for code in range(1000)]
+_STATUS_STATIC: Final[list[bytes]] = [
+    _BYTES[0x80 | _STATIC_VALUES[b":status"][value]] if value in _STATIC_VALUES[b":status"] else b""
+    for value in _STATUS_VALUES
+]
 # Names an encoder remembers before forgetting those with no dynamic entry.
 _NAMES_LIMIT: Final = 256
