@@ -323,9 +323,12 @@ class Decoder:
             position += 1
             if byte & 0x80:  # indexed field
                 index = byte & 0x7F
-                if index == 0x7F:
-                    index, position = _read_integer(data, position, end, 0x7F)
-                header = self._field(index)
+                if 0 < index <= STATIC_LENGTH:  # the common case, inline
+                    header = STATIC_TABLE[index - 1]
+                else:
+                    if index == 0x7F:
+                        index, position = _read_integer(data, position, end, 0x7F)
+                    header = self._field(index)
             elif byte & 0x40:  # literal with incremental indexing
                 index = byte & 0x3F
                 if index == 0x3F:
