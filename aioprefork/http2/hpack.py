@@ -153,7 +153,7 @@ _STATIC_NAMES: Final = _static_names()
 _STATIC_VALUES: Final = _static_values()
 _NO_VALUES: Final[dict[bytes, int]] = {}  # never written to
 
-# The string literal (length prefix, Huffman when shorter) of names and short values, shared by
+# The string literal (length prefix, Huffman unless longer) of names and short values, shared by
 # every encoder of the worker: bounded, cleared when full (protocol/memo.py).
 _STRINGS: Final[dict[bytes, bytes]] = {}
 _STRINGS_LIMIT: Final = 512
