@@ -211,6 +211,10 @@ MALFORMED = {
     "integer over 2^32 - 1": b"\xff" + _integer_tail((1 << 32) - 0x7F),
     "integer with six continuation octets": b"\xff" + b"\x80" * 5 + b"\x00",
     "string length over 2^32 - 1": b"\x40\x7f" + _integer_tail((1 << 32) - 0x7F),
+    "string of 2^32 - 1 bytes announced, 3 sent": b"\x40\x7f"
+    + _integer_tail((1 << 32) - 1 - 0x7F)
+    + b"abc",
+    "size update over 2^32 - 1": b"\x3f" + _integer_tail(1 << 32),
     "truncated integer": b"\xff\x80",
     "truncated integer at the end": b"\xff",
     "truncated before the name": b"\x40",
