@@ -4,10 +4,13 @@
     PYTHONPATH=build/compiled .venv/bin/python bench/hpack_micro.py    # the mypyc build
 
 The blocks are h2load's: a GET of / with :authority, user-agent, accept and accept-encoding, the
-first of a connection (every field a literal, Huffman-coded, indexed) and the ones after it
-(every field one or two bytes from the tables); the response is a hello app's (:status 200,
-content-type, content-length, date, server). Best of five runs; the machine's load shows in the
-spread, so compare builds in one sitting.
+first of a connection (every field a literal, Huffman-coded, indexed; its strings come from the
+worker's memo after the first run, as the same user-agent on another connection would) and the
+ones after it (every field one or two bytes from the tables). The response is a hello app's
+(:status 200, content-type, content-length, date, server), the same each time (the encoder's
+last block) or with a new content-length each time (every field looked up). Last, the Huffman
+decoding of a string the memo does not hold (a browser's user-agent). Best of five runs; the
+machine's load shows in the spread, so compare builds in one sitting.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
-from aioprefork.http2 import hpack  # noqa: E402
+from aioprefork.http2 import hpack, huffman  # noqa: E402
 
 REQUEST: Final[list[hpack.Header]] = [
     (b":method", b"GET"),
@@ -89,6 +92,13 @@ def main() -> None:
             lambda: response_encoder.encode_response(200, next(varied)),
         ),
     ]
+    user_agent = huffman.encode(b"Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101")
+    rows.append(
+        (
+            f"Huffman decode, {len(user_agent)} bytes, no memo",
+            lambda: huffman.decode(user_agent, 0, len(user_agent)),
+        )
+    )
     for label, action in rows:
         print(
             f"  {label:34} {_per_call(action, calls // 4 if 'first' in label else calls):7.3f} us"
