@@ -121,7 +121,9 @@ def _build_automaton() -> tuple[list[int], list[bool]]:
     return transitions, accepting
 
 
-TRANSITIONS, ACCEPTING = _build_automaton()
+_AUTOMATON: Final = _build_automaton()
+TRANSITIONS: Final = _AUTOMATON[0]
+ACCEPTING: Final = _AUTOMATON[1]
 
 
 def encoded_length(data: bytes) -> int:
@@ -134,12 +136,13 @@ def encoded_length(data: bytes) -> int:
 
 def encode(data: bytes) -> bytes:
     """`data` Huffman-encoded, padded with the most significant bits of EOS (ones)."""
-    out = bytearray()
+    out: list[int] = []  # mypyc appends to a list natively, to a bytearray through a method call
     pending = 0
     count = 0
     for byte in data:
-        pending = (pending << LENGTHS[byte]) | CODES[byte]
-        count += LENGTHS[byte]
+        length = LENGTHS[byte]
+        pending = (pending << length) | CODES[byte]
+        count += length
         while count >= 8:
             count -= 8
             out.append((pending >> count) & 0xFF)
@@ -151,21 +154,21 @@ def encode(data: bytes) -> bytes:
 
 def decode(data: bytes, start: int, end: int) -> bytes | None:
     """`data[start:end]` Huffman-decoded, or None if it is not a valid Huffman string."""
-    out = bytearray()
+    out: list[int] = []
     state = 0
     table = TRANSITIONS
     for position in range(start, end):
         byte = data[position]
         step = table[(state << 4) | (byte >> 4)]
-        if step & FAIL:
-            return None
         if step & EMIT:
             out.append((step >> 8) & 0xFF)
+        elif step & FAIL:
+            return None
         step = table[((step & 0xFF) << 4) | (byte & 0x0F)]
-        if step & FAIL:
-            return None
         if step & EMIT:
             out.append((step >> 8) & 0xFF)
+        elif step & FAIL:
+            return None
         state = step & 0xFF
     if not ACCEPTING[state]:
         return None

@@ -211,6 +211,10 @@ MALFORMED = {
     "integer over 2^32 - 1": b"\xff" + _integer_tail((1 << 32) - 0x7F),
     "integer with six continuation octets": b"\xff" + b"\x80" * 5 + b"\x00",
     "string length over 2^32 - 1": b"\x40\x7f" + _integer_tail((1 << 32) - 0x7F),
+    "string of 2^32 - 1 bytes announced, 3 sent": b"\x40\x7f"
+    + _integer_tail((1 << 32) - 1 - 0x7F)
+    + b"abc",
+    "size update over 2^32 - 1": b"\x3f" + _integer_tail(1 << 32),
     "truncated integer": b"\xff\x80",
     "truncated integer at the end": b"\xff",
     "truncated before the name": b"\x40",
@@ -459,3 +463,122 @@ def test_evicted_entries_are_forgotten_by_the_encoder() -> None:
     block = encoder.encode(first)
     assert block[0] & 0xC0 == 0x40  # a literal again: the first entry was evicted
     assert decoder.decode(block) == first
+
+
+# --- the memos shared by a worker's connections ----------------------------------------------
+
+
+def test_credentials_never_enter_the_shared_memos() -> None:
+    """A memo hit is faster than a miss: what one connection sent must not be observable from
+    another, so secrets are neither remembered encoded nor decoded."""
+    from aioprefork.http2 import hpack
+
+    secret = b"Bearer s3cr3t-token-value"
+    cookie = b"session=0123456789abcdef"
+    block = Encoder().encode(
+        [(b"authorization", secret), (b"cookie", cookie), (b"x-token", b"tok-value")],
+        sensitive=frozenset((b"authorization", b"cookie", b"x-token")),
+    )
+    assert secret not in hpack._STRINGS and cookie not in hpack._STRINGS
+    assert b"tok-value" not in hpack._STRINGS
+    decoded = Decoder().decode(block)
+    assert decoded == [(b"authorization", secret), (b"cookie", cookie), (b"x-token", b"tok-value")]
+    assert not {secret, cookie, b"tok-value"} & set(hpack._DECODED.values())
+    # indexed by a peer that does not know better: still not remembered under those names
+    name, value = huffman.encode(b"cookie"), huffman.encode(b"a" * 30)
+    indexed = b"\x40" + bytes((0x80 | len(name),)) + name + bytes((0x80 | len(value),)) + value
+    assert Decoder().decode(indexed) == [(b"cookie", b"a" * 30)]
+    assert b"a" * 30 not in hpack._DECODED.values()
+    # and the ordinary strings are
+    Decoder().decode(Encoder().encode([(b"user-agent", b"curl/8.11.1")]))
+    assert b"curl/8.11.1" in hpack._DECODED.values()
+
+
+def test_a_memo_hit_decodes_the_same_as_a_miss() -> None:
+    headers = [(b"x-custom-name", b"some repeated value"), (b"user-agent", b"agent/1.0")]
+    first = Decoder().decode(Encoder().encode(headers))
+    again = Decoder().decode(Encoder().encode(headers))
+    assert first == again == headers
+    # an invalid Huffman string is refused whether or not it looks like a remembered one
+    with pytest.raises(HpackError):
+        Decoder().decode(b"\x40\x81\x18\x00")
+    with pytest.raises(HpackError):
+        Decoder().decode(b"\x40\x81\x18\x00")
+
+
+def test_a_lowered_setting_needs_a_size_update_in_the_next_block() -> None:
+    decoder = Decoder()
+    decoder.decode(b"\x40\x01a\x01b")
+    decoder.max_allowed_table_size = 100  # the peer acknowledged SETTINGS_HEADER_TABLE_SIZE=100
+    with pytest.raises(HpackError, match="no dynamic table size update"):
+        decoder.decode(b"\x82")
+    with pytest.raises(HpackError, match="no dynamic table size update"):
+        decoder.decode(b"")
+    with pytest.raises(HpackError, match="above the 100 allowed"):
+        decoder.decode(b"\x3f\x82\x01\x82")  # 161
+    assert decoder.decode(b"\x3f\x45\xbe") == [(b"a", b"b")]  # 100: the entry stays
+    assert decoder.table_max_size == 100
+    assert decoder.decode(b"\x82") == [(b":method", b"GET")]  # said once is enough
+    # raising the setting asks nothing of the peer
+    decoder.max_allowed_table_size = 4096
+    assert decoder.decode(b"\x82") == [(b":method", b"GET")]
+    # our encoder does what is asked
+    encoder = Encoder()
+    encoder.encode([(b"x-a", b"b")])
+    encoder.set_max_table_size(100)
+    decoder = Decoder()
+    decoder.decode(b"\x40\x01a\x01b")
+    decoder.max_allowed_table_size = 100
+    assert decoder.decode(encoder.encode([(b":method", b"GET")])) == [(b":method", b"GET")]
+
+
+def test_the_same_response_again_is_the_same_block_only_while_the_table_agrees() -> None:
+    encoder = Encoder()
+    decoder = Decoder()
+    headers = [(b"content-type", b"text/plain"), (b"content-length", b"13")]
+    first = encoder.encode_response(200, headers)  # inserts content-type
+    second = encoder.encode_response(200, list(headers))  # now indexed
+    third = encoder.encode_response(
+        200, [(b"content-type", b"text/plain"), (b"content-length", b"13")]
+    )
+    assert second == third != first
+    assert third is second  # the kept block
+    for block in (first, second, third):
+        assert decoder.decode(block) == [(b":status", b"200"), *headers]
+    # any change in what is asked, or in the table, makes a new one
+    assert decoder.decode(encoder.encode_response(404, headers)) == [(b":status", b"404"), *headers]
+    assert encoder.encode_response(200, headers) == second
+    changed = [(b"content-type", b"text/plain"), (b"content-length", b"14")]
+    assert decoder.decode(encoder.encode_response(200, changed)) == [(b":status", b"200"), *changed]
+    secret = encoder.encode_response(200, headers, sensitive=frozenset((b"content-length",)))
+    assert secret != second and decoder.decode(secret) == [(b":status", b"200"), *headers]
+    decoder.decode(encoder.encode([(b"x-new", b"field")]))  # moves every dynamic index
+    moved = encoder.encode_response(200, headers)
+    assert moved != second
+    assert decoder.decode(moved) == [(b":status", b"200"), *headers]
+    encoder.set_max_table_size(2048)  # a size update to send
+    updated = encoder.encode_response(200, headers)
+    assert updated[0] & 0xE0 == 0x20
+    assert decoder.decode(updated) == [(b":status", b"200"), *headers]
+    assert encoder.encode_response(200, headers) == updated[3:]
+
+
+def test_an_encoder_forgets_names_it_no_longer_holds() -> None:
+    """Endless new names cost a bounded memory: those without a table entry are dropped."""
+    encoder = Encoder(max_table_size=256)
+    decoder = Decoder(max_table_size=256)
+    for number in range(3000):
+        headers = [(b"x-name-%d" % number, b"v"), (b"x-kept", b"same")]
+        assert decoder.decode(encoder.encode(headers)) == headers
+    assert len(encoder._names) <= 256 + 8
+    # what is still in the table is still used
+    assert encoder.encode([(b"x-kept", b"same")])[0] & 0x80
+
+
+def test_raw_strings_when_huffman_is_off() -> None:
+    encoder = Encoder(huffman=False)
+    block = encoder.encode(
+        [(b"x-a", b"aaaa"), (b"authorization", b"secret")], sensitive=frozenset((b"authorization",))
+    )
+    assert block == b"\x40\x03x-a\x04aaaa" + b"\x1f\x08\x06secret"
+    assert Decoder().decode(block) == [(b"x-a", b"aaaa"), (b"authorization", b"secret")]
