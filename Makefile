@@ -11,7 +11,7 @@ COMPILED_STAMP := $(COMPILED)/.built
 
 RUNTIME := $(VENV)/.runtime
 
-.PHONY: run dev test lint types unit compiled system-deps bench chaos clean
+.PHONY: run dev test lint types unit compiled system-deps bench chaos h2-soak clean
 
 # `make run`: aioprefork and its runtime dependencies only (no test tools), then hello.
 $(RUNTIME): pyproject.toml
@@ -41,6 +41,11 @@ system-deps:
 	@command -v slowhttptest >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slowhttptest; \
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slowhttptest; fi; }
+	@# HTTP/2 client tests and bench: curl (--http2-prior-knowledge), nghttp and h2load (nghttp2-client)
+	@for t in curl nghttp h2load; do command -v $$t >/dev/null || missing=1; done; \
+	  [ -z "$$missing" ] || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends curl nghttp2-client; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends curl nghttp2-client; fi; }
 	@# deploy tests: HAProxy, podman (image build + run), mmdebstrap (base rootfs), systemd-socket-activate;
 	@# iptables for netavark (podman's network: RUN steps and published ports), only Suggested by Debian
 	@for t in haproxy podman buildah runc mmdebstrap systemd-socket-activate iptables; do command -v $$t >/dev/null || missing=1; done; \
@@ -78,7 +83,7 @@ test: $(STAMP) system-deps lint types $(COMPILED_STAMP)
 	@# the same request-path tests against the mypyc build (what a wheel built with AIOPREFORK_MYPYC=1 runs)
 	@# (the pytest script, not `python -m pytest`, which would put the source tree first on sys.path)
 	AIOPREFORK_EXPECT_COMPILED=1 PYTHONPATH=$(abspath $(COMPILED)) $(VENV)/bin/pytest -q -p no:cacheprovider \
-	  tests/protocol tests/pathsend tests/websocket tests/tls tests/unit/test_target.py tests/unit/test_connstate.py
+	  tests/protocol tests/pathsend tests/websocket tests/tls tests/http2 tests/unit/test_target.py tests/unit/test_connstate.py
 
 bench: $(STAMP) system-deps $(COMPILED_STAMP)
 	$(PY) -m pip install -q -e '.[bench]'
@@ -88,6 +93,10 @@ bench: $(STAMP) system-deps $(COMPILED_STAMP)
 # through tests/bench/test_chaos.py): faults, storms, leaks and hostile clients, with figures.
 chaos: $(STAMP) system-deps
 	$(PY) bench/chaos/run.py
+
+# One HTTP/2 connection carrying 1,000,000 streams (tests/http2 runs 20,000): failures and RSS.
+h2-soak: $(STAMP) system-deps $(COMPILED_STAMP)
+	$(PY) bench/h2.py --soak 1000000
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

@@ -27,6 +27,13 @@ HOT_PATH = [
     "aioprefork/asgi/http.py",
     "aioprefork/asgi/host.py",
     "aioprefork/worker/stats.py",
+    "aioprefork/http2/huffman.py",
+    "aioprefork/http2/hpack.py",
+    "aioprefork/http2/frames.py",
+    "aioprefork/http2/request.py",
+    "aioprefork/http2/stream.py",
+    "aioprefork/http2/connection.py",
+    "aioprefork/asgi/cycle.py",
 ]
 
 if os.environ.get("AIOPREFORK_MYPYC") == "1":

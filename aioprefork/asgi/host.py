@@ -8,7 +8,7 @@ each request runs in its own copy of the contextvars context, as a task of its o
 request that arrives while the host is busy (an app still running after its response, or the
 host not parked yet on a brand-new connection) gets an ordinary task instead.
 
-Each synchronous step of an app runs with its cycle's output corked (asgi/http.RequestCycle).
+Each synchronous step of an app runs with its cycle's output corked (asgi/cycle.AppCycle).
 The apps themselves are stepped by asgi/runner's generators, which stay interpreted; this module
 is compiled with mypyc (setup.py HOT_PATH), so the per-request bookkeeping around them is native.
 """
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from aioprefork.asgi import runner
-from aioprefork.asgi.http import RequestCycle
+from aioprefork.asgi.cycle import AppCycle
 from aioprefork.asgi.types import ASGIApp
 
 __all__ = ["AppHost"]
@@ -67,16 +67,16 @@ class AppHost:
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Future[None] | None = None
         # (context, what the app yielded, cycle) of the app suspended in the runner
-        self._pending: tuple[contextvars.Context, Any, RequestCycle] | None = None
+        self._pending: tuple[contextvars.Context, Any, AppCycle] | None = None
         self._runner: Any = runner.run_apps(app)
         self._runner.send(None)  # parked at its first yield, waiting for a cycle
         self._step: Callable[[Any], Any] = self._runner.send  # bound once
         self._spare: set[asyncio.Task[None]] = set()
         self._closed = False
         self._started = False  # the host task has taken its first step
-        self._first: RequestCycle | None = None  # for the host task to start at that first step
+        self._first: AppCycle | None = None  # for the host task to start at that first step
 
-    def _outcome(self, cycle: RequestCycle, yielded: Any) -> bool:
+    def _outcome(self, cycle: AppCycle, yielded: Any) -> bool:
         """Report a finished app to its cycle; False while it is still running."""
         if yielded is _DONE:
             cycle.app_done(None)
@@ -94,18 +94,19 @@ class AppHost:
         if self._task is None:
             self._task = self._loop.create_task(self._serve())
 
-    def run(self, cycle: RequestCycle) -> None:
+    def run(self, cycle: AppCycle) -> None:
         """Start the app for `cycle`; returns when it finished or first suspended.
 
         Call it from a loop callback (data_received, call_soon), never from inside a task.
         """
         task = self._task
         if task is None or self._wake is None or self._pending is not None:
-            if task is not None and not self._started:
+            if task is not None and not self._started and self._first is None:
                 # The host task has not taken its first step (usually a connection's first
                 # request, read in the loop iteration that accepted it): that step starts the
                 # app, inside the task. Not eagerly here: a task cancelled before its first
-                # step could not hand the cancellation to an app waiting in it.
+                # step could not hand the cancellation to an app waiting in it. (A second
+                # request before that step, HTTP/2 streams read together, gets its own task.)
                 self._first = cycle
                 return
             self._spawn(cycle)  # the host still runs an earlier app
@@ -172,12 +173,12 @@ class AppHost:
             # that a closed connection is freed by refcounting, not by the cyclic GC.
             self._task = None
 
-    def _spawn(self, cycle: RequestCycle) -> None:
+    def _spawn(self, cycle: AppCycle) -> None:
         task = self._loop.create_task(self._run_task(cycle), context=_copy_context())
         self._spare.add(task)
         task.add_done_callback(self._spare.discard)
 
-    async def _run_task(self, cycle: RequestCycle) -> None:
+    async def _run_task(self, cycle: AppCycle) -> None:
         try:
             await self._app(cycle.scope, cycle.receive, cycle.send)
         except BaseException as exc:

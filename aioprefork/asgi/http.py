@@ -23,6 +23,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
+from aioprefork.asgi.cycle import AppCycle
 from aioprefork.asgi.types import Message, Scope
 from aioprefork.errors import ClientDisconnected, WriteTimeout
 from aioprefork.protocol.framing import BodyFraming
@@ -70,7 +71,7 @@ def _disconnect() -> Message:
     return {"type": "http.disconnect"}
 
 
-class RequestCycle:
+class RequestCycle(AppCycle):
     """The state of one request/response exchange, shared by the protocol and the app.
 
     No __slots__: most fields keep their class-level default for the whole request, so a new
@@ -99,7 +100,6 @@ class RequestCycle:
     # Output corking: while the host runs one synchronous step of the app, the response's bytes
     # are held and go out as ONE write when the step ends (a 10-chunk stream: one send(2), not
     # eleven), when the response completes, or when _CORK_LIMIT bytes pile up.
-    corked = False  # set by AppHost for the length of one synchronous step
     _held: list[bytes] | None = None
     _held_size = 0
     # request_timeout: the timer armed when the app started (only when the setting is on), and

@@ -87,6 +87,8 @@ class Status:
     keepalive: int = 0  # idle connections between requests
     closing: int = 0  # connections being closed / drained
     upgraded: int = 0  # WebSocket connections
+    streams: int = 0  # HTTP/2 streams open (the requests of the HTTP/2 connections)
+    h2_requests_total: int = 0  # responses finished over HTTP/2 (in requests_total too)
     accepted_total: int = 0
     handed_back_total: int = 0  # connections whose keep-alive ended to rebalance the pool
     requests_total: int = 0

@@ -43,6 +43,7 @@ PANELS = {
     "tls": "TLS",
     "hooks": "Hooks",
     "websocket": "WebSocket",
+    "http2": "HTTP/2",
 }
 
 

@@ -520,6 +520,44 @@ class Config:
         True, "websocket", "negotiate permessage-deflate", Kind.BOOL
     )
 
+    # --- http2 ------------------------------------------------------------------------------
+    http2: str = setting(
+        "auto",
+        "http2",
+        "HTTP/2: auto (h2 by ALPN on TLS, h2c by prior knowledge on plain listeners), "
+        "tls (ALPN only) or off",
+        Kind.CHOICE,
+        choices=("auto", "tls", "off"),
+    )
+    h2_max_session_streams: int = setting(
+        100,
+        "http2",
+        "streams one HTTP/2 connection may have open at once (Apache H2MaxSessionStreams)",
+        Kind.INT,
+        minimum=1,
+    )
+    h2_window_size: int = setting(
+        65535,
+        "http2",
+        "request body bytes a stream may send before the app reads them (Apache H2WindowSize)",
+        Kind.SIZE,
+        minimum=1,
+    )
+    h2_max_frame_size: int = setting(
+        16384,
+        "http2",
+        "largest HTTP/2 frame payload accepted (16KiB to 16MiB-1, RFC 9113 6.5.2)",
+        Kind.SIZE,
+        minimum=16384,
+    )
+    h2_max_header_list_size: int = setting(
+        65536,
+        "http2",
+        "largest decoded request header list, names and values plus 32 per field",
+        Kind.SIZE,
+        minimum=1024,
+    )
+
     def binds(self) -> tuple[str, ...]:
         """The listen addresses: --bind when given, else host:port."""
         if self.bind:
@@ -553,6 +591,30 @@ def view_values(view: type, c: Config, prefix: str = "") -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class H2Limits:
+    """What one HTTP/2 connection needs (the h2_* settings), bound once per worker."""
+
+    cleartext: bool = True  # h2c by prior knowledge on plain listeners (http2 = "auto")
+    max_streams: int = 100
+    window_size: int = 65535
+    max_frame_size: int = 16384
+    max_header_list_size: int = 65536
+
+    @classmethod
+    def from_config(cls, c: Config) -> H2Limits | None:
+        """None when HTTP/2 is off: a preface is refused, ALPN offers http/1.1 only."""
+        if c.http2 == "off":
+            return None
+        return cls(
+            cleartext=c.http2 == "auto",
+            max_streams=c.h2_max_session_streams,
+            window_size=min(c.h2_window_size, 2**31 - 1),
+            max_frame_size=max(16384, min(c.h2_max_frame_size, 2**24 - 1)),
+            max_header_list_size=c.h2_max_header_list_size,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class WsLimits:
     """What one WebSocket connection needs (the ws_* settings), bound once per worker."""
 
@@ -577,7 +639,7 @@ class HttpLimits:
     """What one HTTP connection needs to know, bound once per worker (not per request)."""
 
     PREFIX: ClassVar = ""
-    DERIVED: ClassVar = frozenset({"high_water", "websocket"})
+    DERIVED: ClassVar = frozenset({"high_water", "websocket", "http2"})
     limit_request_line: int = _DEFAULT.limit_request_line
     limit_request_fields: int = _DEFAULT.limit_request_fields
     limit_request_field_size: int = _DEFAULT.limit_request_field_size
@@ -607,10 +669,15 @@ class HttpLimits:
     request_timeout: float = _DEFAULT.request_timeout
     request_timeout_status: int = _DEFAULT.request_timeout_status
     request_timeout_streaming: bool = _DEFAULT.request_timeout_streaming
+    http2: H2Limits | None = H2Limits()  # None: http2 = "off"
 
     @classmethod
     def from_config(cls, c: Config) -> HttpLimits:
-        return cls(**view_values(cls, c), websocket=WsLimits.from_config(c))
+        return cls(
+            **view_values(cls, c),
+            websocket=WsLimits.from_config(c),
+            http2=H2Limits.from_config(c),
+        )
 
 
 @dataclass(frozen=True, slots=True)

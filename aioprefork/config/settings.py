@@ -60,7 +60,7 @@ PARSERS: Final[Mapping[Kind, Callable[[object], Any]]] = {
 
 SECTIONS: Final = (
     "app", "binding", "processes", "http", "timeouts", "proxies", "logging", "metrics", "tls",
-    "hooks", "websocket",
+    "hooks", "websocket", "http2",
 )  # fmt: skip
 
 

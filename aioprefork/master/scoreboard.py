@@ -65,6 +65,7 @@ class _Accumulator:
     requests: int = 0
     response_bytes: int = 0
     handed_back: int = 0
+    h2_requests: int = 0
     by_method_class: collections.Counter[tuple[str, str]] = field(
         default_factory=collections.Counter
     )
@@ -87,6 +88,7 @@ class _Accumulator:
         self.accepted += status.accepted_total
         self.handed_back += status.handed_back_total
         self.requests += status.requests_total
+        self.h2_requests += status.h2_requests_total
         self.response_bytes += status.response_bytes_total
         for method, klass, count in status.requests:
             self.by_method_class[method, klass] += count
@@ -106,6 +108,7 @@ class _Accumulator:
             self.requests,
             self.response_bytes,
             self.handed_back,
+            self.h2_requests,
             collections.Counter(self.by_method_class),
             collections.Counter(self.rejected),
             collections.Counter(self.shed),
@@ -262,6 +265,7 @@ class Scoreboard:
             keepalive=status.keepalive,
             closing=status.closing,
             upgraded=status.upgraded,
+            streams=status.streams,
             accepted_total=status.accepted_total,
             requests_total=status.requests_total,
             response_bytes_total=status.response_bytes_total,
@@ -280,6 +284,7 @@ class Scoreboard:
             accepted=acc.accepted,
             handed_back=acc.handed_back,
             requests=acc.requests,
+            h2_requests=acc.h2_requests,
             response_bytes=acc.response_bytes,
             by_method_class=dict(acc.by_method_class),
             rejected=dict(acc.rejected),

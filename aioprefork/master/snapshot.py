@@ -40,6 +40,7 @@ class SlotView:
     keepalive: int = 0
     closing: int = 0
     upgraded: int = 0
+    streams: int = 0  # HTTP/2 streams open
     accepted_total: int = 0
     requests_total: int = 0
     response_bytes_total: int = 0
@@ -74,6 +75,7 @@ class Totals:
     accepted: int = 0
     handed_back: int = 0  # keep-alive connections ended to rebalance the pool
     requests: int = 0
+    h2_requests: int = 0  # of requests, those served over HTTP/2
     response_bytes: int = 0
     by_method_class: Mapping[tuple[str, str], int] = field(default_factory=dict)
     rejected: Mapping[str, int] = field(default_factory=dict)

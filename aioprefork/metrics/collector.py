@@ -27,6 +27,7 @@ from prometheus_client.metrics_core import Metric
 
 from aioprefork import errors
 from aioprefork.channel.messages import DURATION_BUCKETS, SHED_REASONS
+from aioprefork.http2 import REJECTION_REASONS
 from aioprefork.master.snapshot import SCOREBOARD_LETTERS, STARTING, STOPPING, SlotView, Snapshot
 
 PREFIX: Final = "aioprefork_"
@@ -124,6 +125,7 @@ def _pool(snap: Snapshot) -> Iterator[Metric]:
     for phase in CONNECTION_STATES:
         slots.add_metric([phase], sum(getattr(s, phase) for s in snap.slots))
     yield slots
+    yield _gauge("http2_streams", "HTTP/2 streams open", sum(s.streams for s in snap.slots))
     yield _gauge(
         "spare_slots", "Free connection capacity of ready current workers", snap.idle_slots
     )
@@ -175,6 +177,14 @@ def _traffic(snap: Snapshot) -> Iterator[Metric]:
     for (method, status_class), count in sorted(totals.by_method_class.items()):
         requests.add_metric([method, status_class], count)
     yield requests
+    protocols = CounterMetricFamily(
+        PREFIX + "requests_by_protocol",
+        "Responses finished, by HTTP version (1.1 includes 1.0)",
+        labels=["protocol"],
+    )
+    protocols.add_metric(["1.1"], totals.requests - totals.h2_requests)
+    protocols.add_metric(["2"], totals.h2_requests)
+    yield protocols
     yield CounterMetricFamily(
         PREFIX + "response_bytes", "Response bytes sent", value=totals.response_bytes
     )
@@ -183,7 +193,7 @@ def _traffic(snap: Snapshot) -> Iterator[Metric]:
         "Requests refused for hostile input or limits, by reason",
         "reason",
         totals.rejected,
-        preset=_rejection_reasons(),
+        preset=(*_rejection_reasons(), *REJECTION_REASONS),
     )
     yield _counter_by(
         "connections_shed",

@@ -88,6 +88,7 @@ _LINE_ENDING: Final = re.compile(r"\b(?:cr|lf|crlf)\b")
 _clock: Final = time.perf_counter  # a C static in the compiled build, not a globals lookup
 SWALLOW_GRACE: Final = 1.0  # seconds a cancelled app has to end before it is reported
 _RESET: Final = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
+_PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # HTTP/2's connection preface
 _PROXY_MAX: Final = 536  # a PROXY v2 header is at most 16 + 520 bytes (v1 at most 107)
 _ASGI: Final[dict[str, str]] = {"version": "3.0", "spec_version": "2.4"}
 # What every http scope advertises; the inner dicts are shared (they are empty by the spec).
@@ -159,8 +160,8 @@ class Shared:
         loop: asyncio.AbstractEventLoop,
         *,
         state: dict[str, Any] | None,
-        opened: Callable[[HttpProtocol], None],
-        closed: Callable[[HttpProtocol], None],
+        opened: Callable[[Any], None],  # an HttpProtocol or an http2 H2Connection
+        closed: Callable[[Any], None],
         tls: bool = True,
         stall: Callable[[], None] | None = None,
     ) -> None:
@@ -260,6 +261,11 @@ def _parser_reason(exc: httptools.HttpParserError) -> str:
     if "chunk" in text or "content-length" in text or "transfer-encoding" in text:
         return "framing"
     return "bad_request"
+
+
+def _alpn(transport: asyncio.BaseTransport) -> str | None:
+    ssl_object = transport.get_extra_info("ssl_object")
+    return None if ssl_object is None else ssl_object.selected_alpn_protocol()
 
 
 def _tls_extension(transport: asyncio.BaseTransport) -> dict[object, object] | None:
@@ -420,6 +426,9 @@ class HttpProtocol(asyncio.Protocol):
             limits.proxy_headers or limits.proxy_protocol
         ) and self._shared.peers.trusts(peer_host)
         self._set_template()
+        if tls is not None and _alpn(transport) == "h2" and limits.http2 is not None:
+            self._to_http2(b"", preface_read=False, registered=False)
+            return
         self._shared.opened(self)
         self._host.start()
         self._stage_start = self._now()
@@ -507,7 +516,7 @@ class HttpProtocol(asyncio.Protocol):
                 return
             self._upgraded()
         except httptools.HttpParserError as exc:
-            self._parse_error(exc)
+            self._parse_error(exc, data)
         if self._state == _HEAD:
             self._head_bytes += len(data)
             if self._head_bytes > self._shared.max_head:
@@ -921,8 +930,19 @@ class HttpProtocol(asyncio.Protocol):
 
     # --- refusals, upgrades, PROXY ------------------------------------------------------------
 
-    def _parse_error(self, exc: httptools.HttpParserError) -> None:
+    def _parse_error(self, exc: httptools.HttpParserError, data: bytes) -> None:
         cause = exc.__context__
+        if cause is None and self._requests == 0 and str(exc).startswith("Pause on PRI"):
+            # llhttp stops after the whole HTTP/2 preface (only a connection's first bytes can
+            # be one): h2c by prior knowledge. Free for HTTP/1.1: this is the error path.
+            h2 = self._limits.http2
+            if h2 is not None and h2.cleartext and self._cycle is None and not self._queue:
+                # the preface began this message; the reads before this one held _head_bytes of it
+                rest = data[len(_PREFACE) - self._head_bytes :]
+                self._to_http2(rest, preface_read=True, registered=True)
+                return
+            self._refuse(RequestRejected("HTTP/2 is not enabled here", reason="http2_off"))
+            return
         if isinstance(cause, RequestRejected):
             self._refuse(cause)
         elif cause is not None:
@@ -998,6 +1018,36 @@ class HttpProtocol(asyncio.Protocol):
             )
         except Exception:
             log.exception("WebSocket upgrade failed")
+            self.transport.abort()
+
+    def _to_http2(self, buffered: bytes, *, preface_read: bool, registered: bool) -> None:
+        """Give the connection to the HTTP/2 engine (http2/connection.py) for good."""
+        from aioprefork.http2.connection import serve_http2
+
+        self._state = _DEAD
+        self.phase = "upgraded"
+        self._deadline = 0.0
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._host.close()
+        shared = self._shared
+        if registered:
+            shared.closed(self)  # the HTTP/2 connection registers itself
+        self._parser = _CLOSED_PARSER
+        self._feed = _CLOSED_PARSER.feed_data
+        try:
+            serve_http2(
+                self.transport,
+                shared,
+                self._template,
+                self._extensions,
+                self._trusted,
+                buffered,
+                preface_read,
+            )
+        except Exception:
+            log.exception("HTTP/2 hand-off failed")
             self.transport.abort()
 
     def _read_proxy(self, data: bytes) -> bytes:

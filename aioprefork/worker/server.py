@@ -223,7 +223,7 @@ class WorkerServer:
         stats = self.stats
         stats.connections.add(conn)
         stats.accepted_total += 1
-        open_now = len(stats.connections)
+        open_now = stats.load
         if self._stopping:
             conn.shutdown()  # withdrawn from the board already: nothing to publish
             return
@@ -246,7 +246,7 @@ class WorkerServer:
         self._connections.discard(conn)
         self._retiring.discard(conn)
         self.stats.connections.discard(conn)
-        open_now = len(self.stats.connections)
+        open_now = self.stats.load
         if self._stopping:
             if not open_now and self._empty is not None:
                 self._empty.set()
@@ -483,7 +483,7 @@ class WorkerServer:
         self._beat = None
         if self._stopping:
             return
-        open_now = len(self.stats.connections)
+        open_now = self.stats.load  # an HTTP/2 connection counts as its open streams
         balance.publish(open_now)
         balance.beat()
         share = balance.assess(open_now)

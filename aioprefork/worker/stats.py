@@ -49,6 +49,9 @@ class WorkerStats:
         "accepted_total",
         "connections",
         "duration_sum",
+        "h2_busy",
+        "h2_requests_total",
+        "h2_streams",
         "handed_back_total",
         "on_mark",
         "rejected",
@@ -62,6 +65,9 @@ class WorkerStats:
         self.connections: set[Connection] = set()
         self.accepted_total = 0
         self.handed_back_total = 0  # keep-alive ended to rebalance the pool (worker/balance.py)
+        self.h2_streams = 0  # HTTP/2 streams open now, over all this worker's connections
+        self.h2_busy = 0  # HTTP/2 connections with at least one stream open
+        self.h2_requests_total = 0  # responses finished over HTTP/2
         self.response_bytes_total = 0
         # method label -> responses per status // 100 (0-9); one str-keyed lookup per request
         self._by_method: dict[str, list[int]] = {}
@@ -145,6 +151,12 @@ class WorkerStats:
         """Responses finished."""
         return self.served
 
+    @property
+    def load(self) -> int:
+        """Open connections, an HTTP/2 connection counted by its streams (at least 1): what the
+        balance between workers compares (worker/balance.py)."""
+        return len(self.connections) + self.h2_streams - self.h2_busy
+
     def reject(self, reason: str) -> None:
         """One refused request (hostile input or limit), labelled by RequestRejected.reason."""
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
@@ -182,6 +194,8 @@ class WorkerStats:
             keepalive=phases["keepalive"],
             closing=phases["closing"],
             upgraded=phases["upgraded"],
+            streams=self.h2_streams,
+            h2_requests_total=self.h2_requests_total,
             accepted_total=self.accepted_total,
             handed_back_total=self.handed_back_total,
             requests_total=self.requests_total,

@@ -89,7 +89,8 @@ def make_ssl_context(config: Config) -> ServerContext | None:
             raise ConfigError(
                 "ssl_ca_certs", config.ssl_ca_certs, "tls settings", _why(exc)
             ) from None
-    context.set_alpn_protocols(["http/1.1"])
+    # h2 first: a client that offers both gets HTTP/2 (http2 = "off": HTTP/1.1 only)
+    context.set_alpn_protocols(["h2", "http/1.1"] if config.http2 != "off" else ["http/1.1"])
     return context
 
 

@@ -12,7 +12,7 @@ from aioprefork.config.model import SETTINGS, Config
 from aioprefork.config.reference import render_reference_toml
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
-ASSIGNMENT = re.compile(r"^#([a-z_]+) = (.*)$", re.M)
+ASSIGNMENT = re.compile(r"^#([a-z0-9_]+) = (.*)$", re.M)
 
 
 def test_checked_in_reference_equals_the_generated_text() -> None:

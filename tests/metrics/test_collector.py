@@ -139,6 +139,7 @@ def test_no_unbounded_labels() -> None:
         "slot",
         "generation",
         "listener",  # one per configured listener: bounded by the config
+        "protocol",
     }
     for name, labels in samples(render(snapshot())):
         assert name.startswith("aioprefork_")
@@ -228,3 +229,14 @@ def test_request_timeouts_counter() -> None:
     snap = snapshot()
     snap = dataclasses.replace(snap, totals=dataclasses.replace(snap.totals, request_timeouts=4))
     assert value(samples(render(snap)), "aioprefork_request_timeouts_total") == 4
+
+
+def test_http2_streams_and_requests_by_protocol() -> None:
+    base = snapshot()
+    busy = dataclasses.replace(base.slots[0], streams=7)
+    totals = dataclasses.replace(base.totals, requests=1000, h2_requests=400)
+    t = samples(render(dataclasses.replace(base, slots=(busy, *base.slots[1:]), totals=totals)))
+    assert value(t, "aioprefork_http2_streams") == 7
+    assert value(t, "aioprefork_requests_by_protocol_total", protocol="2") == 400
+    assert value(t, "aioprefork_requests_by_protocol_total", protocol="1.1") == 600
+    assert value(t, "aioprefork_requests_rejected_total", reason="h2_rapid_reset") == 0

@@ -112,7 +112,7 @@ async def test_tls_extension_with_a_client_certificate(pki: Pki) -> None:
     server_ctx = make_ssl_context(_config(pki, ssl_cert_reqs="required", ssl_ca_certs=str(pki.ca)))
     assert server_ctx is not None
     extension, alpn = await _handshake(server_ctx, _client(pki, with_cert=True))
-    assert alpn == "http/1.1"
+    assert alpn == "h2"  # http2 = "auto", the default: offered first
     assert extension is not None
     assert extension["server_cert"] == pki.cert.read_text()
     assert extension["client_cert_name"] == CLIENT_NAME
@@ -145,3 +145,10 @@ async def test_required_client_certificate_is_enforced(pki: Pki) -> None:
     client.maximum_version = ssl.TLSVersion.TLSv1_2  # 1.2: the refusal comes in the handshake
     with pytest.raises((ssl.SSLError, ConnectionError)):
         await _handshake(server_ctx, client)
+
+
+async def test_alpn_http1_only_when_http2_is_off(pki: Pki) -> None:
+    server_ctx = make_ssl_context(_config(pki, http2="off"))
+    assert server_ctx is not None
+    _, alpn = await _handshake(server_ctx, _client(pki, with_cert=False))
+    assert alpn == "http/1.1"
