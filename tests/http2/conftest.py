@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Iterator
 
 import pytest
-from protocol.conftest import TEST_LIMITS, ServerThread, serve
+from support.serving import TEST_LIMITS, ServerThread, serve
 
 from .apps import app
 

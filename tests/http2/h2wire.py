@@ -11,7 +11,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-import hpack
+import hpack  # a test client only (httpx[http2]), never at run time
 
 from aioprefork.http2 import frames as f
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tls.certs import Pki, make_pki
-from websocket.process import spawn
+from support.launch import spawn
 
 from aioprefork.http2 import frames as f
 

@@ -860,7 +860,7 @@ def c6_data_on_stream_with_body_ok_then_window(c: RawH2) -> None:
     """6.9: the server returns connection and stream credit for a body it read."""
     c.headers(1, post(b"/count"), end_stream=False)
     c.data(1, b"x" * 16384, end_stream=False)
-    credited = set()
+    credited: set[int] = set()
     while credited != {0, 1}:
         frame = c.read()
         if frame.kind == f.WINDOW_UPDATE:
