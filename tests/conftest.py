@@ -33,6 +33,7 @@ FOLDERS: Final[dict[str, str]] = {
     "worker": "process",
     "bench": "process",
     "deploy": "deploy",
+    "http2": "in_process",
     # the folders of the package layout (docs/architecture.md#layers) the tests are moving to
     "http": "in_process",
     "wire": "pure",
@@ -66,6 +67,11 @@ FILES: Final[dict[str, str]] = {
     "protocol/test_http_framing.py": "pure",
     "websocket/test_autobahn.py": "process",
     "websocket/test_process.py": "process",
+    "http2/test_hpack.py": "pure",
+    "http2/test_hpack_corpus.py": "pure",
+    "http2/test_frames.py": "pure",
+    "http2/test_clients.py": "process",
+    "http2/test_restart.py": "process",
 }
 
 

@@ -639,7 +639,7 @@ class HttpLimits:
     """What one HTTP connection needs to know, bound once per worker (not per request)."""
 
     PREFIX: ClassVar = ""
-    DERIVED: ClassVar = frozenset({"high_water", "websocket", "http2"})
+    DERIVED: ClassVar = frozenset({"high_water", "websocket", "h2"})
     limit_request_line: int = _DEFAULT.limit_request_line
     limit_request_fields: int = _DEFAULT.limit_request_fields
     limit_request_field_size: int = _DEFAULT.limit_request_field_size
@@ -669,14 +669,14 @@ class HttpLimits:
     request_timeout: float = _DEFAULT.request_timeout
     request_timeout_status: int = _DEFAULT.request_timeout_status
     request_timeout_streaming: bool = _DEFAULT.request_timeout_streaming
-    http2: H2Limits | None = H2Limits()  # None: http2 = "off"
+    h2: H2Limits | None = H2Limits()  # None: http2 = "off"
 
     @classmethod
     def from_config(cls, c: Config) -> HttpLimits:
         return cls(
             **view_values(cls, c),
             websocket=WsLimits.from_config(c),
-            http2=H2Limits.from_config(c),
+            h2=H2Limits.from_config(c),
         )
 
 

@@ -97,7 +97,7 @@ def serve_http2(
 ) -> H2Connection:
     """Hand `transport` to a new H2Connection; `buffered`: bytes already read after the preface
     (or, `preface_read` False, from the start: the preface is still to come)."""
-    limits = shared.limits.http2
+    limits = shared.limits.h2
     assert limits is not None
     connection = H2Connection(shared, limits, template, extensions, trusted, preface_read)
     transport.set_protocol(connection)

@@ -426,7 +426,7 @@ class HttpProtocol(asyncio.Protocol):
             limits.proxy_headers or limits.proxy_protocol
         ) and self._shared.peers.trusts(peer_host)
         self._set_template()
-        if tls is not None and _alpn(transport) == "h2" and limits.http2 is not None:
+        if tls is not None and _alpn(transport) == "h2" and limits.h2 is not None:
             self._to_http2(b"", preface_read=False, registered=False)
             return
         self._shared.opened(self)
@@ -935,7 +935,7 @@ class HttpProtocol(asyncio.Protocol):
         if cause is None and self._requests == 0 and str(exc).startswith("Pause on PRI"):
             # llhttp stops after the whole HTTP/2 preface (only a connection's first bytes can
             # be one): h2c by prior knowledge. Free for HTTP/1.1: this is the error path.
-            h2 = self._limits.http2
+            h2 = self._limits.h2
             if h2 is not None and h2.cleartext and self._cycle is None and not self._queue:
                 # the preface began this message; the reads before this one held _head_bytes of it
                 rest = data[len(_PREFACE) - self._head_bytes :]

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tls.certs import Pki, make_pki
 from support.launch import spawn
+from tls.certs import Pki, make_pki
 
 from aioprefork.http2 import frames as f
 
@@ -101,7 +101,7 @@ def test_h2load_many_streams(h2server: ServerThread) -> None:
 
 
 def test_http2_off_refuses_the_preface(serve: Callable[..., ServerThread]) -> None:
-    server = serve(app, http2=None)
+    server = serve(app, h2=None)
     with RawH2(server.port) as client:
         client.send(f.PREFACE + f.settings([]))
         assert client.sock.recv(4096).startswith(b"HTTP/1.1 400")
@@ -111,7 +111,7 @@ def test_http2_off_refuses_the_preface(serve: Callable[..., ServerThread]) -> No
 def test_tls_only_refuses_h2c(serve: Callable[..., ServerThread]) -> None:
     from aioprefork.config.model import H2Limits
 
-    server = serve(app, http2=H2Limits(cleartext=False))
+    server = serve(app, h2=H2Limits(cleartext=False))
     with RawH2(server.port) as client:
         client.send(f.PREFACE + f.settings([]))
         assert client.sock.recv(4096).startswith(b"HTTP/1.1 400")
