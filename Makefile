@@ -9,7 +9,13 @@ STAMP  := $(VENV)/.installed
 COMPILED := build/compiled
 COMPILED_STAMP := $(COMPILED)/.built
 
-.PHONY: run test lint types unit compiled system-deps bench clean
+# What `make run` serves: the package as `pip install .` builds it (hot path compiled when a C
+# compiler and Python.h are here; build isolation brings mypy), installed into this folder, which
+# run puts first on PYTHONPATH; the venv provides the runtime dependencies.
+RUN_TREE := build/run
+RUN_STAMP := $(RUN_TREE)/.built
+
+.PHONY: run test lint types unit compiled dist system-deps bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +46,20 @@ $(COMPILED_STAMP): $(STAMP) setup.py $(shell find aioprefork -name '*.py')
 
 compiled: $(COMPILED_STAMP)
 
-run: $(STAMP)
-	$(VENV)/bin/aioprefork serve examples.hello:app --host 127.0.0.1 --port 8000
+$(RUN_STAMP): $(STAMP) setup.py pyproject.toml $(shell find aioprefork -name '*.py')
+	rm -rf $(RUN_TREE)
+	$(PY) -m pip install -q --no-deps --target $(RUN_TREE) .
+	touch $@
+
+run: $(STAMP) $(RUN_STAMP)
+	PYTHONPATH=$(abspath $(RUN_TREE)) $(VENV)/bin/aioprefork serve examples.hello:app --host 127.0.0.1 --port 8000
+
+# The sdist and, built from it, a compiled wheel for this platform; then the wheel installed into
+# a fresh venv must report the compiled build and serve (tests/deploy/test_dist.py).
+dist: $(STAMP)
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	AIOPREFORK_DIST_DIR=$(abspath dist) $(PY) -m pytest -q -p no:cacheprovider tests/deploy/test_dist.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check aioprefork tests bench examples
@@ -65,4 +83,4 @@ bench: $(STAMP) system-deps $(COMPILED_STAMP)
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache
