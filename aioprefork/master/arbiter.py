@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
 from aioprefork import __version__
+from aioprefork.buildinfo import hot_path_build
 from aioprefork.channel.messages import Fatal, Message, Ready, Retire
 from aioprefork.config.load import Loaded
 from aioprefork.config.model import Config, PoolPolicy
@@ -100,6 +101,7 @@ class Arbiter:
         self.scoreboard = Scoreboard(
             pid=os.getpid(),
             version=__version__,
+            hot_path=hot_path_build(),
             server_limit=c.server_limit,
             worker_connections=c.worker_connections,
             min_workers=c.min_workers,
@@ -181,7 +183,13 @@ class Arbiter:
         for listener in self.listeners:
             log.info("listening on %s", listener.describe())
         count = max(config.workers, config.min_workers)
-        log.info("starting %d workers for %s (pid %d)", count, config.app, os.getpid())
+        log.info(
+            "starting %d workers for %s (pid %d, hot path %s)",
+            count,
+            config.app,
+            os.getpid(),
+            self.scoreboard.hot_path,
+        )
         for _ in range(count):
             self.pool.spawn(1, config, "start")
 

@@ -115,8 +115,10 @@ class Scoreboard:
         started_at: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        hot_path: str = "pure",
     ) -> None:
         self.pid, self.version = pid, version
+        self.hot_path = hot_path  # which build serves: aioprefork.buildinfo.hot_path_build()
         self.server_limit = server_limit
         self.worker_connections = worker_connections
         self.min_workers, self.max_workers = min_workers, max_workers
@@ -288,4 +290,5 @@ class Scoreboard:
             heartbeat_timeouts_total=self.heartbeat_timeouts_total,
             totals=self.totals(),
             last_restart=dict(self.last_restart),
+            hot_path=self.hot_path,
         )

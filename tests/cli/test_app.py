@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from aioprefork.buildinfo import describe, hot_path_build
+
 from .helpers import clean_env, run_cli
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
@@ -172,3 +174,5 @@ def test_version() -> None:
     r = run_cli("version")
     assert r.code == 0
     assert r.out.startswith("aioprefork ")
+    # which build serves: the editable install is pure, `make compiled`'s tree compiled
+    assert f"; hot path: {describe(hot_path_build())}\n" in r.out
