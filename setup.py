@@ -104,7 +104,8 @@ def main() -> None:
     if not building and not editable:
         setup()
         return
-    missing = missing_toolchain() if forced != "0" and not editable else None
+    probe = forced == "1" or (forced != "0" and not editable)
+    missing = missing_toolchain() if probe else None
     compile_it, warning = decide(forced, editable, missing, forced == "0" or _has_mypyc())
     if warning:
         _warn(warning)
