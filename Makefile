@@ -11,7 +11,8 @@ COMPILED_STAMP := $(COMPILED)/.built
 
 # What `make run` serves: the package as `pip install .` builds it (hot path compiled when a C
 # compiler and Python.h are here; build isolation brings mypy), installed into this folder, which
-# run puts first on PYTHONPATH; the venv provides the runtime dependencies.
+# run puts first on PYTHONPATH (and runs its own console script, so the venv needs only the
+# runtime dependencies, not the package).
 RUN_TREE := build/run
 RUN_STAMP := $(RUN_TREE)/.built
 
@@ -52,7 +53,7 @@ $(RUN_STAMP): $(STAMP) setup.py pyproject.toml $(shell find aioprefork -name '*.
 	touch $@
 
 run: $(STAMP) $(RUN_STAMP)
-	PYTHONPATH=$(abspath $(RUN_TREE)) $(VENV)/bin/aioprefork serve examples.hello:app --host 127.0.0.1 --port 8000
+	PYTHONPATH=$(abspath $(RUN_TREE)) $(RUN_TREE)/bin/aioprefork serve examples.hello:app --host 127.0.0.1 --port 8000
 
 # The sdist and, built from it, a compiled wheel for this platform; then the wheel installed into
 # a fresh venv must report the compiled build and serve (tests/deploy/test_dist.py).
