@@ -48,7 +48,7 @@ from aioprefork.protocol.writer import DefaultHeaders, error_response
 from aioprefork.worker.stats import WorkerStats
 from aioprefork.worker.tls import tls_extension
 
-__all__ = ["HttpProtocol", "Shared", "keepalive_limit"]
+__all__ = ["HttpProtocol", "Shared"]
 
 log: Final = logging.getLogger("aioprefork.error")
 
@@ -198,21 +198,6 @@ class _NoCallbacks:
 _CLOSED_PARSER: Final = httptools.HttpRequestParser(_NoCallbacks())
 
 
-def keepalive_limit(limit: int, seq: int) -> int:
-    """The request limit of a worker's `seq`-th connection: `limit` spread over its top quarter.
-
-    Connections opened together (a client's pool, wrk) are served round-robin, so with one limit
-    for all they reach it in the same few milliseconds and all reconnect at once: measured with
-    256 connections, every reconnect of a cycle landed within 50-150 ms, and each burst of
-    accepts and set-ups held the other connections' requests back (p99 2x at 100 requests a
-    connection). Consecutive connections get limits limit, limit - 1, ... limit - limit // 4,
-    then again, so the first reconnects spread over a quarter of a cycle and later ones drift
-    apart; no connection serves more than `limit`. 0 = unlimited.
-    """
-    spread = limit >> 2
-    return limit - seq % (spread + 1) if spread else limit
-
-
 def _strict(parser: httptools.HttpRequestParser) -> None:
     """Turn every llhttp leniency off explicitly, whatever the build's defaults.
 
@@ -327,9 +312,7 @@ class HttpProtocol(asyncio.Protocol):
         self._max_fields = limits.limit_request_fields
         self._max_field = limits.limit_request_field_size
         self._max_body = limits.limit_request_body
-        self._max_requests = keepalive_limit(
-            limits.max_keepalive_requests, shared.stats.accepted_total
-        )
+        self._max_requests = limits.max_keepalive_requests
         self._keepalive_timeout = limits.keepalive_timeout
         self._root_path = limits.root_path
         self._extensions: dict[str, dict[Any, Any]] = dict(_EXTENSIONS)

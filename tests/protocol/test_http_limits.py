@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from http_wire import Wire, echo, exchange, simple, status_of, wait_for
 
-from aioprefork.protocol.http import keepalive_limit
 from examples.hello import app as hello
 
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -143,33 +142,6 @@ def test_max_keepalive_requests(serve: Any) -> None:
         wire.send(GET)
         assert wire.read_response().header(b"connection") == b"close"
         assert wire.closed()
-
-
-def test_keepalive_limits_are_spread_so_connections_do_not_reconnect_together(serve: Any) -> None:
-    """Connections opened together must not all reach the limit in the same moment (their
-    reconnects would come as one burst): each gets a limit in the top quarter, never above it."""
-    server = serve(hello, max_keepalive_requests=8)  # limits 8, 7, 6 in turn
-    served = []
-    for _ in range(6):
-        with Wire(server.port) as wire:
-            count, last = 0, False
-            while not last and count < 9:
-                wire.send(GET)
-                last = wire.read_response().header(b"connection") == b"close"
-                count += 1
-            assert wire.closed()
-            served.append(count)
-    assert sorted(served) == [6, 6, 7, 7, 8, 8], served
-    assert len(set(served[:3])) == 3, served  # consecutive connections differ
-
-
-def test_keepalive_limit_spread_is_a_pure_function() -> None:
-    assert [keepalive_limit(1000, seq) for seq in (0, 1, 2, 250, 251, 252)] == [
-        1000, 999, 998, 750, 1000, 999,
-    ]  # fmt: skip
-    assert {keepalive_limit(1000, seq) for seq in range(10_000)} == set(range(750, 1001))
-    assert [keepalive_limit(3, seq) for seq in range(4)] == [3, 3, 3, 3]  # too small to spread
-    assert [keepalive_limit(0, seq) for seq in range(3)] == [0, 0, 0]  # unlimited stays so
 
 
 def _endless_body(outcome: list[str], writing: asyncio.Event) -> Any:
