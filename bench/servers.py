@@ -7,7 +7,7 @@ per core:
 
 * aioprefork: AIOPREFORK_SERVE below (the one place to change how it is started), with its hot
   path compiled by mypyc (`make compiled` builds build/compiled/, put first on PYTHONPATH), as a
-  wheel built with AIOPREFORK_MYPYC=1 ships it; `aioprefork-py` is the same server in pure
+  `pip install .` now ships it by default; `aioprefork-py` is the same server in pure
   Python (the editable install), to show what the compilation buys. `--workers N`
   with N >= 1 is the full product, master + N workers with the scoreboard on; the pool is held at
   N (min = max = N) so maintenance neither grows nor shrinks it mid-run. `aioprefork-w0` is the
