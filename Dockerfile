@@ -4,19 +4,19 @@
 #   docker run --rm -p 8000:8000 -p 9464:9464 --stop-timeout 40 aioprefork
 #   docker run ... -e AIOPREFORK_APP=myapp:app -v ./myapp:/app/myapp:ro aioprefork
 #
-# Compiled hot path: the build stage compiles the request hot path with mypyc (setup.py's
-# HOT_PATH; about 20% faster per request) when its base has a C compiler (`cc`) and the Python
-# headers (Python.h), and builds the pure-Python wheel otherwise. python:3.12-slim has neither, so
-# the default build is pure; for the compiled one:
+# Compiled hot path: the image holds the build whose request hot path is compiled to C with mypyc
+# (aioprefork/buildinfo.py's HOT_PATH; about a third less CPU per request). The build stage
+# (BUILD_IMAGE, python:3.12: gcc and the Python headers included) builds the wheels, compiling
+# aioprefork's; the runtime stage (BASE_IMAGE, python:3.12-slim: no compiler) installs those wheels
+# into a fresh venv, so the compiler never reaches it. The two must share the Python ABI (same
+# Python minor version and platform: python:3.X with python:3.X-slim); a mismatch fails the build
+# at the install ("not a supported wheel"). --build-arg AIOPREFORK_MYPYC=auto|1|0: auto (the
+# default) compiles when BUILD_IMAGE has a C compiler (`cc`) and Python.h and builds the pure wheel
+# with a warning otherwise; 1 = compile or fail the build; 0 = always pure. mypy (mypyc) and its
+# type stubs come from pyproject's build-system.requires into pip's throwaway build environment:
+# neither image's venv gets them. Check which build an image holds:
 #
-#   docker build --build-arg BASE_IMAGE=python:3.12 -t aioprefork .   # gcc + headers included
-#
-# (or a base of your own with build-essential and python3-dev: the runtime stage uses the same
-# base; the build's compiler never reaches it). --build-arg AIOPREFORK_MYPYC=auto|1|0: auto (the
-# default) as above; 1 = compile or fail the build; 0 = always pure. mypy (mypyc), its stubs and
-# setuptools live in a throwaway venv of the build stage: the runtime venv gets only the wheels.
-# Check which build an image holds: docker run --rm aioprefork python3 -c
-#   "import aioprefork.protocol.http as m; print(m.__file__)"      # .so = compiled, .py = pure
+#   docker run --rm aioprefork version             # "... hot path: compiled (mypyc)"
 #
 # Stop timeout: TERM (STOPSIGNAL) makes the master close its listeners and give in-flight requests
 # graceful_timeout (30 s by default) before it kills the workers. Docker's default stop timeout is
@@ -29,11 +29,13 @@
 # child with waitpid(-1), so processes re-parented to it (a worker's grandchildren) never linger as
 # zombies. tini / dumb-init would add nothing but a hop for signals.
 ARG BASE_IMAGE=python:3.12-slim
+ARG BUILD_IMAGE=python:3.12
 
-# --- build: wheels for aioprefork and its dependencies, then a venv installed from them only ----
-FROM ${BASE_IMAGE} AS build
+# --- build: wheels for aioprefork (compiled) and its dependencies -------------------------------
+FROM ${BUILD_IMAGE} AS build
 # pip reads these from the environment: an offline build passes PIP_NO_INDEX=1 and a
-# PIP_FIND_LINKS wheelhouse (the container test does, with `--volume`).
+# PIP_FIND_LINKS wheelhouse (the container test does, with `--volume`); pip's isolated build
+# environment (setuptools, mypy, stubs) is installed from the same place.
 ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
 ARG PIP_FIND_LINKS
@@ -46,11 +48,9 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE setup.py ./
 COPY aioprefork ./aioprefork
-# The compiled wheel is built by /opt/mypyc, a venv with mypy, the type stubs and the runtime
-# dependencies (mypyc type-checks the package as `make types` does) that the runtime never sees;
-# its requirements come from pyproject.toml, so they cannot drift from the project's. Once the
-# toolchain is there, a failed compile fails the build (AIOPREFORK_MYPYC=0 opts out) rather than
-# quietly shipping the slower wheel.
+# pip comes from a venv (Debian's python3 has no pip module, only ensurepip for venvs). Once the
+# toolchain is here, a failed compile fails the build (AIOPREFORK_MYPYC=1 for setup.py)
+# rather than quietly shipping the slower wheel; AIOPREFORK_MYPYC=0 opts out.
 RUN case "${AIOPREFORK_MYPYC}" in auto|0|1) ;; \
         *) echo "AIOPREFORK_MYPYC must be auto, 1 or 0, not '${AIOPREFORK_MYPYC}'" >&2; exit 2 ;; \
     esac \
@@ -58,29 +58,20 @@ RUN case "${AIOPREFORK_MYPYC}" in auto|0|1) ;; \
     && if command -v cc >/dev/null && python3 -c 'import os, sysconfig; \
             raise SystemExit(not os.path.isfile(sysconfig.get_path("include") + "/Python.h"))'; \
         then toolchain=yes; fi \
-    && python3 -m venv /opt/venv \
+    && python3 -m venv /opt/pip \
     && if [ "${AIOPREFORK_MYPYC}" != 0 ] && [ "${toolchain}" = yes ]; then \
         echo "aioprefork: building the mypyc-compiled hot path" >&2 \
-        && python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb")); \
-            need = p["project"]["dependencies"] + p["build-system"]["requires"]; \
-            dev = p["project"]["optional-dependencies"]["test"]; \
-            need += [r for r in dev if r.startswith(("mypy", "types-"))]; \
-            print(*need, sep="\n")' > /tmp/mypyc-requirements.txt \
-        && python3 -m venv /opt/mypyc \
-        && /opt/mypyc/bin/pip install --requirement /tmp/mypyc-requirements.txt \
-        && AIOPREFORK_MYPYC=1 /opt/mypyc/bin/pip wheel --no-build-isolation \
-            --wheel-dir /wheels . ; \
+        && AIOPREFORK_MYPYC=1 /opt/pip/bin/pip wheel --wheel-dir /wheels . ; \
     elif [ "${AIOPREFORK_MYPYC}" = 1 ]; then \
-        echo "AIOPREFORK_MYPYC=1: the base has no C compiler (cc) or Python headers (Python.h);" \
-            "use --build-arg BASE_IMAGE=python:3.12 or install build-essential + python3-dev" >&2 \
+        echo "AIOPREFORK_MYPYC=1: the build image has no C compiler (cc) or Python headers" \
+            "(Python.h); use --build-arg BUILD_IMAGE=python:3.12 or install build-essential +" \
+            "python3-dev" >&2 \
         && exit 1; \
     else \
-        echo "aioprefork: building the pure-Python wheel" \
-            "(AIOPREFORK_MYPYC=${AIOPREFORK_MYPYC}, C toolchain: ${toolchain})" >&2 \
-        && AIOPREFORK_MYPYC=0 /opt/venv/bin/pip wheel --wheel-dir /wheels . ; \
-    fi \
-    && /opt/venv/bin/pip install --no-index --find-links /wheels aioprefork \
-    && /opt/venv/bin/python -m compileall -q /opt/venv
+        echo "WARNING: aioprefork: building the pure-Python wheel" \
+            "(AIOPREFORK_MYPYC=${AIOPREFORK_MYPYC}, C toolchain in BUILD_IMAGE: ${toolchain})" >&2 \
+        && AIOPREFORK_MYPYC=0 /opt/pip/bin/pip wheel --wheel-dir /wheels . ; \
+    fi
 
 # --- runtime: the venv, the bundled examples, nothing else --------------------------------------
 FROM ${BASE_IMAGE}
@@ -93,7 +84,14 @@ RUN groupadd --system --gid "${UID}" aioprefork \
         --shell /usr/sbin/nologin aioprefork \
     && mkdir -p /app /run/aioprefork \
     && chown aioprefork:aioprefork /run/aioprefork
-COPY --from=build /opt/venv /opt/venv
+# The wheels from the build stage, installed by this stage's own Python: only what they hold lands
+# here (no compiler, no mypy), and pip refuses a compiled wheel built for another Python.
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
+    python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-index --find-links /wheels aioprefork \
+    && /opt/venv/bin/python -m compileall -q /opt/venv \
+    && /opt/venv/bin/aioprefork version
 COPY examples /app/examples
 WORKDIR /app
 ENV PATH=/opt/venv/bin:$PATH \

@@ -10,8 +10,15 @@ COMPILED := build/compiled
 COMPILED_STAMP := $(COMPILED)/.built
 
 RUNTIME := $(VENV)/.runtime
+# What `make run` serves: the package as `pip install .` builds it (hot path compiled when a C
+# compiler and Python.h are here; build isolation brings mypy), installed into this folder, which
+# run puts first on PYTHONPATH (and runs its own console script, so the venv needs only the
+# runtime dependencies, not the package).
+RUN_TREE := build/run
+RUN_STAMP := $(RUN_TREE)/.built
 
-.PHONY: run dev test lint types unit compiled system-deps bench chaos h2-soak clean
+
+.PHONY: run dev test lint types unit compiled dist system-deps bench chaos h2-soak clean
 
 # `make run`: aioprefork and its runtime dependencies only (no test tools), then hello.
 $(RUNTIME): pyproject.toml
@@ -61,8 +68,20 @@ $(COMPILED_STAMP): $(STAMP) setup.py $(shell find aioprefork -name '*.py')
 
 compiled: $(COMPILED_STAMP)
 
-run: $(RUNTIME)
-	$(VENV)/bin/aioprefork serve examples.hello:app --host 127.0.0.1 --port 8000
+$(RUN_STAMP): $(RUNTIME) setup.py pyproject.toml $(shell find aioprefork -name '*.py')
+	rm -rf $(RUN_TREE)
+	$(PY) -m pip install -q --no-deps --target $(RUN_TREE) .
+	touch $@
+
+run: $(RUNTIME) $(RUN_STAMP)
+	PYTHONPATH=$(abspath $(RUN_TREE)) $(RUN_TREE)/bin/aioprefork serve examples.hello:app --host 127.0.0.1 --port 8000
+
+# The sdist and, built from it, a compiled wheel for this platform; then the wheel installed into
+# a fresh venv must report the compiled build and serve (tests/deploy/test_dist.py).
+dist: $(STAMP)
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	AIOPREFORK_DIST_DIR=$(abspath dist) $(PY) -m pytest -q -p no:cacheprovider tests/deploy/test_dist.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check aioprefork tests bench examples
@@ -99,4 +118,4 @@ h2-soak: $(STAMP) system-deps $(COMPILED_STAMP)
 	$(PY) bench/h2.py --soak 1000000
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache

@@ -31,7 +31,7 @@ pack() {
     local build=$DEVICE/buildenv
     "$py" -m venv "$build"
     "$build/bin/pip" install -q --upgrade pip
-    "$build/bin/pip" install -q -e '.[bench]' mypy types-aiofiles setuptools wheel
+    "$build/bin/pip" install -q -e '.[bench]' mypy types-aiofiles 'setuptools>=77' wheel
     # The wheels of exactly what that venv resolved (mypy and the editable project aside).
     "$build/bin/pip" freeze --exclude-editable | grep -viE '^(mypy|mypy.extensions|librt|pathspec|types-aiofiles|ast.serialize)=' \
         > "$DEVICE/requirements.txt"

@@ -14,6 +14,11 @@ difference: the count is the same on a loaded machine, so it compares two builds
 reliably. `--server uvicorn` measures uvicorn's protocol the same way. PYTHONPATH=build/compiled
 measures the mypyc build (make compiled). The `close` scenario measures whole connections instead
 (made, one Connection: close request, lost; N and N + 2,000 of them under --callgrind).
+
+`--app examples.frameworks:fastapi_app` (or any module:attribute) serves another app, e.g. a
+framework's (hello = GET /, json = GET /json). `--server floor` calls the app directly, no HTTP
+at all: one coroutine awaiting app(scope, receive, send) per request with a prebuilt scope, the
+framework's own in-process floor, which bounds what any server can reach with it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import importlib
 import logging
 import os
 import re
@@ -37,7 +43,15 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
-from examples.hello import app  # noqa: E402
+from examples.hello import app as hello_app  # noqa: E402
+
+app: Any = hello_app  # --app replaces it
+
+
+def load_app(spec: str) -> Any:
+    module, _, attribute = spec.partition(":")
+    return getattr(importlib.import_module(module), attribute or "app")
+
 
 HOST: Final = b"Host: 127.0.0.1:8000\r\n"
 REQUESTS: Final = {
@@ -177,6 +191,44 @@ async def drive(server: str, data: bytes, n: int, access_log: bool = False) -> t
     return time.perf_counter() - start, transport.writes
 
 
+async def drive_floor(data: bytes, n: int) -> tuple[float, int]:
+    """The app alone: n awaits of app(scope, receive, send) in one coroutine, the scope a fresh
+    copy of one built for the request line in `data` (GET only); (seconds, send calls)."""
+    path = data.split(b" ", 2)[1].decode()
+    template: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+        "scheme": "http",
+        "method": "GET",
+        "root_path": "",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1:8000")],
+        "state": {},
+    }
+    sends = 0
+    request: dict[str, Any] = {"type": "http.request", "body": b"", "more_body": False}
+
+    async def receive() -> dict[str, Any]:
+        return request
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal sends
+        sends += 1
+
+    for _ in range(WARMUP):
+        await app(dict(template, state={}), receive, send)
+    sends = 0
+    start = time.perf_counter()
+    for _ in range(n):
+        await app(dict(template, state={}), receive, send)
+    return time.perf_counter() - start, sends
+
+
 async def drive_connections(server: str, data: bytes, n: int) -> tuple[float, int]:
     """n connections (after a warm-up), one request each: made and read in one loop callback
     (as uvloop usually reads a new connection's first request), then lost; (seconds, writes)."""
@@ -225,19 +277,33 @@ def instructions(argv: list[str], n: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("scenario", choices=sorted(REQUESTS))
-    parser.add_argument("--server", choices=("aioprefork", "uvicorn", "raw"), default="aioprefork")
+    parser.add_argument(
+        "--server", choices=("aioprefork", "uvicorn", "raw", "floor"), default="aioprefork"
+    )
+    parser.add_argument("--app", default="", help="module:attribute (default examples.hello:app)")
     parser.add_argument("-n", type=int, default=100_000, help="requests measured")
     parser.add_argument("--callgrind", action="store_true", help="instructions per request")
     parser.add_argument(
         "--access-log", action="store_true", help="aioprefork logs each request (to /dev/null)"
     )
+    parser.add_argument(
+        "--extra",
+        type=int,
+        default=10_000,
+        help="--callgrind: requests in the second run beyond "
+        "the first's (default 10,000; 2,000 is plenty for a framework app)",
+    )
     args = parser.parse_args()
     per_connection = args.scenario == "close"
+    global app
+    if args.app:
+        app = load_app(args.app)
     if args.callgrind:
         argv = [sys.executable, __file__, args.scenario, "--server", args.server]
         if args.access_log:
             argv.append("--access-log")
-        low, extra = (1000, 2000) if per_connection else (2000, 10_000)
+        argv += ["--app", args.app] if args.app else []
+        low, extra = (1000, 2000) if per_connection else (2000, args.extra)
         counts = instructions(argv, low), instructions(argv, low + extra)
         print(
             f"{args.server} {args.scenario}{' (access log)' if args.access_log else ''}: "
@@ -245,7 +311,10 @@ def main() -> None:
             f"instructions/{'connection' if per_connection else 'request'}"
         )
         return
-    if per_connection:
+    if args.server == "floor":
+        seconds, writes = uvloop.run(drive_floor(REQUESTS[args.scenario], args.n))
+        total = args.n
+    elif per_connection:
         seconds, writes = uvloop.run(drive_connections(args.server, REQUESTS["close"], args.n))
         total = args.n
     else:

@@ -1,4 +1,5 @@
-"""The benchmark scenarios: one request shape each, against the bundled app examples/hello.py.
+"""The benchmark scenarios: one request shape each, against the bundled app examples/hello.py,
+or against a framework app (examples/frameworks.py: FastAPI and Starlette, bench extra).
 
 Pure data. Each scenario names the path wrk loads, the wrk Lua script that shapes the request (if
 any), and the exact body a correct server returns, which the harness checks once per run before
@@ -26,6 +27,11 @@ class Scenario:
     request_body: bytes = b""
     lua: Path | None = None  # wrk -s script
     headers: tuple[str, ...] = ()  # wrk -H, one each
+    app: str = "examples.hello:app"  # what every server serves for this scenario
+    framework: bool = False  # a framework app: the raw ceiling has no answer for it
+
+
+FRAMEWORK_JSON: Final = b'{"message":"Hello, world!"}'
 
 
 SCENARIOS: Final[tuple[Scenario, ...]] = (
@@ -69,13 +75,33 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
         expected_body=b"Hello, world!",
         headers=("Connection: close",),
     ),
+    *(
+        Scenario(
+            name=f"{framework}-{kind}",
+            path=path,
+            description=f"{label}: GET {path}, {what}",
+            expected_body=body,
+            app=f"examples.frameworks:{framework}_app",
+            framework=True,
+        )
+        for framework, label in (("fastapi", "FastAPI"), ("starlette", "Starlette"))
+        for kind, path, what, body in (
+            ("text", "/", "a plain-text route", b"Hello, world!"),
+            ("json", "/json", "a JSON route", FRAMEWORK_JSON),
+        )
+    ),
 )
 BY_NAME: Final = {s.name: s for s in SCENARIOS}
+# The default set: the server's own scenarios; the framework ones are asked for by name
+# (--scenarios fastapi-json,...) or all at once with --scenarios frameworks.
+DEFAULT: Final = tuple(s.name for s in SCENARIOS if not s.framework)
+FRAMEWORKS: Final = tuple(s.name for s in SCENARIOS if s.framework)
 
 
 def select(names: str) -> tuple[Scenario, ...]:
     """`"hello,json"` -> those scenarios in the given order; unknown names raise ValueError."""
     chosen = [n.strip() for n in names.split(",") if n.strip()]
+    chosen = [m for n in chosen for m in (FRAMEWORKS if n == "frameworks" else (n,))]
     unknown = [n for n in chosen if n not in BY_NAME]
     if unknown:
         raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(BY_NAME)}")

@@ -7,7 +7,7 @@ per core:
 
 * aioprefork: AIOPREFORK_SERVE below (the one place to change how it is started), with its hot
   path compiled by mypyc (`make compiled` builds build/compiled/, put first on PYTHONPATH), as a
-  wheel built with AIOPREFORK_MYPYC=1 ships it; `aioprefork-py` is the same server in pure
+  `pip install .` now ships it by default; `aioprefork-py` is the same server in pure
   Python (the editable install), to show what the compilation buys. `--workers N`
   with N >= 1 is the full product, master + N workers with the scoreboard on; the pool is held at
   N (min = max = N) so maintenance neither grows nor shrinks it mid-run. `aioprefork-w0` is the
@@ -35,7 +35,7 @@ APP: Final = "examples.hello:app"
 
 # How aioprefork is started. {workers} = 0 serves in-process (no master); N >= 1 forks N workers.
 AIOPREFORK_SERVE: Final = (
-    "{bin}/aioprefork", "serve", APP, "--host", "{host}", "--port", "{port}",
+    "{bin}/aioprefork", "serve", "{app}", "--host", "{host}", "--port", "{port}",
     "--workers", "{workers}", "--no-access-log", "--log-level", "warning",
 )  # fmt: skip
 # Added when {workers} >= 1: a fixed-size pool, and the master's metrics listener and control
@@ -55,6 +55,7 @@ class Launch:
     workers: int  # worker processes (1 = the single-worker comparison)
     metrics_port: int = 0  # aioprefork's master metrics listener
     ctl_socket: str = ""  # aioprefork's control socket
+    app: str = APP  # module:attribute, from the scenario (bench/scenarios.py)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,6 +115,7 @@ def command(server: Server, launch: Launch) -> list[str]:
             "workers": str(workers),
             "metrics_port": str(launch.metrics_port),
             "ctl_socket": launch.ctl_socket,
+            "app": launch.app,
         }
         template = AIOPREFORK_SERVE + (AIOPREFORK_POOL if workers >= 1 else ())
         argv = [part.format(**fields) for part in template]
@@ -121,18 +123,18 @@ def command(server: Server, launch: Launch) -> list[str]:
             argv = ["env", f"PYTHONPATH={COMPILED}", *argv]
         return argv
     if server.name == "uvicorn":
-        argv = [str(BIN / "uvicorn"), APP, "--host", host, "--port", port]
+        argv = [str(BIN / "uvicorn"), launch.app, "--host", host, "--port", port]
         argv += ["--loop", "uvloop", "--http", "httptools", "--no-access-log"]
         argv += ["--log-level", "warning"]
         return argv + (["--workers", str(n)] if n > 1 else [])
     if server.name == "gunicorn":
         return [
-            str(BIN / "gunicorn"), APP, "-k", "uvicorn.workers.UvicornWorker",
+            str(BIN / "gunicorn"), launch.app, "-k", "uvicorn.workers.UvicornWorker",
             "-w", str(n), "-b", f"{host}:{port}", "--log-level", "warning",
         ]  # fmt: skip
     if server.name == "granian":
         return [
-            str(BIN / "granian"), APP, "--interface", "asgi", "--host", host, "--port", port,
+            str(BIN / "granian"), launch.app, "--interface", "asgi", "--host", host, "--port", port,
             "--workers", str(n), "--loop", "uvloop", "--http", "1", "--no-ws",
             "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip

@@ -34,6 +34,7 @@ FOLDERS: Final[dict[str, str]] = {
     "bench": "process",
     "deploy": "deploy",
     "http2": "in_process",
+    "hotpath": "process",
     # the folders of the package layout (docs/architecture.md#layers) the tests are moving to
     "http": "in_process",
     "wire": "pure",

@@ -114,9 +114,12 @@ def version() -> None:
     """Print the aioprefork version and the versions of its engine."""
     from importlib.metadata import version as dist_version
 
+    from aioprefork.buildinfo import describe, hot_path_build
+
     typer.echo(
         f"aioprefork {__version__} (uvloop {dist_version('uvloop')}, "
-        f"httptools {dist_version('httptools')}, Python {sys.version.split()[0]})"
+        f"httptools {dist_version('httptools')}, Python {sys.version.split()[0]}); "
+        f"hot path: {describe(hot_path_build())}"
     )
 
 

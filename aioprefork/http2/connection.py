@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["H2Connection", "serve_http2"]
 
-log: Final = logging.getLogger("aioprefork.error")
+log: Final = logging.getLogger("aioprefork.http")
 
 _ASGI: Final[dict[str, str]] = {"version": "3.0", "spec_version": "2.4"}
 _CONNECTION_WINDOW: Final = 16 * 1024 * 1024  # what the peer may send before we read it

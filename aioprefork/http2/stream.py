@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["H2Stream", "ResponseHeaderError", "response_fields"]
 
-log: Final = logging.getLogger("aioprefork.error")
+log: Final = logging.getLogger("aioprefork.app")
 
 _REQUEST: Final[dict[str, Any]] = {"type": "http.request", "body": b"", "more_body": False}
 _FILE_EVENTS: Final = frozenset({"http.response.pathsend", "http.response.zerocopysend"})

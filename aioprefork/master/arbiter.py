@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from aioprefork import __version__
+from aioprefork.buildinfo import hot_path_build
 from aioprefork.channel.messages import (
     Apply,
     Dump,
@@ -148,7 +149,10 @@ class Arbiter:
         self.state = MasterState.BOOTING
         self.exit_code = EXIT_OK
         self.scoreboard = Scoreboard(
-            pid=os.getpid(), version=__version__, policy=PoolPolicy.from_config(self.config)
+            pid=os.getpid(),
+            version=__version__,
+            policy=PoolPolicy.from_config(self.config),
+            hot_path=hot_path_build(),
         )
         self.pool = WorkerPool(self.scoreboard, [lsn.sock for lsn in listeners], self)
         self._memo = maintenance.PoolMemo()
@@ -253,7 +257,13 @@ class Arbiter:
         for listener in self.listeners:
             log.info("listening on %s", listener.describe())
         count = max(config.workers, config.min_workers)
-        log.info("starting %d workers for %s (pid %d)", count, config.app, os.getpid())
+        log.info(
+            "starting %d workers for %s (pid %d, hot path %s)",
+            count,
+            config.app,
+            os.getpid(),
+            self.scoreboard.hot_path,
+        )
         for _ in range(count):
             self.pool.spawn(1, config, "start")
         if config.reload:

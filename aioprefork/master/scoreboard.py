@@ -134,9 +134,11 @@ class Scoreboard:
         started_at: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        hot_path: str = "pure",
     ) -> None:
         self.pid, self.version = pid, version
         self.policy = policy
+        self.hot_path = hot_path  # which build serves: aioprefork.buildinfo.hot_path_build()
         self.clock, self.wall = clock, wall
         self.started_at = wall() if started_at is None else started_at
         self.master_state = "booting"
@@ -326,4 +328,5 @@ class Scoreboard:
             totals=self.totals(),
             last_restart=dict(self.last_restart),
             listen_queues=self.listen_queues,
+            hot_path=self.hot_path,
         )

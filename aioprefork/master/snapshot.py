@@ -161,6 +161,7 @@ class Snapshot:
     heartbeat_timeouts_total: int = 0
     totals: Totals = field(default_factory=Totals)
     last_restart: Mapping[str, Any] = field(default_factory=dict)  # kind, result, reason, at
+    hot_path: str = "pure"  # compiled | pure | partial (aioprefork.buildinfo)
     listen_queues: tuple[ListenQueue, ...] = ()  # TCP listeners only
 
     @property

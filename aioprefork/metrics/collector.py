@@ -14,6 +14,7 @@ Invariants (docs/architecture.md#scoreboard-and-metrics):
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Final
 
@@ -31,6 +32,7 @@ from aioprefork.http2 import REJECTION_REASONS
 from aioprefork.master.snapshot import SCOREBOARD_LETTERS, STARTING, STOPPING, SlotView, Snapshot
 
 PREFIX: Final = "aioprefork_"
+_PYTHON: Final = platform.python_version()
 
 MASTER_STATES: Final = (
     "booting",
@@ -89,6 +91,15 @@ def _pool(snap: Snapshot) -> Iterator[Metric]:
     info = InfoMetricFamily(PREFIX.rstrip("_"), "aioprefork master identity")
     info.add_metric(["version", "pid"], {"version": snap.version, "pid": str(snap.pid)})
     yield info
+    build = InfoMetricFamily(
+        PREFIX + "build",
+        "Which build serves requests: hot_path is compiled (mypyc) or pure (Python)",
+    )
+    build.add_metric(
+        ["hot_path", "version", "python"],
+        {"hot_path": snap.hot_path, "version": snap.version, "python": _PYTHON},
+    )
+    yield build
     state = GaugeMetricFamily(
         PREFIX + "master_state", "Master state: 1 for the current one", labels=["state"]
     )

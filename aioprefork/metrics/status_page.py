@@ -107,6 +107,7 @@ def render_auto(snap: Snapshot) -> str:
     lines = [
         ("ServerVersion", f"aioprefork/{snap.version}"),
         ("ServerMPM", "prefork-async"),
+        ("HotPath", snap.hot_path),
         ("MasterPID", str(snap.pid)),
         ("MasterState", snap.master_state),
         ("Generation", str(snap.generation)),
@@ -415,7 +416,8 @@ def render_html(
         f"<title>aioprefork server status</title><style>{_CSS}</style></head><body>"
         f"<header><h1>aioprefork <span>server status</span></h1>"
         f'<div class="meta"><span class="badge {state}">{state}</span>'
-        f"<span>version {_e(snap.version)}</span><span>master pid {_e(snap.pid)}</span>"
+        f"<span>version {_e(snap.version)}</span><span>hot path {_e(snap.hot_path)}</span>"
+        f"<span>master pid {_e(snap.pid)}</span>"
         f"<span>generation {_e(snap.generation)}</span>"
         f"<span>{_e(_utc(snap.now))}</span></div></header>"
         f"<main>{_cards(snap, f)}{_scoreboard(snap)}{_slots_table(snap)}"

@@ -17,6 +17,7 @@ import uvloop
 
 from aioprefork.asgi.lifespan import Lifespan
 from aioprefork.asgi.loader import load_app
+from aioprefork.buildinfo import hot_path_build
 from aioprefork.config.model import Config, HttpLimits
 from aioprefork.errors import EXIT_OK
 from aioprefork.master.listeners import Listener, bind_all, close_all
@@ -51,7 +52,11 @@ async def _serve(config: Config, listeners: list[Listener]) -> int:
     await server.start()
     for listener in listeners:
         log.info(
-            "serving %s on %s (in-process, pid %d)", config.app, listener.describe(), os.getpid()
+            "serving %s on %s (in-process, pid %d, hot path %s)",
+            config.app,
+            listener.describe(),
+            os.getpid(),
+            hot_path_build(),
         )
 
     loop = asyncio.get_running_loop()

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Build the aioprefork image from ../../Dockerfile with no container registry at all:
-#   1. a Debian rootfs (python3 + python3-venv) made by mmdebstrap from the Debian mirror,
-#      imported as the base image (the Dockerfile's BASE_IMAGE);
-#   2. a wheelhouse of aioprefork's dependencies for the base's Python, fetched by pip;
+#   1. two Debian rootfs made by mmdebstrap from the Debian mirror: the runtime base (python3 +
+#      python3-venv; the Dockerfile's BASE_IMAGE) and the build base, the same plus gcc and the
+#      Python headers (BUILD_IMAGE), where the hot path is compiled with mypyc into a wheel that
+#      the runtime stage installs (same Debian, same Python: same ABI);
+#   2. a wheelhouse of aioprefork's dependencies and build requirements (setuptools, mypy, stubs)
+#      for the base's Python, fetched by pip;
 #   3. `podman build --pull=never` with PIP_NO_INDEX and the wheelhouse mounted into the build.
 # Everything is cached under $CACHE (default build/deploy-cache, git-ignored); podman uses its own
 # storage there, so the host's images are untouched. Needs root and: podman buildah runc
@@ -28,23 +31,31 @@ mkdir -p "$CACHE"
 
 step() { printf '[build-offline] %s\n' "$*" >&2; }
 
-# 1. base image: Debian's Essential set + apt (variant apt: a little less than debian:*-slim,
-#    quicker to make) + python3, python3-venv and passwd (the Dockerfile's useradd).
-ROOTFS="$CACHE/rootfs-$SUITE.tar"
-if [ ! -s "$ROOTFS" ]; then
-    step "mmdebstrap $SUITE -> $ROOTFS"
-    mmdebstrap --quiet --format=tar --variant=apt --include=python3,python3-venv,passwd \
-        --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
-        --dpkgopt='path-exclude=/usr/share/locale/*' \
-        "$SUITE" "$ROOTFS.partial" "$MIRROR" </dev/null
-    mv "$ROOTFS.partial" "$ROOTFS"
-fi
-if ! "$PODMAN" image exists "$BASE"; then
-    step "import $ROOTFS as $BASE"
-    "$PODMAN" import --change 'CMD ["python3"]' "$ROOTFS" "$BASE" >/dev/null
-fi
+# 1. base images: Debian's Essential set + apt (variant apt: a little less than debian:*-slim,
+#    quicker to make) + python3, python3-venv and passwd (the Dockerfile's useradd); the build
+#    base adds what compiling needs (gcc, libc6-dev, python3-dev).
+BUILD_BASE=localhost/aioprefork-build:$SUITE
+make_base() {  # make_base IMAGE TARBALL PACKAGES
+    local image=$1 rootfs=$2 packages=$3
+    if [ ! -s "$rootfs" ]; then
+        step "mmdebstrap $SUITE ($packages) -> $rootfs"
+        mmdebstrap --quiet --format=tar --variant=apt --include="$packages" \
+            --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+            --dpkgopt='path-exclude=/usr/share/locale/*' \
+            "$SUITE" "$rootfs.partial" "$MIRROR" </dev/null
+        mv "$rootfs.partial" "$rootfs"
+    fi
+    if ! "$PODMAN" image exists "$image"; then
+        step "import $rootfs as $image"
+        "$PODMAN" import --change 'CMD ["python3"]' "$rootfs" "$image" >/dev/null
+    fi
+}
+make_base "$BASE" "$CACHE/rootfs-$SUITE.tar" python3,python3-venv,passwd
+make_base "$BUILD_BASE" "$CACHE/rootfs-$SUITE-build.tar" \
+    python3,python3-venv,passwd,gcc,libc6-dev,python3-dev
 
-# 2. wheelhouse for the base's Python (binary wheels only; aioprefork itself is built in the image).
+# 2. wheelhouse for the base's Python (binary wheels only; aioprefork itself is built in the image):
+#    its dependencies and its build requirements (pip's isolated build environment is made from it).
 PYVER=$("$PODMAN" run --rm --pull=never --network=none "$BASE" \
     python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 WHEELS="$CACHE/wheelhouse-py$PYVER"
@@ -70,9 +81,9 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$REQS" ]; then
 fi
 
 # 3. the image, offline.
-step "podman build $IMAGE (base $BASE)"
+step "podman build $IMAGE (build $BUILD_BASE, runtime $BASE)"
 "$PODMAN" build --pull=never --format docker --layers=true \
-    --build-arg BASE_IMAGE="$BASE" \
+    --build-arg BASE_IMAGE="$BASE" --build-arg BUILD_IMAGE="$BUILD_BASE" \
     --build-arg PIP_NO_INDEX=1 --build-arg PIP_FIND_LINKS=/wheelhouse \
     --volume "$WHEELS:/wheelhouse:ro" \
     --tag "$IMAGE" --file "$ROOT/Dockerfile" "$ROOT" >&2

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from aioprefork.buildinfo import describe, hot_path_build
 from aioprefork.cli.argv import option_flags
 from aioprefork.config.model import SETTINGS
 
@@ -285,3 +286,5 @@ def test_version() -> None:
     r = run_cli("version")
     assert r.code == 0
     assert r.out.startswith("aioprefork ")
+    # which build serves: the editable install is pure, `make compiled`'s tree compiled
+    assert f"; hot path: {describe(hot_path_build())}\n" in r.out

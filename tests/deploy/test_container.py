@@ -5,13 +5,14 @@ deploy/podman/containers.conf), from a Debian base that mmdebstrap makes from th
 The first build takes about 90 s on 2 cores (rootfs, wheelhouse, image); later ones reuse the
 rootfs and wheels cached under build/deploy-cache (git-ignored) and take about 20 s.
 
-That base has no C compiler, so the image holds the pure-Python hot path (the Dockerfile's
-AIOPREFORK_MYPYC=auto falls back) and forcing the mypyc build (AIOPREFORK_MYPYC=1) fails the build.
+The image is built as by default: a build stage with a C compiler (build-offline.sh's second
+rootfs: the same Debian plus gcc and python3-dev) compiles the hot path with mypyc, and the runtime
+stage, without a compiler, installs that wheel; forcing the mypyc build (AIOPREFORK_MYPYC=1) with a
+compiler-less build stage fails the build.
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import json
 import os
@@ -24,13 +25,15 @@ from typing import Any
 
 import pytest
 
+from aioprefork.buildinfo import HOT_PATH_MODULES
+
 from .support import DEPLOY, ROOT, http_get, run, tool, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 
 PODMAN = str(DEPLOY / "podman" / "podman.sh")
 IMAGE = "localhost/aioprefork:test"
-# build-offline.sh's base: the mmdebstrap rootfs (python3, python3-venv, passwd; no compiler).
+# build-offline.sh's runtime base: the mmdebstrap rootfs (python3, python3-venv, passwd; no compiler).
 BASE = f"localhost/aioprefork-base:{os.environ.get('SUITE', 'bookworm')}"
 APP_FILE = Path(__file__).parent / "app.py"
 
@@ -204,23 +207,22 @@ def test_podman_stop_under_load_finishes_in_flight_requests(
 
 
 def _hot_path() -> list[str]:
-    """The modules setup.py compiles with mypyc (its HOT_PATH list), as module names."""
-    for node in ast.parse((ROOT / "setup.py").read_text()).body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "HOT_PATH":
-            return [p.removesuffix(".py").replace("/", ".") for p in ast.literal_eval(node.value)]
-    raise AssertionError("setup.py has no HOT_PATH list")
+    """The modules setup.py compiles with mypyc, as module names."""
+    return list(HOT_PATH_MODULES)
 
 
-# Run inside the image: the Dockerfile's toolchain test (cc and Python.h; the runtime stage is the
-# build stage's base plus a user, so it sees the same), where each hot-path module was loaded
-# from, and which build tools the runtime venv could import.
+# Run inside the image: the Dockerfile's toolchain test (cc and Python.h), where each hot-path
+# module was loaded from, which build tools the runtime venv could import, and what the server
+# itself reports (aioprefork version, aioprefork_build_info).
 PROBE = """
 import importlib, importlib.util, json, os, shutil, sys, sysconfig
+from aioprefork.buildinfo import hot_path_build
 include = sysconfig.get_paths()["include"]
 print(json.dumps({
     "toolchain": bool(shutil.which("cc")) and os.path.isfile(os.path.join(include, "Python.h")),
     "origins": {name: importlib.import_module(name).__file__ for name in sys.argv[1:]},
     "build_tools": [m for m in ("mypy", "mypyc", "librt", "wheel") if importlib.util.find_spec(m)],
+    "reported": hot_path_build(),
 }))
 """
 
@@ -234,33 +236,37 @@ def _probe(image: str) -> dict[str, Any]:
     return result
 
 
-def test_image_holds_the_hot_path_build_its_base_implies(image: str) -> None:
+def test_the_default_image_holds_the_compiled_hot_path(image: str) -> None:
     probe = _probe(image)
-    compiled = probe["toolchain"]  # what the default AIOPREFORK_MYPYC=auto does with this base
-    assert compiled is False  # the offline base: pure fallback (see the module docstring)
+    assert probe["toolchain"] is False  # the compiler stayed in the build stage
     assert set(probe["origins"]) == set(_hot_path())
     for name, origin in probe["origins"].items():
         assert origin.startswith("/opt/venv/"), (name, origin)
-        assert origin.endswith(".so" if compiled else ".py"), (name, origin)
-    # mypy/mypyc (and mypy's runtime parts) stay in the build stage's throwaway venv
+        assert origin.endswith(".so"), (name, origin)
+    assert probe["reported"] == "compiled"
+    # mypy/mypyc (and mypy's runtime parts) stay in pip's throwaway build environment
     assert probe["build_tools"] == [], probe
+    version = podman("run", "--rm", "--pull=never", "--network=none", image, "version")
+    assert "hot path: compiled" in version, version
 
 
 def test_forced_mypyc_build_fails_without_a_toolchain(image: str) -> None:
-    """AIOPREFORK_MYPYC=1 never quietly ships the pure wheel: on this base the build stops."""
+    """AIOPREFORK_MYPYC=1 never quietly ships the pure wheel: a build stage without a compiler
+    stops the build."""
     assert _probe(image)["toolchain"] is False, f"{BASE} has a C toolchain now"
     tag = "localhost/aioprefork:test-forced-mypyc"
     try:
         result = run(
             [
                 PODMAN, "build", "--pull=never", "--layers=false", "--network=none",
-                "--build-arg", f"BASE_IMAGE={BASE}", "--build-arg", "AIOPREFORK_MYPYC=1",
+                "--build-arg", f"BASE_IMAGE={BASE}", "--build-arg", f"BUILD_IMAGE={BASE}",
+                "--build-arg", "AIOPREFORK_MYPYC=1",
                 "--tag", tag, "--file", str(ROOT / "Dockerfile"), str(ROOT),
             ],
             timeout=120,
         )  # fmt: skip
         assert result.returncode != 0, result.stdout[-3000:]
-        assert "AIOPREFORK_MYPYC=1: the base has no C compiler (cc)" in result.stderr, (
+        assert "AIOPREFORK_MYPYC=1: the build image has no C compiler (cc)" in result.stderr, (
             result.stderr[-3000:]
         )
     finally:

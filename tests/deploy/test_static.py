@@ -41,7 +41,9 @@ def test_dockerfile_hadolint_clean() -> None:
 def test_dockerfile_contract() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^ARG BASE_IMAGE=python:3\.12-slim$", text, re.M)
-    assert text.count("FROM ${BASE_IMAGE}") == 2  # wheels stage + runtime stage
+    assert re.search(r"^ARG BUILD_IMAGE=python:3\.12$", text, re.M)  # the same Python, with gcc
+    assert text.count("FROM ${BUILD_IMAGE} AS build") == 1  # wheels stage (compiles)
+    assert text.count("FROM ${BASE_IMAGE}") == 1  # runtime stage
     assert re.search(r"^USER \$\{UID\}:\$\{UID\}$", text, re.M)
     assert re.search(r"^ARG UID=(\d+)$", text, re.M)
     assert "EXPOSE 8000 9464" in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import platform
 import re
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -34,6 +35,14 @@ def test_identity_state_and_generation() -> None:
         assert value(t, "aioprefork_master_state", state=state) == (state == "running")
     assert value(t, "aioprefork_generation") == 2
     assert value(t, "aioprefork_master_start_time_seconds") == NOW - 3725
+
+
+def test_build_info_says_which_hot_path_serves() -> None:
+    """aioprefork_build_info{hot_path="compiled|pure"}: which build a dashboard is looking at."""
+    python = platform.python_version()
+    for build in ("compiled", "pure"):
+        t = samples(render(snapshot(hot_path=build)))
+        assert value(t, "aioprefork_build_info", hot_path=build, version="0.1.0", python=python)
 
 
 def test_workers_by_scoreboard_state() -> None:
@@ -146,6 +155,8 @@ def test_no_unbounded_labels() -> None:
         names = {k for k, _ in labels}
         if name == "aioprefork_info":
             assert names == {"version", "pid"}
+        elif name == "aioprefork_build_info":  # constant for the process's life
+            assert names == {"hot_path", "version", "python"}
         else:
             assert names <= allowed, (name, names)
 

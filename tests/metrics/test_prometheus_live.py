@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from aioprefork.buildinfo import hot_path_build
+
 from .helpers import dashboard_promql, promtool, samples
 from .procs import Server, aioprefork, prometheus
 
@@ -241,6 +243,8 @@ async def test_prometheus_scrapes_a_loaded_server(
         await eventually(other, prom, 'aioprefork_master_state{state="running"}', 1)
         await eventually(other, prom, "count(aioprefork_slot_rss_bytes > 0)", WORKERS)
         await eventually(other, prom, "count(aioprefork_info)", 1)
+        build = f'count(aioprefork_build_info{{hot_path="{hot_path_build()}"}})'
+        await eventually(other, prom, build, 1)  # the build this test's server runs
         accepted = await scalar(other, prom, "sum(aioprefork_connections_accepted_total)")
         assert accepted is not None and 8 <= accepted <= 300  # keep-alive: 8 connections or more
         sent = await scalar(other, prom, "sum(aioprefork_response_bytes_total)")

@@ -24,6 +24,7 @@ def test_auto_lines_are_exact() -> None:
     assert text.splitlines()[-1] == "Scoreboard: A_S.O."
     expected = {
         "ServerVersion": "aioprefork/0.1.0",
+        "HotPath": "pure",
         "MasterPID": "4000",
         "MasterState": "running",
         "Generation": "2",
@@ -114,6 +115,8 @@ def test_html_page_shape() -> None:
     shape.feed(page)
     shape.close()
     assert shape.stack == []
+    assert "<span>hot path pure</span>" in page
+    assert "<span>hot path compiled</span>" in render_html(snapshot(hot_path="compiled"))
     assert {"http-equiv": "refresh", "content": "7"} in shape.meta
     assert shape.external == []  # self-contained: no script, stylesheet link or remote asset
     assert "https://" not in page and "http://" not in page

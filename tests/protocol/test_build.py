@@ -3,28 +3,20 @@ the request-path tests twice, the second time with AIOPREFORK_EXPECT_COMPILED=1)
 
 from __future__ import annotations
 
-import ast
 import importlib
 import os
-from pathlib import Path
 
-SETUP = Path(__file__).resolve().parents[2] / "setup.py"
-
-
-def _hot_path() -> list[str]:
-    for node in ast.parse(SETUP.read_text()).body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "HOT_PATH":
-            return list(ast.literal_eval(node.value))
-    raise AssertionError("setup.py has no HOT_PATH list")
+from aioprefork.buildinfo import HOT_PATH_MODULES, hot_path_build
 
 
 def test_the_hot_path_build_under_test() -> None:
     compiled = os.environ.get("AIOPREFORK_EXPECT_COMPILED") == "1"
-    modules = [path.removesuffix(".py").replace("/", ".") for path in _hot_path()]
-    assert modules, "nothing listed to compile"
-    for name in modules:
+    assert HOT_PATH_MODULES, "nothing listed to compile"
+    for name in HOT_PATH_MODULES:
         origin = importlib.import_module(name).__file__ or ""
         assert origin.endswith(".so") is compiled, (name, origin)
+    # what `aioprefork version`, the start-up line and aioprefork_build_info report
+    assert hot_path_build() == ("compiled" if compiled else "pure")
 
 
 def test_the_compiled_only_memos_know_which_build_runs() -> None:
