@@ -102,7 +102,7 @@ test: $(STAMP) system-deps lint types $(COMPILED_STAMP)
 	@# the same request-path tests against the mypyc build (what a wheel built with AIOPREFORK_MYPYC=1 runs)
 	@# (the pytest script, not `python -m pytest`, which would put the source tree first on sys.path)
 	AIOPREFORK_EXPECT_COMPILED=1 PYTHONPATH=$(abspath $(COMPILED)) $(VENV)/bin/pytest -q -p no:cacheprovider \
-	  tests/protocol tests/pathsend tests/websocket tests/tls tests/http2 tests/unit/test_target.py tests/unit/test_connstate.py
+	  tests/http tests/http/pathsend tests/http/websocket tests/tls tests/http2 tests/wire/test_target.py tests/http/test_connstate.py
 
 bench: $(STAMP) system-deps $(COMPILED_STAMP)
 	$(PY) -m pip install -q -e '.[bench]'

@@ -1,6 +1,6 @@
 """Per-stream cost of the HTTP/2 engine alone, in process: no sockets, no kernel, no h2load.
 
-One H2Connection (aioprefork/http2/connection.py) is fed N request streams in batches of 10
+One H2Connection (aioprefork/http/h2/connection.py) is fed N request streams in batches of 10
 HEADERS frames (what h2load -m10 sends), answering through examples/hello.py into a transport
 that only counts writes. Under callgrind the instruction count is the same on a loaded machine:
 
@@ -26,10 +26,10 @@ import uvloop
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 from aioprefork.config.model import HttpLimits
-from aioprefork.http2 import frames as f
-from aioprefork.http2.connection import H2Connection
-from aioprefork.protocol.http import Shared
-from aioprefork.worker.stats import WorkerStats
+from aioprefork.http.h2 import frames as f
+from aioprefork.http.h2.connection import H2Connection
+from aioprefork.http.protocol import Shared
+from aioprefork.http.stats import WorkerStats
 from examples.hello import app
 
 REQUEST = [

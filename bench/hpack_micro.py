@@ -1,4 +1,4 @@
-"""Microseconds per header block of HPACK (aioprefork/http2/hpack.py), in process.
+"""Microseconds per header block of HPACK (aioprefork/http/h2/hpack.py), in process.
 
     .venv/bin/python bench/hpack_micro.py                              # pure Python
     PYTHONPATH=build/compiled .venv/bin/python bench/hpack_micro.py    # the mypyc build
@@ -27,7 +27,7 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
-from aioprefork.http2 import hpack, huffman  # noqa: E402
+from aioprefork.http.h2 import hpack, huffman  # noqa: E402
 
 REQUEST: Final[list[hpack.Header]] = [
     (b":method", b"GET"),

@@ -124,8 +124,8 @@ def protocol_factory(
         return lambda: RawProtocol(canned)
     if server == "aioprefork":
         from aioprefork.config.model import Config, HttpLimits
-        from aioprefork.protocol.http import HttpProtocol, Shared
-        from aioprefork.worker.stats import WorkerStats
+        from aioprefork.http.protocol import HttpProtocol, Shared
+        from aioprefork.http.stats import WorkerStats
 
         limits = dataclasses.replace(
             HttpLimits.from_config(Config()), access_log=access_log, max_keepalive_requests=0

@@ -1,6 +1,6 @@
 """A WebSocket echo app: every text or binary message comes back unchanged.
 
-The Autobahn fuzzing suite (tests/websocket/autobahn_full.py) runs against it:
+The Autobahn fuzzing suite (tests/http/websocket/autobahn_full.py) runs against it:
 
     aioprefork serve examples.ws_echo:app --workers 0 --port 9001
 """

@@ -1,6 +1,6 @@
 """AppCycle: what asgi/host.AppHost needs from one request's ASGI cycle, for every protocol.
 
-Internal. HTTP/1.1 (asgi/http.RequestCycle) and HTTP/2 (http2/stream.H2Stream) cycles both derive
+Internal. HTTP/1.1 (http/cycle.RequestCycle) and HTTP/2 (http/h2/stream.H2Stream) cycles both derive
 from it, so the host (compiled with mypyc) calls them natively, through one vtable, and one host
 runs either protocol's apps eagerly.
 """

@@ -3,7 +3,7 @@
 Internal. This is the one place `Any` is allowed in: the ASGI boundary, where an app may put any
 extra key in a scope or message. The aliases stay loose mappings because apps and middleware read
 and write keys a server does not declare. The shapes the server builds are the spec's; where they
-are built and checked: asgi/http.py (http), asgi/websocket.py (websocket), asgi/lifespan.py.
+are built and checked: http/cycle.py (http), http/ws_session.py (websocket), asgi/lifespan.py.
 (Per-message TypedDicts were declared here once and used nowhere: the scope is copied from a
 per-connection template dict on the hot path, and the messages an app sends are validated field by
 field where they are read, so a TypedDict would only have restated those checks untested.)

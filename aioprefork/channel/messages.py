@@ -60,6 +60,22 @@ SHED_REASONS: Final = (
     "send_rate",
     "stalled_budget",
 )
+# The `reason` labels HTTP/2 defences count in Status.rejected (aioprefork/http/h2), listed so each
+# series starts at 0.
+H2_REJECTION_REASONS: Final = (
+    "h2_continuation_flood",
+    "h2_control_backlog",
+    "h2_empty_frames",
+    "h2_header_list_too_large",
+    "h2_malformed",
+    "h2_ping_flood",
+    "h2_protocol",
+    "h2_rapid_reset",
+    "h2_refused_stream",
+    "h2_send_timeout",
+    "h2_settings_flood",
+    "http2_off",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,6 +127,9 @@ class Status:
     @property
     def open(self) -> int:
         return self.reading + self.active + self.keepalive + self.closing + self.upgraded
+
+
+TERMINATED: Final = "terminated"  # Retire reason: the worker got a SIGTERM the master did not send
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

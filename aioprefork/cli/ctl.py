@@ -30,7 +30,7 @@ from aioprefork.control import protocol
 from aioprefork.errors import EXIT_OK, ProtocolViolation
 from aioprefork.master.daemon import alive, why_not_our_master
 from aioprefork.master.signals import SIGNAL_FOR, Command
-from aioprefork.master.snapshot import InFlight, Snapshot
+from aioprefork.snapshot import InFlight, Snapshot
 
 EXIT_INTERRUPTED: Final = 130
 STATUS_TIMEOUT: Final = 10.0  # a status reply is immediate; a master this slow is in trouble

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 
 from aioprefork.config import units
-from aioprefork.master.snapshot import (
+from aioprefork.snapshot import (
     SCOREBOARD_LETTERS,
     STARTING,
     STOPPING,

@@ -55,7 +55,7 @@ def load_checked(given: Mapping[str, Any], config_file: str | None) -> Loaded:
     def bad(key: str, problem: str) -> ConfigError:
         return ConfigError(key, getattr(cfg, key), loaded.sources.get(key, "default"), problem)
 
-    from aioprefork.protocol.accesslog import check_format
+    from aioprefork.wire.accesslog import check_format
 
     try:
         check_format(cfg.access_log_format)  # with the log off too: it may be turned on by a reload
@@ -109,7 +109,7 @@ def load_checked(given: Mapping[str, Any], config_file: str | None) -> Loaded:
             except HookError as exc:
                 raise bad(name, exc.problem) from None
     if cfg.ssl_certfile:
-        from aioprefork.worker.tls import make_ssl_context
+        from aioprefork.tls import make_ssl_context
 
         try:
             make_ssl_context(cfg)

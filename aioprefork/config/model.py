@@ -576,7 +576,7 @@ BY_NAME: Final[Mapping[str, SettingInfo]] = {s.name: s for s in SETTINGS}
 
 # The views: frozen records that each consumer gets instead of the whole Config. A view field
 # named like a setting (after the view's prefix: WsLimits.max_size is ws_max_size) takes that
-# setting's value in from_config() and its default here; tests/unit/test_config.py checks that
+# setting's value in from_config() and its default here; tests/config/test_config.py checks that
 # names, types and defaults cannot drift. Other fields are derived (named in DERIVED).
 _DEFAULT: Final = Config()
 

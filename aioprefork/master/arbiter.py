@@ -33,7 +33,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from aioprefork import __version__
+from aioprefork import __version__, fdlimit
 from aioprefork.buildinfo import hot_path_build
 from aioprefork.channel.messages import (
     Apply,
@@ -51,18 +51,17 @@ from aioprefork.config.load import AUTO, DEFAULT, Loaded
 from aioprefork.config.model import Config, PoolPolicy
 from aioprefork.errors import EXIT_BOOT, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, BootError, UserError
 from aioprefork.hooks import MASTER_HOOKS, Hooks
+from aioprefork.listeners import Listener, bind_all, close_all
 from aioprefork.master import commands, daemon, exits, fork, maintenance, orders, sdnotify, upgrade
-from aioprefork.master.listeners import Listener, bind_all, close_all
 from aioprefork.master.orders import REAP, WAKE, Order
 from aioprefork.master.orders import Job as Job  # re-exported: master/restart.py's type
 from aioprefork.master.pool import WorkerPool
 from aioprefork.master.scoreboard import Scoreboard, Slot
 from aioprefork.master.services import Services
 from aioprefork.master.signals import SIGNALS, Command
-from aioprefork.master.snapshot import InFlight, ListenQueue, RequestView, Snapshot
 from aioprefork.master.states import TERMINAL, MasterState, MasterTrigger, SlotState, advance
 from aioprefork.ratelimit import RateLimit
-from aioprefork.worker import fdlimit
+from aioprefork.snapshot import InFlight, ListenQueue, RequestView, Snapshot
 
 if TYPE_CHECKING:
     from aioprefork.master.reloader import Reloader

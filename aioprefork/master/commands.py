@@ -22,9 +22,9 @@ from typing import Any
 
 from aioprefork.channel.messages import ReopenLogs
 from aioprefork.errors import ConfigError
+from aioprefork.listeners import close_all
 from aioprefork.logs import reopen_log_files
 from aioprefork.master import restart, upgrade
-from aioprefork.master.listeners import close_all
 from aioprefork.master.orders import Job, Order
 from aioprefork.master.signals import Command
 from aioprefork.master.states import MasterState, MasterTrigger, SlotState

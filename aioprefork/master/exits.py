@@ -21,6 +21,7 @@ import signal
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from aioprefork.channel.messages import TERMINATED as TERMINATED  # (the Retire reason)
 from aioprefork.master.states import SlotState
 
 IMMEDIATE_RESPAWNS: Final = 3
@@ -28,7 +29,6 @@ MAX_BACKOFF: Final = 30.0  # seconds
 EARLY_EXIT: Final = 1.0  # dying this soon after READY still counts as a boot loop
 
 # `retiring` reasons the arbiter records on a slot before it stops it.
-TERMINATED: Final = "terminated"  # the worker told us it got a SIGTERM we did not send
 HUNG: Final = "hung"  # heartbeat_timeout passed: SIGABRT, then SIGKILL
 BOOT_TIMEOUT: Final = "boot_timeout"  # not READY within boot_timeout: SIGKILL
 # Exits whose replacement was started before the worker went (worker/reporter.py's Retire).

@@ -39,7 +39,7 @@ from typing import Final
 
 from aioprefork.config.model import PoolPolicy
 from aioprefork.master.exits import BOOT_TIMEOUT
-from aioprefork.master.snapshot import READY, STARTING, STOPPING, SlotView, Snapshot
+from aioprefork.snapshot import READY, STARTING, STOPPING, SlotView, Snapshot
 
 MAX_SPAWN_RATE: Final = 32  # Apache MAX_SPAWN_RATE
 HOLD_OFF_TICKS: Final = 10  # Apache hold_off_on_exponential_spawning after a restart

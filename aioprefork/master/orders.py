@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aioprefork.master.signals import Command
-from aioprefork.master.snapshot import InFlight, Snapshot
+from aioprefork.snapshot import InFlight, Snapshot
 
 log = logging.getLogger("aioprefork.server")
 

@@ -30,8 +30,8 @@ from aioprefork.channel.messages import (
 from aioprefork.config.model import PoolPolicy
 from aioprefork.master import maintenance
 from aioprefork.master.exits import BOOT_TIMEOUT, HUNG
-from aioprefork.master.snapshot import ListenQueue, SlotView, Snapshot, Totals
 from aioprefork.master.states import SlotState, SlotTrigger, advance_slot
+from aioprefork.snapshot import ListenQueue, SlotView, Snapshot, Totals
 
 
 @dataclass(slots=True, eq=False)

@@ -24,7 +24,7 @@ import time
 from collections.abc import MutableMapping
 from typing import Final
 
-from aioprefork.master.snapshot import READY, STOPPING, Snapshot
+from aioprefork.snapshot import READY, STOPPING, Snapshot
 
 log = logging.getLogger("aioprefork.server")
 

@@ -12,14 +12,14 @@ from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from typing import Any, Protocol
 
 from aioprefork.config.model import Config, PoolPolicy
-from aioprefork.master.listeners import Listener
+from aioprefork.listeners import Listener
 from aioprefork.master.orders import Job
 from aioprefork.master.pool import WorkerPool
 from aioprefork.master.scoreboard import Scoreboard, Slot
 from aioprefork.master.sdnotify import Notifier
 from aioprefork.master.services import Services
-from aioprefork.master.snapshot import Snapshot
 from aioprefork.master.states import MasterState, MasterTrigger
+from aioprefork.snapshot import Snapshot
 
 
 class MasterControl(Protocol):

@@ -27,9 +27,8 @@ from prometheus_client.core import (
 from prometheus_client.metrics_core import Metric
 
 from aioprefork import errors
-from aioprefork.channel.messages import DURATION_BUCKETS, SHED_REASONS
-from aioprefork.http2 import REJECTION_REASONS
-from aioprefork.master.snapshot import SCOREBOARD_LETTERS, STARTING, STOPPING, SlotView, Snapshot
+from aioprefork.channel.messages import DURATION_BUCKETS, H2_REJECTION_REASONS, SHED_REASONS
+from aioprefork.snapshot import SCOREBOARD_LETTERS, STARTING, STOPPING, SlotView, Snapshot
 
 PREFIX: Final = "aioprefork_"
 _PYTHON: Final = platform.python_version()
@@ -204,7 +203,7 @@ def _traffic(snap: Snapshot) -> Iterator[Metric]:
         "Requests refused for hostile input or limits, by reason",
         "reason",
         totals.rejected,
-        preset=(*_rejection_reasons(), *REJECTION_REASONS),
+        preset=(*_rejection_reasons(), *H2_REJECTION_REASONS),
     )
     yield _counter_by(
         "connections_shed",

@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Final, cast
 from urllib.parse import parse_qs, urlsplit
 
 from aioprefork.errors import BindError
-from aioprefork.master.snapshot import READY, InFlight, Snapshot
 from aioprefork.metrics.status_page import (
     DEFAULT_REFRESH,
     render_auto,
     render_html,
     render_requests_auto,
 )
+from aioprefork.snapshot import READY, InFlight, Snapshot
 
 if TYPE_CHECKING:  # imported where used: see the module docstring
     from prometheus_client import CollectorRegistry

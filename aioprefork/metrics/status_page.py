@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Final
 
 from aioprefork.config import units
-from aioprefork.master.snapshot import SCOREBOARD_LETTERS, InFlight, SlotView, Snapshot
+from aioprefork.snapshot import SCOREBOARD_LETTERS, InFlight, SlotView, Snapshot
 
 DEFAULT_REFRESH: Final = 5  # seconds between self-refreshes of the HTML page
 

@@ -32,12 +32,14 @@ from typing import Any, Final, assert_never
 
 import uvloop
 
+from aioprefork import fdlimit
 from aioprefork.asgi.lifespan import Lifespan
 from aioprefork.asgi.loader import load_app, preload_app
 from aioprefork.channel.board import LoadBoard
 from aioprefork.channel.codec import MAX_FRAME
 from aioprefork.channel.endpoint import PeerGone, WorkerEnd, open_worker_end
 from aioprefork.channel.messages import (
+    TERMINATED,
     Apply,
     Dump,
     Fatal,
@@ -61,16 +63,15 @@ from aioprefork.errors import (
     ProtocolViolation,
 )
 from aioprefork.hooks import WORKER_HOOKS, HookError, Hooks
+from aioprefork.http.stats import WorkerStats
 from aioprefork.logs import reopen_log_files
-from aioprefork.master.exits import TERMINATED
-from aioprefork.worker import fdlimit, inflight
+from aioprefork.tls import make_ssl_context
+from aioprefork.worker import inflight
 from aioprefork.worker.balance import Balance
 from aioprefork.worker.reporter import Reporter
 from aioprefork.worker.server import WorkerServer
 from aioprefork.worker.stacks import live_stacks
 from aioprefork.worker.stalls import StallWatch
-from aioprefork.worker.stats import WorkerStats
-from aioprefork.worker.tls import make_ssl_context
 
 log = logging.getLogger("aioprefork.server")
 

@@ -30,8 +30,8 @@ from typing import Final
 
 from aioprefork.channel.endpoint import PeerGone
 from aioprefork.channel.messages import Retire, Status, ToMaster
+from aioprefork.http.stats import WorkerStats
 from aioprefork.worker.stalls import StallWatch
-from aioprefork.worker.stats import WorkerStats
 
 INTERVAL: Final = 1.0  # seconds between Status frames (docs/architecture.md#control-channel)
 MEMORY_SAMPLES: Final = 2  # consecutive samples above max_worker_memory before Retire

@@ -39,12 +39,12 @@ from typing import Any, Final
 
 from aioprefork.asgi.types import ASGIApp
 from aioprefork.config.model import HttpLimits
+from aioprefork.http.protocol import HttpProtocol, Shared
+from aioprefork.http.stats import WorkerStats
 from aioprefork.logs import keep_server_loggers
-from aioprefork.protocol.accesslog import AccessLogger
-from aioprefork.protocol.http import HttpProtocol, Shared
 from aioprefork.ratelimit import RateLimit
+from aioprefork.wire.accesslog import AccessLogger
 from aioprefork.worker.balance import BEAT_INTERVAL, HAND_BACK_INTERVAL, PAUSED_INTERVAL, Balance
-from aioprefork.worker.stats import WorkerStats
 
 __all__ = ["WorkerServer"]
 

@@ -20,9 +20,9 @@ from aioprefork.asgi.loader import load_app
 from aioprefork.buildinfo import hot_path_build
 from aioprefork.config.model import Config, HttpLimits
 from aioprefork.errors import EXIT_OK
-from aioprefork.master.listeners import Listener, bind_all, close_all
+from aioprefork.listeners import Listener, bind_all, close_all
+from aioprefork.tls import make_ssl_context
 from aioprefork.worker.server import WorkerServer
-from aioprefork.worker.tls import make_ssl_context
 
 log = logging.getLogger("aioprefork.server")
 

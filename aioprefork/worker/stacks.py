@@ -14,8 +14,8 @@ import sys
 import threading
 import traceback
 
-from aioprefork.asgi import runner
-from aioprefork.asgi.runner import STACK_LIMIT
+from aioprefork.http import runner
+from aioprefork.http.runner import STACK_LIMIT
 
 
 def _task_stack(task: asyncio.Task[object]) -> str:

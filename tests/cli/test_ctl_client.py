@@ -22,7 +22,7 @@ from aioprefork.config.model import Config
 from aioprefork.control import protocol
 from aioprefork.control.server import ControlServer, open_control_server
 from aioprefork.master.daemon import ctl_socket_path, private_dir
-from aioprefork.master.snapshot import SlotView, Snapshot
+from aioprefork.snapshot import SlotView, Snapshot
 
 from .helpers import arun_cli, clean_env, free_port
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from aioprefork.cli import render
-from aioprefork.master.snapshot import SlotView, Snapshot, Totals
+from aioprefork.snapshot import SlotView, Snapshot, Totals
 
 NOW = 1_700_000_000.0
 

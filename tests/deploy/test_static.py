@@ -20,8 +20,8 @@ import yaml
 
 from aioprefork.config.model import Config
 from aioprefork.config.units import parse_duration
-from aioprefork.master.snapshot import ListenQueue, SlotView, Snapshot
 from aioprefork.metrics.collector import metric_families
+from aioprefork.snapshot import ListenQueue, SlotView, Snapshot
 
 from .support import DEPLOY, ROOT, run, tool
 
@@ -213,7 +213,7 @@ def test_alert_rules_check_and_unit_tests() -> None:
 
 def _exported_names() -> set[str]:
     """Every sample name the collector renders for a snapshot with one worker and some history."""
-    from aioprefork.master.snapshot import Totals
+    from aioprefork.snapshot import Totals
 
     slot = SlotView(slot=0, pid=1, gen=1, state="ready", current=True, heartbeat_age=0.5)
     snap = Snapshot(
@@ -255,9 +255,9 @@ def test_alert_expressions_use_exported_metric_names() -> None:
 
 
 def _exported_label_values() -> dict[str, set[str]]:
+    from aioprefork.http.stats import STATUS_CLASSES
     from aioprefork.master.exits import ExitCause
     from aioprefork.metrics.collector import MASTER_STATES
-    from aioprefork.worker.stats import STATUS_CLASSES
 
     return {
         "cause": {c.value for c in ExitCause},

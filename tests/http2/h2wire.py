@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import hpack  # a test client only (httpx[http2]), never at run time
 
-from aioprefork.http2 import frames as f
+from aioprefork.http.h2 import frames as f
 
 DEFAULT_REQUEST = [
     (b":method", b"GET"),

@@ -18,7 +18,7 @@ import pytest
 from support.launch import spawn
 from tls.certs import Pki, make_pki
 
-from aioprefork.http2 import frames as f
+from aioprefork.http.h2 import frames as f
 
 from .apps import app
 from .conftest import ServerThread

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from aioprefork.http2 import frames as f
+from aioprefork.http.h2 import frames as f
 
 from .conftest import ServerThread
 from .h2wire import DEFAULT_REQUEST, Closed, RawH2

@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-from aioprefork.http2 import frames as f
-from aioprefork.http2.request import Malformed, TooLarge, check_request
+from aioprefork.http.h2 import frames as f
+from aioprefork.http.h2.request import Malformed, TooLarge, check_request
 
 
 def pair(ident: int, value: int) -> bytes:

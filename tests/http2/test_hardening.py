@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from aioprefork.http2 import frames as f
+from aioprefork.http.h2 import frames as f
 
 from .apps import app
 from .conftest import ServerThread

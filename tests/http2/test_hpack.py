@@ -1,4 +1,4 @@
-"""HPACK (aioprefork/http2/hpack.py): RFC 7541 Appendix C byte for byte, every malformation
+"""HPACK (aioprefork/http/h2/hpack.py): RFC 7541 Appendix C byte for byte, every malformation
 refused with HpackError, the header list limit, and the encoder's choices."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from aioprefork.http2 import huffman
-from aioprefork.http2.hpack import (
+from aioprefork.http.h2 import huffman
+from aioprefork.http.h2.hpack import (
     SENSITIVE,
     Decoder,
     Encoder,
@@ -471,7 +471,7 @@ def test_evicted_entries_are_forgotten_by_the_encoder() -> None:
 def test_credentials_never_enter_the_shared_memos() -> None:
     """A memo hit is faster than a miss: what one connection sent must not be observable from
     another, so secrets are neither remembered encoded nor decoded."""
-    from aioprefork.http2 import hpack
+    from aioprefork.http.h2 import hpack
 
     secret = b"Bearer s3cr3t-token-value"
     cookie = b"session=0123456789abcdef"

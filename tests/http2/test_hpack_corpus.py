@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from aioprefork.http2.hpack import Decoder, Encoder, Header
+from aioprefork.http.h2.hpack import Decoder, Encoder, Header
 
 pytestmark = pytest.mark.timeout(60)
 

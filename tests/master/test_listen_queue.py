@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from aioprefork.master.listeners import Listener
-from aioprefork.master.snapshot import ListenQueue, Snapshot
+from aioprefork.listeners import Listener
 from aioprefork.metrics.collector import metric_families
+from aioprefork.snapshot import ListenQueue, Snapshot
 
 from .conftest import StartMaster, get
 

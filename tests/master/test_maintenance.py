@@ -26,7 +26,7 @@ from aioprefork.master.maintenance import (
     idle_slots,
     plan,
 )
-from aioprefork.master.snapshot import READY, STARTING, STOPPING, ListenQueue, SlotView, Snapshot
+from aioprefork.snapshot import READY, STARTING, STOPPING, ListenQueue, SlotView, Snapshot
 
 NOW = 10_000.0
 C = 10

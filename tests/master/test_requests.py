@@ -14,8 +14,8 @@ import pytest
 from support import AIOPREFORK
 
 from aioprefork.cli.render import render_requests
-from aioprefork.master.snapshot import InFlight, RequestView
-from aioprefork.protocol.http import cut_target
+from aioprefork.http.protocol import cut_target
+from aioprefork.snapshot import InFlight, RequestView
 
 from .conftest import Master, StartMaster, get
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from aioprefork.master import sdnotify
-from aioprefork.master.snapshot import SlotView, Snapshot, Totals
+from aioprefork.snapshot import SlotView, Snapshot, Totals
 
 from .conftest import StartMaster, get
 

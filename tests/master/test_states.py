@@ -6,7 +6,8 @@ import itertools
 
 import pytest
 
-from aioprefork.master import snapshot, states
+from aioprefork import snapshot
+from aioprefork.master import states
 from aioprefork.master.states import (
     IllegalTransition,
     MasterState,

@@ -11,7 +11,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from aioprefork.channel.messages import DURATION_BUCKETS
-from aioprefork.master.snapshot import (
+from aioprefork.snapshot import (
     READY,
     STARTING,
     STOPPING,

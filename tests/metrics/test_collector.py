@@ -11,13 +11,13 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 
 from aioprefork.channel.messages import DURATION_BUCKETS
-from aioprefork.master.snapshot import Snapshot, Totals
 from aioprefork.metrics.collector import (
     MASTER_STATES,
     WORKER_STATES,
     SnapshotCollector,
     metric_families,
 )
+from aioprefork.snapshot import Snapshot, Totals
 
 from .helpers import BUCKETS, NOW, promtool, samples, snapshot, value
 

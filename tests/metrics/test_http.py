@@ -12,8 +12,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from aioprefork.errors import BindError
-from aioprefork.master.snapshot import READY, STOPPING, Snapshot
 from aioprefork.metrics.http import Limits, MetricsServer, open_metrics_server, parse_bind
+from aioprefork.snapshot import READY, STOPPING, Snapshot
 
 from .helpers import promtool, samples, slot, snapshot, value
 

@@ -192,8 +192,8 @@ if ROOT not in sys.path:
 
 from aioprefork.asgi.lifespan import Lifespan  # noqa: E402
 from aioprefork.config.model import HttpLimits  # noqa: E402
+from aioprefork.http.stats import WorkerStats  # noqa: E402
 from aioprefork.worker.server import WorkerServer  # noqa: E402
-from aioprefork.worker.stats import WorkerStats  # noqa: E402
 
 # Tests default to no access log (quiet), fast timeouts where a test does not set its own.
 TEST_LIMITS = HttpLimits(access_log=False)

@@ -11,7 +11,7 @@ import pytest
 
 from aioprefork.config.model import Config
 from aioprefork.errors import ConfigError
-from aioprefork.worker.tls import ServerContext, make_ssl_context, rfc4514_name, tls_extension
+from aioprefork.tls import ServerContext, make_ssl_context, rfc4514_name, tls_extension
 
 from .certs import CLIENT_NAME, Pki
 

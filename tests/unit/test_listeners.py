@@ -11,7 +11,7 @@ import pytest
 
 from aioprefork.config.load import load
 from aioprefork.errors import BindError
-from aioprefork.master.listeners import bind_all, bind_one, close_all, systemd_listeners
+from aioprefork.listeners import bind_all, bind_one, close_all, systemd_listeners
 
 
 def _config(**cli: str):  # type: ignore[no-untyped-def]
