@@ -71,16 +71,18 @@ async def crash_one(port: int, how: str) -> None:
         await get(port, f"/crash?how={how}", timeout=5.0)
 
 
-async def test_a_request_that_crashes_its_worker_every_second_never_takes_the_service_down(
+async def test_a_request_that_crashes_its_worker_every_2s_never_takes_the_service_down(
     start_master: StartMaster,
 ) -> None:
     master = start_master("--workers", "2")
     await master.wait_ready(2)
-    crashes = 10
+    crashes = 8
     async with Probe(master.port).running() as probe:
         for n in range(crashes):  # a segfaulting C extension, then os._exit, in turn
             await crash_one(master.port, "segv" if n % 2 else "exit")
-            await asyncio.sleep(1.0)
+            # the audit's rate; well past EARLY_EXIT after a replacement's READY even on a loaded
+            # machine, so each death is a crash of a worker that served, never a boot loop
+            await asyncio.sleep(2.0)
     await master.wait_ready(2, timeout=5)
     assert probe.outage < 1.0, (probe.outage, probe.ok, probe.failed, master.stderr[-2000:])
     assert probe.ok > 50
