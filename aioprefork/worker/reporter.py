@@ -10,8 +10,9 @@ is reported as `loop_lag`. It also decides recycling, once (README "Reliability"
   0..jitter drawn once per worker, so workers do not recycle together; a once-a-second check let
   a fast worker serve twice its limit. The same hook writes the count to the shared board.
 - `Retire("max_memory")` from a memory watch that samples RSS often (every MEMORY_FAST_INTERVAL
-  once past MEMORY_NEAR of the limit): at once past MEMORY_MARGIN x the limit, else on two
-  consecutive samples over it (one spike is not a leak).
+  once past MEMORY_NEAR of the limit, and on the request path every PUBLISH_EVERY responses, so a
+  worker answering thousands of requests a second cannot outrun the timer): at once past
+  MEMORY_MARGIN x the limit, else on two consecutive samples over it (one spike is not a leak).
 
 Either way `on_retire` then stops the worker accepting, so a leak stops growing and a request
 limit holds while the replacement boots.
@@ -129,23 +130,34 @@ class Reporter:
         """Sample RSS until max_worker_memory retires this worker (nothing to do without one)."""
         limit = self._max_memory
         while limit and not self.retired:
-            rss = self._rss()
-            retire, self._over_memory = memory_verdict(rss, limit, self._over_memory)
-            if retire:
-                self.retire("max_memory")
+            rss = self._check_memory()
+            if self.retired:
                 return
             await asyncio.sleep(memory_interval(rss, limit))
 
+    def _check_memory(self) -> int:
+        """One RSS sample against max_worker_memory (retiring when it says so); the sample."""
+        rss = self._rss()
+        retire, self._over_memory = memory_verdict(rss, self._max_memory, self._over_memory)
+        if retire:
+            self.retire("max_memory")
+        return rss
+
     def on_served(self, served: int) -> int:
-        """WorkerStats' mark: publish the count, retire at the request limit; the next mark."""
+        """WorkerStats' mark: publish the count, retire at the request limit, and sample memory
+        (a timer alone lags behind a worker answering thousands of requests a second, as a
+        fresh replacement does when it takes a backlog at once); the next mark."""
         if self._publish is not None:
             self._publish(served)
         if self.request_limit and served >= self.request_limit:
             self.retire("max_requests")
+        if self._max_memory and not self.retired:
+            self._check_memory()
         return self._next_mark(served)
 
     def _next_mark(self, served: int) -> int:
-        mark = served + PUBLISH_EVERY if self._publish is not None else -1
+        every = self._publish is not None or self._max_memory
+        mark = served + PUBLISH_EVERY if every else -1
         limit = self.request_limit
         if limit > served and not self.retired and (mark < 0 or limit < mark):
             mark = limit

@@ -59,9 +59,11 @@ def test_the_readme_starts_with_the_two_commands_then_the_quick_start() -> None:
 def test_make_run_installs_the_runtime_only(tmp_path: Path) -> None:
     """`make run` pulled the 60-package test extra to serve hello; `make dev` has the tools."""
     venv = tmp_path / "venv"
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     dry = subprocess.run(
-        ["make", "-n", "run", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+        ["make", "--no-print-directory", "-n", "run", f"VENV={venv}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
     assert dry.returncode == 0, dry.stderr
     installs = [line for line in dry.stdout.splitlines() if " pip install" in line]
     assert any(line.endswith("pip install -q -e .") for line in installs), installs
@@ -70,8 +72,9 @@ def test_make_run_installs_the_runtime_only(tmp_path: Path) -> None:
     assert "[test]" not in dry.stdout
     assert dry.stdout.rstrip().endswith("serve examples.hello:app --host 127.0.0.1 --port 8000")
     dev = subprocess.run(
-        ["make", "-n", "dev", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+        ["make", "--no-print-directory", "-n", "dev", f"VENV={venv}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
     assert "pip install -q -e '.[test]'" in dev.stdout
 
 

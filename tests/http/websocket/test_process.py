@@ -36,7 +36,7 @@ async def test_access_log_has_the_handshake_and_the_close(tmp_path: Path) -> Non
     and duration; JSON lines carry the same as fields."""
     for fmt in ("combined", "json"):
         args = ("--access-log", "--access-log-format", fmt)
-        with spawn("tests.websocket.apps:app", *args, workdir=tmp_path) as served:
+        with spawn("tests.http.websocket.apps:app", *args, workdir=tmp_path) as served:
             base = f"ws://127.0.0.1:{served.port}"
             async with connect(f"{base}/echo", open_timeout=20) as ws:
                 await ws.send("hi")
