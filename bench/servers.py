@@ -99,8 +99,12 @@ DEFAULT_MULTI: Final = ("aioprefork", "uvicorn", "gunicorn", "granian", "raw")
 
 
 def compiled_available() -> bool:
-    """Whether build/compiled holds the mypyc-built hot path (`make compiled`)."""
-    return any(COMPILED.glob("aioprefork/protocol/http.*.so"))
+    """Whether build/compiled holds the mypyc-built hot path (`make compiled`): every module of
+    buildinfo.HOT_PATH, the one list setup.py compiles (a stale name here once benchmarked the
+    pure build as the compiled one)."""
+    from aioprefork.buildinfo import HOT_PATH
+
+    return all(any(COMPILED.glob(path.removesuffix(".py") + ".*.so")) for path in HOT_PATH)
 
 
 def command(server: Server, launch: Launch) -> list[str]:

@@ -320,3 +320,25 @@ def test_harness_one_tiny_round(tmp_path: Path) -> None:
     assert worker_pss < worker_rss  # the worker shares its master's pages copy-on-write
     assert "PSS/worker MiB" in out and "| CPU us/req | sys us/req |" in out
     assert data["failures"] == []
+
+
+def test_compiled_available_looks_for_every_hot_path_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bench must not take a stale or partial build/compiled for the compiled hot path."""
+    from aioprefork.buildinfo import HOT_PATH
+
+    servers = _load("servers")
+    monkeypatch.setattr(servers, "COMPILED", tmp_path)
+
+    def shim(path: str) -> None:
+        target = tmp_path / (path.removesuffix(".py") + ".cpython-311-x86_64-linux-gnu.so")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.touch()
+
+    assert not servers.compiled_available()
+    for path in HOT_PATH[:-1]:
+        shim(path)
+    assert not servers.compiled_available()  # one module missing: not the compiled build
+    shim(HOT_PATH[-1])
+    assert servers.compiled_available()

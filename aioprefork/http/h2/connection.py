@@ -1,6 +1,6 @@
 """H2Connection: one HTTP/2 connection (h2c by prior knowledge, or h2 by ALPN), serving ASGI.
 
-Internal. protocol/http.HttpProtocol hands a connection over (`serve_http2`) when it starts with
+Internal. http/protocol.HttpProtocol hands a connection over (`serve_http2`) when it starts with
 the HTTP/2 preface or TLS negotiated `h2`; from then on this protocol owns the transport. It reads
 frames (http/h2/frames.py), runs the stream states of RFC 9113 section 5.1, decodes header blocks
 (http/h2/hpack.py), checks requests (http/h2/request.py) and runs one ASGI app per stream
