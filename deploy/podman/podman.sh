@@ -22,6 +22,11 @@ if [ "$(cat "$RUNROOT/.boot_id" 2>/dev/null)" != "$boot_id" ]; then
     mkdir -p -m 0700 "$RUNROOT" && echo "$boot_id" > "$RUNROOT/.boot_id"
 fi
 chmod 0700 "$RUNROOT"
+# A cache made when the runroot was "$CACHE/run" records that path in its database, and podman
+# then refuses every command ("runroot ... does not match"): it is only a cache, start it afresh.
+if [ -d "$CACHE/run" ]; then
+    rm -rf "$CACHE/run" "$CACHE/storage" "$CACHE/tmp"
+fi
 mkdir -p "$CACHE/storage" "$CACHE/tmp"
 driver=${STORAGE_DRIVER:-}
 if [ -z "$driver" ]; then
