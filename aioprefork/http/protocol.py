@@ -1110,14 +1110,7 @@ class HttpProtocol(asyncio.Protocol):
             floor = start + limits.min_rate_grace + self._stage_bytes / rate
             if floor < at:
                 at = floor
-        self._deadline = at
-        self._deadline_kind = _BODY_WAIT
-        timer = self._timer
-        if timer is None or at < self._timer_at:
-            if timer is not None:
-                timer.cancel()
-            self._timer = self._loop.call_at(at, self._on_timer)
-            self._timer_at = at
+        self._deadline_at(_BODY_WAIT, at)
 
     def due(self) -> float:
         """When this connection's client must next have made progress, while it is the client
@@ -1164,7 +1157,10 @@ class HttpProtocol(asyncio.Protocol):
         self.transport.abort()
 
     def _set_deadline(self, kind: int, delay: float) -> None:
-        at = self._now() + delay
+        self._deadline_at(kind, self._now() + delay)
+
+    def _deadline_at(self, kind: int, at: float) -> None:
+        """The one deadline is now `at` (loop time); the timer is re-armed only to go earlier."""
         self._deadline = at
         self._deadline_kind = kind
         timer = self._timer
