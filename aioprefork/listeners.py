@@ -127,8 +127,7 @@ def _bind_tcp(host: str, port: int, backlog: int, address: str) -> socket.socket
     except OSError as exc:
         sock.close()
         raise BindError(f"cannot bind {address}: {_explain(exc)}") from None
-    sock.set_inheritable(True)
-    return sock
+    return _shared(sock)
 
 
 def _bind_unix(path: str, backlog: int, mode: int) -> socket.socket:
@@ -141,6 +140,15 @@ def _bind_unix(path: str, backlog: int, mode: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise BindError(f"cannot bind unix:{path}: {_explain(exc)}") from None
+    return _shared(sock)
+
+
+def _shared(sock: socket.socket) -> socket.socket:
+    """Ready to share with the workers: inherited across fork and exec, and non-blocking. Every
+    worker polls and accepts on this one file description (several descriptors each, in the
+    worker's accept gate), so it must never be blocking: an accept() racing a sibling for the
+    last queued connection would block that worker's loop."""
+    sock.setblocking(False)
     sock.set_inheritable(True)
     return sock
 
@@ -181,8 +189,7 @@ def _adopt_fd(fd: int, address: str) -> socket.socket:
     ):
         sock.detach()
         raise BindError(f"cannot use {address}: not a listening stream socket")
-    sock.set_inheritable(True)
-    return sock
+    return _shared(sock)
 
 
 def systemd_listeners(environ: Mapping[str, str]) -> list[Listener]:

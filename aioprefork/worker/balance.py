@@ -1,7 +1,7 @@
 """Balance: spread connections evenly over the workers that share a listening socket.
 
-Why: every worker polls the same listening socket, and the one that wakes first accepts until
-the kernel's queue is empty (libuv drains it in one go, before any of our code runs). When a
+Why: every worker polls the same listening socket, and the one that wakes first takes what is
+queued (up to ACCEPT_FAN a loop turn, worker/server.py), before any of our code runs. When a
 client opens many connections at once (a load balancer's pool, wrk), one worker can take most of
 them: two workers given 64 connections at once split them 0/64, 7/57 or 25/39 on our test host.
 The kernel has no fair hand-off on a shared socket. SO_REUSEPORT sockets per worker would spread

@@ -69,7 +69,7 @@ from aioprefork.tls import make_ssl_context
 from aioprefork.worker import inflight
 from aioprefork.worker.balance import Balance
 from aioprefork.worker.reporter import Reporter
-from aioprefork.worker.server import WorkerServer
+from aioprefork.worker.server import ACCEPT_FAN, WorkerServer
 from aioprefork.worker.stacks import live_stacks
 from aioprefork.worker.stalls import StallWatch
 
@@ -191,7 +191,8 @@ class Worker:
             on_retire=lambda reason: server.retire(),
         )
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        capacity = fdlimit.budget(config.worker_connections, soft, fdlimit.fds_in_use())
+        listening = fdlimit.fds_in_use() + ACCEPT_FAN * len(self._listeners)  # the gate's dups
+        capacity = fdlimit.budget(config.worker_connections, soft, listening)
         server = WorkerServer(
             app,
             HttpLimits.from_config(config),

@@ -16,7 +16,9 @@ does not keep the next client waiting for a keep-alive timeout). Clients that st
 are held to send_min_rate and, together, to stalled_write_budget bytes (the slowest are cut).
 Every connection cut this way is counted in stats.shed by reason. uvloop cannot pause
 a Server, so accepting = a Server over a dup() of each listening socket, and pausing = closing
-those Servers (the original fds stay open, unpolled). EMFILE/ENFILE/ENOBUFS/ENOMEM at accept are
+those Servers (the original fds stay open, unpolled). Each listening socket gets ACCEPT_FAN such
+Servers: libuv accepts one connection per listener per loop iteration, so one listener drains a
+burst one connection per iteration (see ACCEPT_FAN). EMFILE/ENFILE/ENOBUFS/ENOMEM at accept are
 absorbed by libuv (it sheds the connection and keeps listening); a listener that nevertheless
 stops serving is reopened by the one-second tick, which also refreshes the Date header.
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import ssl
 import time
@@ -46,12 +49,29 @@ from aioprefork.ratelimit import RateLimit
 from aioprefork.wire.accesslog import AccessLogger
 from aioprefork.worker.balance import BEAT_INTERVAL, HAND_BACK_INTERVAL, PAUSED_INTERVAL, Balance
 
-__all__ = ["WorkerServer"]
+__all__ = ["ACCEPT_FAN", "WorkerServer"]
 
 log: Final = logging.getLogger("aioprefork.server")
 _POLL: Final = 0.1  # shutdown re-checks this often for connections that leave without a callback
 RETIRED_REOPEN: Final = 15.0  # seconds a recycled worker waits for its replacement, gate shut
 _FULL_POLL: Final = 0.05  # s between looks for a reclaimable connection while shut at capacity
+# Servers (each over its own dup()) per listening socket. Since libuv 1.45 (uvloop 0.18 on) a
+# listener accepts one connection per loop turn (libuv PR 3696), and a turn of a loop serving 256
+# keep-alive connections takes 0.5-2 ms: the 256 reconnects after a keep-alive limit waited in the
+# kernel's queue for ~150 ms (p99 53 ms at 256 connections; docs/architecture.md#worker). Four
+# listeners take up to four a turn (p99 7 ms; a new connection per request 1.3x the req/s). More
+# is not better: every arriving connection wakes each listener and each idle one costs an
+# accept() failing with EAGAIN, and at 8 a connection per request lost 15% of its req/s.
+ACCEPT_FAN: Final = 4
+
+
+def _dup_listener(sock: socket.socket) -> socket.socket:
+    """A second descriptor of a listening socket, leaving it non-blocking. Not `sock.dup()`: that
+    re-applies the object's timeout, and a blocking timeout clears O_NONBLOCK on the one file
+    description the master and every worker share; a sibling's accept() that finds the queue
+    empty then blocks its whole loop until the next client connects (seen: a worker stalled
+    for 3 s holding four accepted, unread connections)."""
+    return socket.socket(sock.family, sock.type, sock.proto, fileno=os.dup(sock.fileno()))
 
 
 class WorkerServer:
@@ -407,8 +427,8 @@ class WorkerServer:
         loop = asyncio.get_running_loop()
         servers: list[asyncio.AbstractServer] = []
         try:
-            for sock in self._sockets:
-                dup = sock.dup()
+            for sock in (listener for listener in self._sockets for _ in range(ACCEPT_FAN)):
+                dup = _dup_listener(sock)
                 server: asyncio.AbstractServer
                 try:
                     if sock.family == socket.AF_UNIX:

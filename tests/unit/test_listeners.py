@@ -30,6 +30,8 @@ def test_tcp_ipv6_and_unix_are_bound_listening_and_inheritable(tmp_path: Path) -
         for lst in listeners:
             assert lst.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
             assert lst.sock.get_inheritable()
+            assert not lst.sock.getblocking()  # shared with every worker's accept()
+            assert os.get_blocking(lst.sock.fileno()) is False
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         host, port = listeners[0].sock.getsockname()
         with socket.create_connection((host, port), timeout=2):
