@@ -7,6 +7,8 @@ runs either protocol's apps eagerly.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aioprefork.asgi.types import Message, Scope
 
 __all__ = ["AppCycle"]
@@ -17,6 +19,13 @@ class AppCycle:
 
     corked = False  # set by AppHost for the length of one synchronous step of the app
     scope: Scope
+    # The response's state both protocols keep alike.
+    head_sent = False
+    complete = False
+    _head: tuple[int, Any, bool] | None = None  # (status, headers, trailers) of the start message
+    _trailers = False  # trailer fields will follow the body (until they are written)
+    _dropping_trailers = False  # promised trailers this response cannot carry: dropped
+    _trailer_fields: list[Any] | None = None  # fields of more_trailers messages, so far
 
     async def receive(self) -> Message:
         raise NotImplementedError
@@ -31,3 +40,27 @@ class AppCycle:
     def app_done(self, exc: BaseException | None) -> None:
         """The app finished (`exc` = what it raised)."""
         raise NotImplementedError
+
+    def _take_trailers(self, event: Message) -> list[Any] | None:
+        """An http.response.trailers message, after the last body message of a response that
+        promised them: the fields of every such message once the final one (more_trailers
+        false) arrives, else None (more are to come, or this response drops them: it cannot
+        carry trailers, or the client did not ask for them). One out of place raises."""
+        head = self._head
+        if head is None or not head[2] or not self.head_sent:
+            raise RuntimeError("unexpected http.response.trailers")
+        more = event.get("more_trailers", False)
+        if not self._trailers:
+            if self._dropping_trailers:
+                self._dropping_trailers = bool(more)
+                return None
+            raise RuntimeError("unexpected http.response.trailers")
+        fields = self._trailer_fields
+        if fields is None:
+            fields = self._trailer_fields = []
+        fields.extend(event.get("headers", ()))
+        if more:
+            return None
+        self._trailers = False
+        self._trailer_fields = None
+        return fields

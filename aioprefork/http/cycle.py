@@ -88,15 +88,9 @@ class RequestCycle(AppCycle):
     _waiter: asyncio.Future[None] | None = None
     # Response side.
     status = 0
-    head_sent = False
-    complete = False
     sent = 0  # body bytes written
-    _head: tuple[int, Any, bool] | None = None  # (status, headers, trailers) of the start message
     _length = -1  # Content-Length of the response, -1 = none
     _chunked = False
-    _trailers = False  # trailer fields will follow the last chunk (until they are written)
-    _dropping_trailers = False  # promised trailers this response cannot carry: dropped
-    _trailer_fields: list[Any] | None = None  # fields of more_trailers messages, so far
     # Output corking: while the host runs one synchronous step of the app, the response's bytes
     # are held and go out as ONE write when the step ends (a 10-chunk stream: one send(2), not
     # eleven), when the response completes, or when _CORK_LIMIT bytes pile up.
@@ -265,29 +259,16 @@ class RequestCycle(AppCycle):
         `TE: trailers` (ASGI's HTTP Trailers extension) ended at its last body message; its
         trailers messages are accepted and dropped.
         """
-        head = self._head
-        if head is None or not head[2] or not self.head_sent:
-            raise RuntimeError("unexpected http.response.trailers")
-        more = event.get("more_trailers", False)
-        if not self._trailers:
-            if self._dropping_trailers:
-                self._dropping_trailers = bool(more)
-                return
-            raise RuntimeError("unexpected http.response.trailers")
-        fields = self._trailer_fields
+        fields = self._take_trailers(event)
         if fields is None:
-            fields = self._trailer_fields = []
-        fields.extend(event.get("headers", ()))
-        if not more:
-            try:
-                data = encode_trailers(fields)
-            except ResponseError:
-                self._fail()
-                raise
-            self._trailers = False
-            self._trailer_fields = None
-            self._write(data)
-            self._complete()
+            return
+        try:
+            data = encode_trailers(fields)
+        except ResponseError:
+            self._fail()
+            raise
+        self._write(data)
+        self._complete()
 
     async def _send_file(self, message: Message) -> None:
         """http.response.pathsend / zerocopysend: the file goes out zero-copy (asgi/pathsend)."""

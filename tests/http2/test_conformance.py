@@ -588,6 +588,12 @@ def c8_response_trailers(c: RawH2) -> None:
     assert body == b"data" and headers[b"grpc-status"] == b"0"
 
 
+def c8_response_trailers_dropped_without_te(c: RawH2) -> None:
+    c.headers(1, req(b"/trailers", b"GET"))  # no te: trailers: the stream ends with the body
+    headers, body = c.response(1)
+    assert body == b"data" and b"grpc-status" not in headers
+
+
 def c8_head_no_body(c: RawH2) -> None:
     c.headers(1, req(b"/", b"HEAD"))
     headers, body = c.response(1)
@@ -712,6 +718,7 @@ CASES: dict[str, Callable[[RawH2], None]] = {
     "8.1 trailers without END_STREAM": c8_trailers_without_end_stream,
     "8.1 pseudo-header in trailers": c8_trailers_pseudo,
     "8.1 response trailers (te: trailers)": c8_response_trailers,
+    "8.1 response trailers dropped (no te: trailers)": c8_response_trailers_dropped_without_te,
     "8.1 HEAD has no body": c8_head_no_body,
     "8.2.3 cookies joined": c8_cookies_joined,
     "8.5 CONNECT refused with 501": c8_connect_refused,

@@ -151,14 +151,8 @@ class H2Stream(AppCycle):
     _waiter: asyncio.Future[None] | None = None
     # Response side.
     status = 0
-    head_sent = False
-    complete = False  # the app's response is whole (END_STREAM queued)
     sent = 0
-    _head: tuple[int, Any, bool] | None = None
     _length = -1
-    _trailers = False  # trailers will follow the body (the client sent te: trailers)
-    _dropping_trailers = False
-    _trailer_fields: list[Any] | None = None
     # Send side, run by the connection.
     out_pending: list[bytes] | None = None  # body bytes waiting for window
     out_size = 0
@@ -362,32 +356,20 @@ class H2Stream(AppCycle):
         self._complete()
 
     def _send_trailers(self, event: dict[str, Any]) -> None:
-        head = self._head
-        if head is None or not head[2] or not self.head_sent:
-            raise RuntimeError("unexpected http.response.trailers")
-        more = event.get("more_trailers", False)
-        if not self._trailers:
-            if self._dropping_trailers:
-                self._dropping_trailers = bool(more)
-                if not more and not self.complete:
-                    self._owner.send_data(self, b"", True)
-                    self._complete()
-                return
-            raise RuntimeError("unexpected http.response.trailers")
-        fields = self._trailer_fields
+        dropping = self._dropping_trailers
+        fields = self._take_trailers(event)
         if fields is None:
-            fields = self._trailer_fields = []
-        fields.extend(event.get("headers", ()))
-        if not more:
-            try:
-                checked = trailer_fields(fields)
-            except ResponseHeaderError:
-                self._fail()
-                raise
-            self._trailers = False
-            self._trailer_fields = None
-            self._owner.send_trailers(self, checked)
-            self._complete()
+            if dropping and not self._dropping_trailers and not self.complete:
+                self._owner.send_data(self, b"", True)  # the last dropped one ends the stream
+                self._complete()
+            return
+        try:
+            checked = trailer_fields(fields)
+        except ResponseHeaderError:
+            self._fail()
+            raise
+        self._owner.send_trailers(self, checked)
+        self._complete()
 
     async def _send_file(self, message: Message) -> None:
         """pathsend / zerocopysend: read in a thread (a cold disk never stalls the loop), framed."""
