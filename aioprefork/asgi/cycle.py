@@ -7,6 +7,7 @@ runs either protocol's apps eagerly.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aioprefork.asgi.types import Message, Scope
@@ -19,6 +20,12 @@ class AppCycle:
 
     corked = False  # set by AppHost for the length of one synchronous step of the app
     scope: Scope
+    # The request body as the connection feeds it, until receive() hands it to the app.
+    buffered = 0  # body bytes received and not yet given to the app
+    disconnected = False  # the client is gone (or the request refused): receive -> disconnect
+    _pieces: list[bytes] | tuple[()] = ()
+    _delivered = False  # the app has had the final http.request event
+    _waiter: asyncio.Future[None] | None = None  # what receive() waits on
     # The response's state both protocols keep alike.
     head_sent = False
     complete = False
@@ -32,6 +39,22 @@ class AppCycle:
 
     async def send(self, message: Message) -> None:
         raise NotImplementedError
+
+    def feed_body(self, data: bytes) -> None:
+        """Body bytes from the client, for the app's next receive()."""
+        if self._pieces:
+            self._pieces.append(data)
+        else:
+            self._pieces = [data]
+        self.buffered += len(data)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     def uncork(self) -> None:
         """The step ended (the app waits or returned): write what it held."""

@@ -80,12 +80,7 @@ class RequestCycle(AppCycle):
 
     # Request side.
     more_body = False  # body bytes still to come from the client
-    buffered = 0  # body bytes received and not yet given to the app
-    disconnected = False  # client gone (or request refused): receive -> disconnect, send raises
-    _pieces: list[bytes] | tuple[()] = ()
     _expect = False  # Expect: 100-continue still unanswered
-    _delivered = False  # the app has had the final http.request event
-    _waiter: asyncio.Future[None] | None = None
     # Response side.
     status = 0
     sent = 0  # body bytes written
@@ -131,14 +126,6 @@ class RequestCycle(AppCycle):
 
     # --- fed by the protocol ----------------------------------------------------------------
 
-    def feed_body(self, data: bytes) -> None:
-        if self._pieces:
-            self._pieces.append(data)
-        else:
-            self._pieces = [data]
-        self.buffered += len(data)
-        self._wake()
-
     def end_body(self) -> None:
         self.more_body = False
         self._wake()
@@ -147,13 +134,6 @@ class RequestCycle(AppCycle):
         """The connection is gone (or the request was refused mid-body): no more I/O."""
         self.disconnected = True
         self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
 
     async def _wait(self) -> None:
         waiter = self._waiter

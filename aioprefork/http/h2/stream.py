@@ -140,15 +140,10 @@ class H2Stream(AppCycle):
 
     # Request side.
     more_body = True  # body bytes still to come (END_STREAM not seen)
-    buffered = 0  # body bytes received and not yet given to the app
     received = 0  # body bytes received in all (checked against content_length)
     recv_window = 0  # what the client may still send on this stream
     content_length = -1  # the request's Content-Length, -1 = none
-    disconnected = False  # reset or connection gone: receive -> disconnect, send raises
-    _pieces: list[bytes] | tuple[()] = ()
-    _delivered = False
     expect_continue = False  # expect: 100-continue, not answered yet
-    _waiter: asyncio.Future[None] | None = None
     # Response side.
     status = 0
     sent = 0
@@ -186,14 +181,6 @@ class H2Stream(AppCycle):
 
     # --- fed by the connection --------------------------------------------------------------
 
-    def feed_body(self, data: bytes) -> None:
-        if self._pieces:
-            self._pieces.append(data)
-        else:
-            self._pieces = [data]
-        self.buffered += len(data)
-        self._wake()
-
     def end_body(self) -> None:
         self.more_body = False
         self.remote_closed = True
@@ -209,13 +196,6 @@ class H2Stream(AppCycle):
         waiter = self._drained
         if waiter is not None:
             self._drained = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
 
