@@ -61,6 +61,7 @@ from aioprefork.http.host import AppHost
 from aioprefork.http.stats import WorkerStats
 from aioprefork.tls import tls_extension
 from aioprefork.wire.accesslog import AccessLogger
+from aioprefork.wire.display import address, cut_target
 from aioprefork.wire.flow import FlowControl
 from aioprefork.wire.framing import FRAMING_NAMES, check_head
 from aioprefork.wire.memo import COMPILED, remember
@@ -883,7 +884,7 @@ class HttpProtocol(asyncio.Protocol):
         if cycle.complete or (cycle.head_sent and not limits.request_timeout_streaming):
             return
         self._shared.stats.request_timeouts += 1
-        client = _address(cycle.scope.get("client"))
+        client = address(cycle.scope.get("client"))
         app_log.error(
             "request_timeout (%gs): %s %s from %s; its app was cancelled, waiting at:\n%s",
             self._shared.request_timeout, cycle.method, cycle.target.decode("latin-1"), client,
@@ -1264,7 +1265,7 @@ class HttpProtocol(asyncio.Protocol):
     def request_row(self, target_length: int) -> tuple[str, str, str, str, str, str, float] | None:
         """This connection as `ctl status --requests` lists it (worker/inflight.py): only built
         when asked, from what the connection holds anyway."""
-        peer = _address(self._client)
+        peer = address(self._client)
         cycle = self._cycle or self._reading
         if cycle is None:
             if self.phase == "keepalive":
@@ -1286,7 +1287,7 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 phase = "in app"
         target = cut_target(cycle.target.decode("latin-1"), target_length)
-        client = _address(cycle.scope.get("client"))
+        client = address(cycle.scope.get("client"))
         return client, peer, protocol, cycle.method, target, phase, _clock() - cycle.start
 
     def abort(self) -> None:
@@ -1294,16 +1295,3 @@ class HttpProtocol(asyncio.Protocol):
         self._host.cancel()
         self._held = None
         self.transport.abort()
-
-
-def _address(pair: object) -> str:
-    """("10.0.0.1", 5123) -> "10.0.0.1:5123"; "-" when unknown (a Unix socket)."""
-    if isinstance(pair, tuple | list) and len(pair) == 2:
-        host = str(pair[0])
-        return f"[{host}]:{pair[1]}" if ":" in host else f"{host}:{pair[1]}"
-    return "-"
-
-
-def cut_target(target: str, length: int) -> str:
-    """A target shortened for display: `/very/long/pa…` (the ellipsis counts in `length`)."""
-    return target if len(target) <= length else target[: max(0, length - 1)] + "\u2026"

@@ -20,6 +20,12 @@ class Describable(Protocol):
         own clock); None when nothing to show."""
 
 
+class DescribableStreams(Protocol):
+    def request_rows(self, target_length: int) -> list[RequestRow]:
+        """A row per request in flight, as request_row's: a connection that multiplexes
+        (HTTP/2) has several at once."""
+
+
 def collect(
     connections: Iterable[object], limit: int, target_length: int
 ) -> tuple[int, tuple[RequestRow, ...]]:
@@ -31,5 +37,9 @@ def collect(
             row = describe(target_length)
             if row is not None:
                 rows.append(row)
+            continue
+        several = getattr(conn, "request_rows", None)
+        if several is not None:
+            rows.extend(several(target_length))
     rows.sort(key=lambda row: row[6], reverse=True)
     return len(rows), tuple(rows[:limit])

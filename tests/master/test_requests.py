@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import socket
 import subprocess
 import urllib.request
@@ -14,8 +15,8 @@ import pytest
 from support import AIOPREFORK
 
 from aioprefork.cli.render import render_requests
-from aioprefork.http.protocol import cut_target
 from aioprefork.snapshot import InFlight, RequestView
+from aioprefork.wire.display import cut_target
 
 from .conftest import Master, StartMaster, get
 
@@ -120,3 +121,34 @@ async def test_a_worker_with_a_blocked_loop_is_named_not_waited_for(
     snapshot = json.loads(result.stdout)
     assert snapshot["requests"]["unanswered"] == [0]
     assert await blocked == (200, b"ok")
+
+
+async def test_http2_streams_are_listed_one_row_each(start_master: StartMaster) -> None:
+    """An HTTP/2 connection multiplexes: each open stream is a request in flight of its own."""
+    nghttp = shutil.which("nghttp")
+    assert nghttp, "nghttp is missing: make system-deps (Debian nghttp2-client)"
+    master = start_master("--workers", "1", app="ops_apps:app")
+    await master.wait_ready(1)
+    base = f"http://127.0.0.1:{master.port}"
+    # one h2c connection (prior knowledge), two concurrent streams
+    proc = await asyncio.create_subprocess_exec(
+        nghttp, "-n", "-s", f"{base}/wait?s=2", f"{base}/wait?s=3",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await asyncio.sleep(0.8)
+        result = await asyncio.to_thread(ctl_status, master, "--requests", "--json")
+        assert result.returncode == 0, result.stderr
+        listed = json.loads(result.stdout)["requests"]["requests"]
+        streams = [r for r in listed if r["protocol"] == "HTTP/2" and r["phase"] == "in app"]
+        assert sorted(r["target"] for r in streams) == ["/wait?s=2", "/wait?s=3"], listed
+        assert all(r["method"] == "GET" and r["age"] > 0.3 for r in streams), streams
+        assert streams[0]["peer"] == streams[1]["peer"]  # the same connection
+    finally:
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, err
+    answered = [line.split() for line in out.decode().splitlines() if "/wait?s=" in line]
+    assert sorted((row[4], row[-1]) for row in answered) == [
+        ("200", "/wait?s=2"),
+        ("200", "/wait?s=3"),
+    ], out  # nghttp's statistics: id, responseEnd, requestStart, process, code, size, path

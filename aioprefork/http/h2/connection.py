@@ -36,9 +36,11 @@ from aioprefork.http.h2.hpack import Decoder, Encoder, HeaderListTooLarge, Hpack
 from aioprefork.http.h2.request import Malformed, TooLarge, check_request, check_trailers
 from aioprefork.http.h2.stream import H2Stream
 from aioprefork.http.host import AppHost
+from aioprefork.wire.display import address, cut_target
 from aioprefork.wire.proxy import resolve_forwarded
 
 if TYPE_CHECKING:
+    from aioprefork.channel.messages import RequestRow
     from aioprefork.http.protocol import Shared
 
 __all__ = ["H2Connection", "serve_http2"]
@@ -1049,3 +1051,28 @@ class H2Connection(asyncio.Protocol):
         self._host.cancel()
         self._out = []
         self.transport.abort()
+
+    def request_rows(self, target_length: int) -> list[RequestRow]:
+        """This connection as `ctl status --requests` lists it (worker/inflight.py): a row per
+        open stream, else one keep-alive row; built only when asked."""
+        peer = address(self.transport.get_extra_info("peername"))
+        if not self._streams:
+            if self.phase != "keepalive":
+                return []
+            idle = self._loop.time() - self.idle_since
+            return [(peer, peer, "HTTP/2", "-", "-", "keep-alive", idle)]
+        now = _clock()
+        rows: list[RequestRow] = []
+        for stream in self._streams.values():
+            if stream.more_body:
+                phase = "reading body"
+            elif stream.out_pending:
+                phase = "writing"  # body held for the client's flow-control window
+            elif stream.complete:
+                phase = "closing"
+            else:
+                phase = "in app"
+            target = cut_target(stream.target.decode("latin-1"), target_length)
+            client = address(stream.scope.get("client"))
+            rows.append((client, peer, "HTTP/2", stream.method, target, phase, now - stream.start))
+        return rows
