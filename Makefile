@@ -99,10 +99,12 @@ unit: $(STAMP)
 
 test: $(STAMP) system-deps lint types $(COMPILED_STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
-	@# the same request-path tests against the mypyc build (what a wheel built with AIOPREFORK_MYPYC=1 runs)
+	@# the same request-path tests against the mypyc build (what a wheel built with AIOPREFORK_MYPYC=1 runs),
+	@# and the operator views that walk the compiled coroutines (request_timeout reports, ctl dump)
 	@# (the pytest script, not `python -m pytest`, which would put the source tree first on sys.path)
 	AIOPREFORK_EXPECT_COMPILED=1 PYTHONPATH=$(abspath $(COMPILED)) $(VENV)/bin/pytest -q -p no:cacheprovider \
-	  tests/http tests/http/pathsend tests/http/websocket tests/tls tests/http2 tests/wire/test_target.py tests/http/test_connstate.py
+	  tests/http tests/http/pathsend tests/http/websocket tests/tls tests/http2 tests/wire/test_target.py tests/http/test_connstate.py \
+	  tests/master/test_request_timeout.py tests/master/test_requests.py tests/master/test_dump.py
 
 bench: $(STAMP) system-deps $(COMPILED_STAMP)
 	$(PY) -m pip install -q -e '.[bench]'

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import types
 from asyncio import tasks as _tasks
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from aioprefork.asgi.cycle import AppCycle
@@ -33,6 +34,7 @@ _leave_task: Final = _tasks._leave_task
 _copy_context: Final = contextvars.copy_context
 _run_in: Final = contextvars.Context.run  # (ctx.run(...) would look the method up each time)
 _DONE: Final = runner.DONE
+_Coroutine: Final = types.CoroutineType
 _Failure: Final = runner.Failure
 
 
@@ -71,7 +73,8 @@ class AppHost:
         self._runner: Any = runner.run_apps(app)
         self._runner.send(None)  # parked at its first yield, waiting for a cycle
         self._step: Callable[[Any], Any] = self._runner.send  # bound once
-        self._spare: set[asyncio.Task[None]] = set()
+        # the apps run by tasks of their own: (cycle, the app's awaitable)
+        self._spare: dict[asyncio.Task[None], tuple[AppCycle, Any]] = {}
         self._closed = False
         self._started = False  # the host task has taken its first step
         self._first: AppCycle | None = None  # for the host task to start at that first step
@@ -174,13 +177,26 @@ class AppHost:
             self._task = None
 
     def _spawn(self, cycle: AppCycle) -> None:
-        task = self._loop.create_task(self._run_task(cycle), context=_copy_context())
-        self._spare.add(task)
-        task.add_done_callback(self._spare.discard)
-
-    async def _run_task(self, cycle: AppCycle) -> None:
+        ctx = _copy_context()
         try:
-            await self._app(cycle.scope, cycle.receive, cycle.send)
+            app = _run_in(ctx, self._app, cycle.scope, cycle.receive, cycle.send)
+        except BaseException as exc:  # the app's call itself failed: nothing to await
+            cycle.app_done(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        task = self._loop.create_task(self._run_task(cycle, app), context=ctx)
+        self._spare[task] = (cycle, app)
+        task.add_done_callback(self._forget_spare)
+
+    def _forget_spare(self, task: asyncio.Task[None]) -> None:
+        entry = self._spare.pop(task, None)
+        if entry is not None and type(entry[1]) is _Coroutine:
+            entry[1].close()  # cancelled before its first step: never awaited, and no warning
+
+    async def _run_task(self, cycle: AppCycle, app: Awaitable[None]) -> None:
+        try:
+            await app
         except BaseException as exc:
             cycle.app_done(exc)
             if not isinstance(exc, Exception):
@@ -200,8 +216,33 @@ class AppHost:
 
     def stacks(self) -> str:
         """Where this connection's apps wait now (request_timeout's report), one per task."""
-        tasks = [t for t in (self._task, *self._spare) if t is not None and not t.done()]
-        return "".join(runner.await_stack(t) for t in tasks) or "  (no app task is waiting)\n"
+        stacks = [runner.await_stack(task, runs) for task, runs in self.hosted()]
+        return "".join(stacks) or "  (no app task is waiting)\n"
+
+    def hosted(self) -> list[tuple[asyncio.Task[None], object]]:
+        """Each live task of this connection with what it runs, for stack reports (`ctl dump`,
+        request_timeout): their coroutines are compiled in the default build, unwalkable."""
+        pairs: list[tuple[asyncio.Task[None], object]] = []
+        if self._task is not None and not self._task.done():
+            pairs.append((self._task, self._runner))
+        pairs.extend((task, app) for task, (_, app) in self._spare.items() if not task.done())
+        return pairs
+
+    def cancel_one(self, cycle: AppCycle) -> bool:
+        """Cancel `cycle`'s app alone (an HTTP/2 stream's request_timeout): the others of the
+        connection go on. False when it is not running here (finished, or not started)."""
+        if self._first is cycle:
+            self._first = None  # never started: nothing to cancel
+            return False
+        pending = self._pending
+        if pending is not None and pending[2] is cycle and self._task is not None:
+            self._task.cancel()  # the host task drives this app alone
+            return True
+        for task, (spare, _) in self._spare.items():
+            if spare is cycle:
+                task.cancel()
+                return True
+        return False
 
     def cancel(self) -> None:
         """Immediate stop: cancel every app still running for this connection."""

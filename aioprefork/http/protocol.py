@@ -1290,6 +1290,10 @@ class HttpProtocol(asyncio.Protocol):
         client = address(cycle.scope.get("client"))
         return client, peer, protocol, cycle.method, target, phase, _clock() - cycle.start
 
+    def hosted_tasks(self) -> list[tuple[asyncio.Task[None], object]]:
+        """This connection's app tasks and what each runs (`ctl dump`, worker/stacks.py)."""
+        return self._host.hosted()
+
     def abort(self) -> None:
         """Immediate stop: drop the connection and cancel its apps."""
         self._host.cancel()

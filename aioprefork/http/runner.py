@@ -119,10 +119,18 @@ def _await_chain(awaitable: object) -> Iterator[FrameType]:
         awaitable = inner if inner is not None else stepped_by(awaitable)
 
 
-def await_stack(task: asyncio.Task[Any]) -> str:
-    """Where `task` waits, as traceback lines, down into the app its connection host drives."""
+def await_stack(task: asyncio.Task[Any], runs: object = None) -> str:
+    """Where `task` waits, as traceback lines, down into the app its connection host drives.
+
+    `runs`: what the task runs (a connection's runner generator, or one app's awaitable), where
+    the walk begins when the task's own coroutine is compiled: a mypyc coroutine has no frame or
+    cr_await to follow (AppHost.hosted gives it)."""
     lines: list[str] = []
-    for frame in _await_chain(task.get_coro()):
+    start: object = task.get_coro()
+    walkable = getattr(start, "cr_frame", None) or getattr(start, "gi_frame", None)
+    if runs is not None and walkable is None:
+        start = runs
+    for frame in _await_chain(start):
         summary = traceback.StackSummary.extract([(frame, frame.f_lineno)], lookup_lines=True)
         lines.extend(summary.format())
     return "".join(lines)

@@ -33,6 +33,7 @@ __all__ = [
     "chunk",
     "encode_head",
     "encode_trailers",
+    "error_body",
     "error_response",
     "status_line",
 ]
@@ -377,6 +378,11 @@ def encode_trailers(headers: Iterable[Any]) -> bytes:
 
 
 _ERROR_HEADS: Final[dict[int, bytes]] = {}
+
+
+def error_body(status: int) -> bytes:
+    """The plain-text content of an error answer: the status's reason phrase and a newline."""
+    return (_phrase(status) or b"Error") + b"\n"
 
 
 def error_response(status: int, defaults: DefaultHeaders, head_request: bool = False) -> bytes:

@@ -70,7 +70,7 @@ from aioprefork.worker import inflight
 from aioprefork.worker.balance import Balance
 from aioprefork.worker.reporter import Reporter
 from aioprefork.worker.server import ACCEPT_FAN, WorkerServer
-from aioprefork.worker.stacks import live_stacks
+from aioprefork.worker.stacks import hosted_by, live_stacks
 from aioprefork.worker.stalls import StallWatch
 
 log = logging.getLogger("aioprefork.server")
@@ -302,7 +302,7 @@ class Worker:
                     case Apply():
                         self._apply(msg.settings)
                     case Dump():
-                        text = live_stacks(FATAL_LIMIT)
+                        text = live_stacks(FATAL_LIMIT, hosted_by(self._stats.connections))
                         with contextlib.suppress(PeerGone):
                             endpoint.send(Stacks(request=msg.request, text=text))
                     case _:

@@ -13,17 +13,29 @@ import collections
 import sys
 import threading
 import traceback
+from collections.abc import Iterable, Mapping
 
 from aioprefork.http import runner
 from aioprefork.http.runner import STACK_LIMIT
 
 
-def _task_stack(task: asyncio.Task[object]) -> str:
-    return runner.await_stack(task) or "    (not started or finished)\n"
+def _task_stack(task: asyncio.Task[object], runs: object) -> str:
+    return runner.await_stack(task, runs) or "    (not started or finished)\n"
 
 
-def live_stacks(limit: int) -> str:
-    """Threads first (the loop's own thread among them), then tasks grouped by stack."""
+def hosted_by(connections: Iterable[object]) -> dict[asyncio.Task[object], object]:
+    """What each connection's app tasks run (AppHost.hosted), asked only for a dump."""
+    hosted: dict[asyncio.Task[object], object] = {}
+    for conn in connections:
+        tasks = getattr(conn, "hosted_tasks", None)
+        if tasks is not None:
+            hosted.update(tasks())
+    return hosted
+
+
+def live_stacks(limit: int, hosted: Mapping[asyncio.Task[object], object] | None = None) -> str:
+    """Threads first (the loop's own thread among them), then tasks grouped by stack;
+    `hosted`: what the connections' (compiled) tasks run, where their walks begin."""
     names = {t.ident: t.name for t in threading.enumerate()}
     loop_thread = threading.get_ident()
     parts: list[str] = []
@@ -35,7 +47,7 @@ def live_stacks(limit: int) -> str:
     example: dict[str, str] = {}
     tasks = asyncio.all_tasks()
     for task in tasks:
-        stack = _task_stack(task)
+        stack = _task_stack(task, hosted.get(task) if hosted else None)
         groups[stack] += 1
         coro = task.get_coro()
         example.setdefault(stack, getattr(coro, "__qualname__", repr(coro)))

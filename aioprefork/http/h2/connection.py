@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 __all__ = ["H2Connection", "serve_http2"]
 
 log: Final = logging.getLogger("aioprefork.http")
+app_log: Final = logging.getLogger("aioprefork.app")  # request_timeout: the app's doing
+_SWALLOW_GRACE: Final = 1.0  # seconds a cancelled app has to end before it is reported
 
 _ASGI: Final[dict[str, str]] = {"version": "3.0", "spec_version": "2.4"}
 _CONNECTION_WINDOW: Final = 16 * 1024 * 1024  # what the peer may send before we read it
@@ -560,6 +562,38 @@ class H2Connection(asyncio.Protocol):
             stream.more_body = False
             stream.remote_closed = True
         self._host.run(stream)
+        timeout = self._shared.request_timeout
+        if timeout > 0 and not stream.complete:
+            stream.timer = self._loop.call_later(timeout, self._timed_out, stream)
+
+    def _timed_out(self, stream: H2Stream) -> None:
+        """request_timeout passed while `stream`'s app runs: report where it waits, answer (or
+        reset a streaming response, when request_timeout_streaming says so), cancel that app
+        alone; the connection's other streams go on."""
+        stream.timer = None
+        http = self._http
+        if stream.complete or stream.disconnected:
+            return
+        if stream.head_sent and not http.request_timeout_streaming:
+            return
+        self._shared.stats.request_timeouts += 1
+        app_log.error(
+            "request_timeout (%gs): %s %s from %s over HTTP/2; its app was cancelled, waiting "
+            "at:\n%s",
+            self._shared.request_timeout, stream.method, stream.target.decode("latin-1"),
+            address(stream.scope.get("client")), self._host.stacks().rstrip(),
+        )  # fmt: skip
+        stream.abandon(http.request_timeout_status)
+        if self._host.cancel_one(stream):
+            self._loop.call_later(_SWALLOW_GRACE, self._swallowed, stream)
+
+    def _swallowed(self, stream: H2Stream) -> None:
+        if not stream.finished:
+            app_log.error(
+                "request_timeout: the app of %s %s swallowed its cancellation and still runs "
+                "(let asyncio.CancelledError propagate); the worker goes on serving",
+                stream.method, stream.target.decode("latin-1"),
+            )  # fmt: skip
 
     def _on_settings(self, flags: int, sid: int, payload: bytes) -> None:
         if sid:
@@ -737,6 +771,9 @@ class H2Connection(asyncio.Protocol):
         sid = stream.stream_id
         if self._streams.pop(sid, None) is None:
             return
+        if stream.timer is not None:
+            stream.timer.cancel()
+            stream.timer = None
         stats = self._shared.stats
         stats.h2_streams -= 1
         self._blocked.pop(stream, None)
@@ -963,6 +1000,9 @@ class H2Connection(asyncio.Protocol):
     # --- the end of a response ----------------------------------------------------------------
 
     def response_done(self, stream: H2Stream) -> None:
+        if stream.timer is not None:
+            stream.timer.cancel()
+            stream.timer = None
         shared = self._shared
         duration = _clock() - stream.start
         shared.stats.observe(stream.method, stream.status, duration, stream.sent)
@@ -1051,6 +1091,10 @@ class H2Connection(asyncio.Protocol):
         self._host.cancel()
         self._out = []
         self.transport.abort()
+
+    def hosted_tasks(self) -> list[tuple[asyncio.Task[None], object]]:
+        """This connection's app tasks and what each runs (`ctl dump`, worker/stacks.py)."""
+        return self._host.hosted()
 
     def request_rows(self, target_length: int) -> list[RequestRow]:
         """This connection as `ctl status --requests` lists it (worker/inflight.py): a row per

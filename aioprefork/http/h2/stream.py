@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Final
 from aioprefork.asgi.cycle import AppCycle
 from aioprefork.asgi.types import Message, Scope
 from aioprefork.errors import ClientDisconnected
+from aioprefork.http.h2 import frames as f
+from aioprefork.wire.writer import error_body
 
 if TYPE_CHECKING:
     from aioprefork.http.h2.connection import H2Connection
@@ -157,6 +159,10 @@ class H2Stream(AppCycle):
     remote_closed = False  # END_STREAM received
     reset = False  # RST_STREAM sent or received
     wire_sent = 0  # body bytes framed so far (the stall check watches it move)
+    # request_timeout: the timer armed when the app started (only when the setting is on), and
+    # whether the app has returned (an app that swallows its cancellation never does).
+    timer: asyncio.TimerHandle | None = None
+    finished = False
     _drained: asyncio.Future[None] | None = None
 
     def __init__(
@@ -409,28 +415,35 @@ class H2Stream(AppCycle):
         self._wake()
         self._owner.response_done(self)
 
-    def _fail(self) -> None:
+    def abandon(self, status: int) -> None:
+        """request_timeout passed: answer `status` if nothing was sent, else reset the stream
+        (CANCEL); the app's later send() calls raise ClientDisconnected."""
+        self._fail(status, f.CANCEL)
+
+    def _fail(self, status: int = 500, reset_code: int = f.INTERNAL_ERROR) -> None:
         """An invalid response: 500 if nothing was sent, else reset the stream."""
         if self.complete:
             return
         owner = self._owner
         if not self.head_sent and not self.disconnected:
-            self.status = 500
+            self.status = status
             self.head_sent = True
+            body = error_body(status)
             fields = [
                 (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", b"22"),
+                (b"content-length", b"%d" % len(body)),
             ]
-            owner.send_response_head(self, 500, fields, False)
-            owner.send_data(self, b"Internal Server Error\n", True)
+            owner.send_response_head(self, status, fields, False)
+            owner.send_data(self, body, True)
         elif not self.disconnected:
-            owner.reset_stream(self, 2)  # INTERNAL_ERROR
+            owner.reset_stream(self, reset_code)
         self.complete = True
         self.disconnected = True
         self._wake()
         owner.response_done(self)
 
     def app_done(self, exc: BaseException | None) -> None:
+        self.finished = True
         if exc is not None:
             if isinstance(exc, ClientDisconnected) or self.disconnected:
                 log.debug("app stopped after the client disconnected: %r", exc)
