@@ -20,6 +20,12 @@ class AppCycle:
 
     corked = False  # set by AppHost for the length of one synchronous step of the app
     scope: Scope
+    method: str
+    target: bytes  # as the request line carried it
+    # request_timeout: the timer armed when the app started (only when the setting is on), and
+    # whether the app has returned (an app that swallows its cancellation never does).
+    timer: asyncio.TimerHandle | None = None
+    finished = False
     # The request body as the connection feeds it, until receive() hands it to the app.
     buffered = 0  # body bytes received and not yet given to the app
     disconnected = False  # the client is gone (or the request refused): receive -> disconnect

@@ -91,10 +91,6 @@ class RequestCycle(AppCycle):
     # eleven), when the response completes, or when _CORK_LIMIT bytes pile up.
     _held: list[bytes] | None = None
     _held_size = 0
-    # request_timeout: the timer armed when the app started (only when the setting is on), and
-    # whether the app has returned (an app that swallows its cancellation never does).
-    timer: asyncio.TimerHandle | None = None
-    finished = False
 
     def __init__(
         self,

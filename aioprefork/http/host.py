@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import types
 from asyncio import tasks as _tasks
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,8 @@ _leave_task: Final = _tasks._leave_task
 _copy_context: Final = contextvars.copy_context
 _run_in: Final = contextvars.Context.run  # (ctx.run(...) would look the method up each time)
 _DONE: Final = runner.DONE
+app_log: Final = logging.getLogger("aioprefork.app")  # request_timeout: the app's doing
+SWALLOW_GRACE: Final = 1.0  # seconds a cancelled app has to end before it is reported
 _Coroutine: Final = types.CoroutineType
 _Failure: Final = runner.Failure
 
@@ -219,6 +222,19 @@ class AppHost:
         stacks = [runner.await_stack(task, runs) for task, runs in self.hosted()]
         return "".join(stacks) or "  (no app task is waiting)\n"
 
+    def report_timeout(self, cycle: AppCycle, timeout: float, client: str, over: str) -> None:
+        """request_timeout passed for `cycle`: log its request and where its app waits, once;
+        then (watch_cancelled) whether the cancelled app really ends."""
+        app_log.error(
+            "request_timeout (%gs): %s %s from %s%s; its app was cancelled, waiting at:\n%s",
+            timeout, cycle.method, cycle.target.decode("latin-1"), client, over,
+            self.stacks().rstrip(),
+        )  # fmt: skip
+
+    def watch_cancelled(self, cycle: AppCycle) -> None:
+        """Report an app still running SWALLOW_GRACE after its cancellation (it swallowed it)."""
+        self._loop.call_later(SWALLOW_GRACE, _report_swallowed, cycle)
+
     def hosted(self) -> list[tuple[asyncio.Task[None], object]]:
         """Each live task of this connection with what it runs, for stack reports (`ctl dump`,
         request_timeout): their coroutines are compiled in the default build, unwalkable."""
@@ -252,3 +268,12 @@ class AppHost:
             self._task.cancel()
         for task in list(self._spare):
             task.cancel()
+
+
+def _report_swallowed(cycle: AppCycle) -> None:
+    if not cycle.finished:
+        app_log.error(
+            "request_timeout: the app of %s %s swallowed its cancellation and still runs "
+            "(let asyncio.CancelledError propagate); the worker goes on serving",
+            cycle.method, cycle.target.decode("latin-1"),
+        )  # fmt: skip

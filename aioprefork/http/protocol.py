@@ -72,7 +72,6 @@ from aioprefork.wire.writer import DefaultHeaders, error_response
 __all__ = ["HttpProtocol", "Shared"]
 
 log: Final = logging.getLogger("aioprefork.http")
-app_log: Final = logging.getLogger("aioprefork.app")  # request_timeout: the app's doing
 
 _FIRST_REQUEST_GRACE: Final = 1.0  # seconds an idle connection gets at graceful stop
 _LINGER_TIME: Final = 2.0  # seconds a refused client gets to read our answer before the close
@@ -87,7 +86,6 @@ _METHODS: Final = {
 # value", "Expected LF after headers", "Expected CRLF after version", ...).
 _LINE_ENDING: Final = re.compile(r"\b(?:cr|lf|crlf)\b")
 _clock: Final = time.perf_counter  # a C static in the compiled build, not a globals lookup
-SWALLOW_GRACE: Final = 1.0  # seconds a cancelled app has to end before it is reported
 _RESET: Final = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
 _PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # HTTP/2's connection preface
 _PROXY_MAX: Final = 536  # a PROXY v2 header is at most 16 + 520 bytes (v1 at most 107)
@@ -885,22 +883,10 @@ class HttpProtocol(asyncio.Protocol):
             return
         self._shared.stats.request_timeouts += 1
         client = address(cycle.scope.get("client"))
-        app_log.error(
-            "request_timeout (%gs): %s %s from %s; its app was cancelled, waiting at:\n%s",
-            self._shared.request_timeout, cycle.method, cycle.target.decode("latin-1"), client,
-            self._host.stacks().rstrip(),
-        )  # fmt: skip
+        self._host.report_timeout(cycle, self._shared.request_timeout, client, "")
         cycle.abandon(limits.request_timeout_status)
         self._host.cancel()
-        self._loop.call_later(SWALLOW_GRACE, self._swallowed, cycle)
-
-    def _swallowed(self, cycle: RequestCycle) -> None:
-        if not cycle.finished:
-            app_log.error(
-                "request_timeout: the app of %s %s swallowed its cancellation and still runs "
-                "(let asyncio.CancelledError propagate); the worker goes on serving",
-                cycle.method, cycle.target.decode("latin-1"),
-            )  # fmt: skip
+        self._host.watch_cancelled(cycle)
 
     def _dispatch(self) -> None:
         """Start queued cycles, one at a time, in order (pipelining)."""

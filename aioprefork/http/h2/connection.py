@@ -46,8 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["H2Connection", "serve_http2"]
 
 log: Final = logging.getLogger("aioprefork.http")
-app_log: Final = logging.getLogger("aioprefork.app")  # request_timeout: the app's doing
-_SWALLOW_GRACE: Final = 1.0  # seconds a cancelled app has to end before it is reported
 
 _ASGI: Final[dict[str, str]] = {"version": "3.0", "spec_version": "2.4"}
 _CONNECTION_WINDOW: Final = 16 * 1024 * 1024  # what the peer may send before we read it
@@ -577,23 +575,11 @@ class H2Connection(asyncio.Protocol):
         if stream.head_sent and not http.request_timeout_streaming:
             return
         self._shared.stats.request_timeouts += 1
-        app_log.error(
-            "request_timeout (%gs): %s %s from %s over HTTP/2; its app was cancelled, waiting "
-            "at:\n%s",
-            self._shared.request_timeout, stream.method, stream.target.decode("latin-1"),
-            address(stream.scope.get("client")), self._host.stacks().rstrip(),
-        )  # fmt: skip
+        client = address(stream.scope.get("client"))
+        self._host.report_timeout(stream, self._shared.request_timeout, client, " over HTTP/2")
         stream.abandon(http.request_timeout_status)
         if self._host.cancel_one(stream):
-            self._loop.call_later(_SWALLOW_GRACE, self._swallowed, stream)
-
-    def _swallowed(self, stream: H2Stream) -> None:
-        if not stream.finished:
-            app_log.error(
-                "request_timeout: the app of %s %s swallowed its cancellation and still runs "
-                "(let asyncio.CancelledError propagate); the worker goes on serving",
-                stream.method, stream.target.decode("latin-1"),
-            )  # fmt: skip
+            self._host.watch_cancelled(stream)
 
     def _on_settings(self, flags: int, sid: int, payload: bytes) -> None:
         if sid:

@@ -159,10 +159,6 @@ class H2Stream(AppCycle):
     remote_closed = False  # END_STREAM received
     reset = False  # RST_STREAM sent or received
     wire_sent = 0  # body bytes framed so far (the stall check watches it move)
-    # request_timeout: the timer armed when the app started (only when the setting is on), and
-    # whether the app has returned (an app that swallows its cancellation never does).
-    timer: asyncio.TimerHandle | None = None
-    finished = False
     _drained: asyncio.Future[None] | None = None
 
     def __init__(
