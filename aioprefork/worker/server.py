@@ -55,7 +55,7 @@ log: Final = logging.getLogger("aioprefork.server")
 _POLL: Final = 0.1  # shutdown re-checks this often for connections that leave without a callback
 RETIRED_REOPEN: Final = 15.0  # seconds a recycled worker waits for its replacement, gate shut
 _FULL_POLL: Final = 0.05  # s between looks for a reclaimable connection while shut at capacity
-# Servers (each over its own dup()) per listening socket. Since libuv 1.45 (uvloop 0.18 on) a
+# Servers (each over its own dup()) per listening socket. Since libuv 1.45 (uvloop 0.23 has 1.48) a
 # listener accepts one connection per loop turn (libuv PR 3696), and a turn of a loop serving 256
 # keep-alive connections takes 0.5-2 ms: the 256 reconnects after a keep-alive limit waited in the
 # kernel's queue for ~150 ms (p99 53 ms at 256 connections; docs/architecture.md#worker). Four
