@@ -254,6 +254,10 @@ class WorkerServer:
             self._balance.publish(open_now)
         # At the limit an idle keep-alive connection makes room for the next client; past it (the
         # gate was reopened for a client while full) the slowest client may be cut for it too.
+        if open_now >= self._capacity and not self._want_accepting:
+            # Another of the gate's listeners took it in the loop turn the gate shut (their
+            # events come in one batch): serve it. At most ACCEPT_FAN - 1 over; nobody is cut.
+            return
         if open_now >= self._capacity and not self._reclaim(slow=open_now > self._capacity):
             self._pause()
             if self._fd_capped:

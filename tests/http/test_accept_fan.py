@@ -97,3 +97,39 @@ def test_a_listener_is_duplicated_without_making_the_shared_socket_blocking() ->
         assert os.get_blocking(listening.fileno()) is False
         with listening.dup():  # what the gate used to do
             assert os.get_blocking(listening.fileno()) is True
+
+
+def test_connections_taken_in_the_turn_the_gate_shut_are_served_not_cut(serve: Any) -> None:
+    """At worker_connections the gate shuts, but the other listeners' accepts of that same loop
+    turn have already happened: those clients are served, not cut as "the slowest" (a load
+    step on a small pool saw connection resets from exactly this)."""
+    holding, burst_sent = threading.Event(), threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/hold":
+            holding.set()
+            burst_sent.wait(10)  # blocks the loop: the burst queues in the kernel
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    server = serve(app, server_kwargs={"worker_connections": 1})
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as holder:
+        holder.sendall(b"GET /hold HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert holding.wait(10)
+        burst = [
+            socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            for _ in range(ACCEPT_FAN - 1)
+        ]
+        try:
+            for sock in burst:
+                sock.sendall(REQUEST)
+            burst_sent.set()
+            assert b"200 OK" in _read_response(holder)
+            for sock in burst:
+                assert b"200 OK" in _read_response(sock)  # a reset raises here
+        finally:
+            for sock in burst:
+                sock.close()
+    assert not any(server.stats.shed.values()), server.stats.shed  # nobody was cut
