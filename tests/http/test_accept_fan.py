@@ -31,6 +31,24 @@ def _read_response(sock: socket.socket) -> bytes:
     return answer
 
 
+def _burst_while_held(
+    port: int, count: int, holder: socket.socket, burst_sent: threading.Event
+) -> None:
+    """While the app on `holder` holds the loop: `count` clients connect and send a request;
+    then the loop is let go, and every one of them must be answered 200."""
+    burst = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count)]
+    try:
+        for sock in burst:
+            sock.sendall(REQUEST)
+        burst_sent.set()
+        assert b"200 OK" in _read_response(holder)
+        for sock in burst:
+            assert b"200 OK" in _read_response(sock)
+    finally:
+        for sock in burst:
+            sock.close()
+
+
 def test_a_burst_of_connections_is_accepted_several_a_turn(serve: Any) -> None:
     holding, burst_sent = threading.Event(), threading.Event()
     turn = [0]
@@ -58,21 +76,10 @@ def test_a_burst_of_connections_is_accepted_several_a_turn(serve: Any) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as holder:
         holder.sendall(HOLD)
         assert holding.wait(10)
-        burst = [
-            socket.create_connection(("127.0.0.1", server.port), timeout=10)
-            for _ in range(ACCEPT_FAN)
-        ]
         try:
-            for sock in burst:
-                sock.sendall(REQUEST)
-            burst_sent.set()
-            assert b"200 OK" in _read_response(holder)
-            for sock in burst:
-                assert b"200 OK" in _read_response(sock)
+            _burst_while_held(server.port, ACCEPT_FAN, holder, burst_sent)
         finally:
             ticking[0] = False
-            for sock in burst:
-                sock.close()
     assert ACCEPT_FAN > 1
     assert len(arrived_in_turn) == ACCEPT_FAN
     # one listener would have spread them over ACCEPT_FAN consecutive turns
@@ -118,18 +125,5 @@ def test_connections_taken_in_the_turn_the_gate_shut_are_served_not_cut(serve: A
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as holder:
         holder.sendall(b"GET /hold HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         assert holding.wait(10)
-        burst = [
-            socket.create_connection(("127.0.0.1", server.port), timeout=10)
-            for _ in range(ACCEPT_FAN - 1)
-        ]
-        try:
-            for sock in burst:
-                sock.sendall(REQUEST)
-            burst_sent.set()
-            assert b"200 OK" in _read_response(holder)
-            for sock in burst:
-                assert b"200 OK" in _read_response(sock)  # a reset raises here
-        finally:
-            for sock in burst:
-                sock.close()
+        _burst_while_held(server.port, ACCEPT_FAN - 1, holder, burst_sent)  # a reset raises
     assert not any(server.stats.shed.values()), server.stats.shed  # nobody was cut
