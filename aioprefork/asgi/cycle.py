@@ -46,6 +46,13 @@ class AppCycle:
     async def send(self, message: Message) -> None:
         raise NotImplementedError
 
+    def stop_timer(self) -> None:
+        """The response is done, or the request gone: its request_timeout no longer applies."""
+        timer = self.timer
+        if timer is not None:
+            self.timer = None
+            timer.cancel()
+
     def feed_body(self, data: bytes) -> None:
         """Body bytes from the client, for the app's next receive()."""
         if self._pieces:

@@ -819,9 +819,7 @@ class HttpProtocol(asyncio.Protocol):
             self._body_wait()
 
     def response_done(self, cycle: RequestCycle) -> None:
-        if cycle.timer is not None:
-            cycle.timer.cancel()
-            cycle.timer = None
+        cycle.stop_timer()
         shared = self._shared
         duration = _clock() - cycle.start
         shared.stats.observe(cycle.method, cycle.status, duration, cycle.sent)

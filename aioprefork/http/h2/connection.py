@@ -757,9 +757,7 @@ class H2Connection(asyncio.Protocol):
         sid = stream.stream_id
         if self._streams.pop(sid, None) is None:
             return
-        if stream.timer is not None:
-            stream.timer.cancel()
-            stream.timer = None
+        stream.stop_timer()
         stats = self._shared.stats
         stats.h2_streams -= 1
         self._blocked.pop(stream, None)
@@ -986,9 +984,7 @@ class H2Connection(asyncio.Protocol):
     # --- the end of a response ----------------------------------------------------------------
 
     def response_done(self, stream: H2Stream) -> None:
-        if stream.timer is not None:
-            stream.timer.cancel()
-            stream.timer = None
+        stream.stop_timer()
         shared = self._shared
         duration = _clock() - stream.start
         shared.stats.observe(stream.method, stream.status, duration, stream.sent)
